@@ -1,0 +1,29 @@
+"""Converge every host in the inventory: ``pyinfra inventories/<env>.py deploy.py``.
+
+Preview with ``--dry --diff``; add ``-y`` when there is no terminal.
+"""
+
+from pyinfra import host
+from pyinfra.facts.server import User
+
+from deploys.appservice import configure_app_service
+from deploys.appuser import create_app_user
+from deploys.firewall import configure_firewall
+from deploys.nginx import configure_nginx
+from deploys.packages import install_packages
+from deploys.release import upload_release
+from deploys.settings import load_settings
+from deploys.virtualenv import build_virtualenv
+
+settings = load_settings(host.data.dict(), host.name)
+if host.get_fact(User) != "root":
+    host.data._sudo = True  # the normal case: a sudo user over SSH
+
+install_packages(settings)
+create_app_user(settings)
+upload_release(settings)
+build_virtualenv(settings)
+configure_app_service(settings)
+configure_nginx(settings)
+if settings.firewall:
+    configure_firewall(settings)

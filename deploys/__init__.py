@@ -1,0 +1,1 @@
+"""Deploys for a Flask app served by uWSGI behind Nginx, one module per concern."""

@@ -1,0 +1,72 @@
+"""The uWSGI service: ini, environment file and systemd unit, applied by restart or graceful
+reload only when they (or the code or virtualenv) changed."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+
+from deploys.converge import Level, apply_pending, daemon_reload_if_needed, secret_file
+from deploys.layout import Layout
+from deploys.release import release_id
+from deploys.render import digest, put_text, render
+from deploys.settings import Settings
+from deploys.virtualenv import venv_id
+
+
+def uwsgi_ini(settings: Settings) -> str:
+    """The uWSGI ini text."""
+    layout = Layout.of(settings)
+    binary = "uwsgi" if settings.uwsgi_from_source else "python3"
+    return render(
+        "uwsgi.ini.j2", s=settings, layout=layout, binary_path=f"{layout.venv}/bin/{binary}"
+    )
+
+
+def systemd_unit(settings: Settings) -> str:
+    """The systemd unit text."""
+    return render("app.service.j2", s=settings, layout=Layout.of(settings))
+
+
+def env_file(settings: Settings) -> str:
+    """The EnvironmentFile text (may hold secrets: never logged or diffed)."""
+    return render("env.j2", s=settings)
+
+
+@deploy("uWSGI service")
+def configure_app_service(settings: Settings):
+    """Write the ini, env file and unit; restart on unit/env changes, reload gracefully on
+    ini/code/venv changes; keep the unit enabled and running."""
+    layout = Layout.of(settings)
+    ini, unit, env = uwsgi_ini(settings), systemd_unit(settings), env_file(settings)
+    ini_op = put_text(
+        f"uWSGI ini {layout.ini}", ini, layout.ini, mode="640", user="root", group=settings.user
+    )
+    secret_file(
+        name=f"Environment {layout.env_file}",
+        path=layout.env_file,
+        content=env,
+        user="root",
+        group=settings.user,
+    )
+    put_text(f"Unit {layout.unit}", unit, layout.unit)
+    daemon_reload_if_needed(
+        name=f"systemd knows the current {layout.unit_name}", unit=layout.unit_name
+    )
+    service = layout.unit_name
+    apply_pending(
+        name=f"Apply changes to {service}",
+        stamp=f"{layout.state}/{service}.applied",
+        levels=[
+            Level("restart", digest(unit, env), [f"systemctl restart {service}"]),
+            Level(
+                "reload",
+                digest(ini, release_id(settings), venv_id(settings)),
+                [f"systemctl reload-or-restart {service}"],
+                [ini_op],
+            ),
+        ],
+    )
+    systemd.service(
+        name=f"{service} enabled and running", service=service, running=True, enabled=True
+    )

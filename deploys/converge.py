@@ -1,0 +1,145 @@
+"""State-based restarts and reloads that heal interrupted runs, plus small file operations
+pyinfra lacks (secret files without diffs, atomic symlink switches).
+
+Why stamps: ``_if=op.did_change`` restarts a service only in the run that changed its config;
+a run killed between the change and the restart leaves the old config live forever. Instead,
+each service's applied configuration is fingerprinted into a stamp file on the host *after*
+its restart/reload succeeded. Any run that finds the stamp differing from the configuration
+it deploys runs the restart/reload, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from io import BytesIO
+from typing import NamedTuple
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, operation
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import Link, Sha256File
+
+
+class StampFile(FactBase):
+    """The JSON object recorded in a stamp file, or ``{}`` when the file is absent/unreadable."""
+
+    def command(self, path: str) -> str:
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    @staticmethod
+    def default():
+        return {}
+
+    def process(self, output):
+        try:
+            value = json.loads("\n".join(output) or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+class UnitNeedsDaemonReload(FactBase):
+    """Whether systemd's loaded copy of a unit is older than its file (``NeedDaemonReload``)."""
+
+    def command(self, unit: str) -> str:
+        return f"systemctl show --property=NeedDaemonReload --value {shlex.quote(unit)}"
+
+    @staticmethod
+    def default():
+        return False
+
+    def process(self, output):
+        return "".join(output).strip() == "yes"
+
+
+class Level(NamedTuple):
+    """One way of applying configuration: a restart covers what a reload does."""
+
+    name: str
+    fingerprint: str
+    commands: list[str]
+    triggers: list[OperationMeta] = []
+
+
+def _changed(op: OperationMeta) -> bool:
+    """Whether an operation changed the host (or, before it ran, would)."""
+    return op.did_change() if op.is_complete() else op.will_change
+
+
+@operation()
+def apply_pending(stamp: str, levels: list[Level]):
+    """
+    Run the commands of the strongest level that is pending, then record all fingerprints.
+    A level is pending when its fingerprint differs from the stamp's (a change not yet
+    applied, even by an interrupted run) or one of its trigger operations changed the host
+    (a file put back after a hand edit). Nothing runs otherwise.
+
+    + stamp: path of the stamp file on the host
+    + levels: strongest first, e.g. restart then reload
+    """
+    recorded = host.get_fact(StampFile, path=stamp)
+    pending = [
+        level
+        for level in levels
+        if recorded.get(level.name) != level.fingerprint or any(map(_changed, level.triggers))
+    ]
+    if not pending:
+        host.noop(f"{stamp} is up to date")
+        return
+    yield from pending[0].commands
+    wanted = {level.name: level.fingerprint for level in levels}
+    record = shlex.quote(json.dumps(wanted, sort_keys=True))
+    tmp = shlex.quote(stamp + ".tmp")
+    yield f"echo {record} > {tmp} && mv -f {tmp} {shlex.quote(stamp)}"
+
+
+@operation()
+def daemon_reload_if_needed(unit: str):
+    """
+    Run ``systemctl daemon-reload`` when systemd's copy of ``unit`` is stale.
+
+    + unit: the unit name, e.g. ``myproject.service``
+    """
+    if host.get_fact(UnitNeedsDaemonReload, unit=unit):
+        yield "systemctl daemon-reload"
+    else:
+        host.noop(f"systemd's copy of {unit} is current")
+
+
+@operation()
+def secret_file(path: str, content: str, user: str, group: str, mode: str = "640"):
+    """
+    Upload a file whose contents must stay out of logs and ``--diff`` output.
+
+    + path: remote path
+    + content: the file's text
+    + user, group, mode: ownership and mode, applied before the contents are written
+    """
+    data = content.encode()
+    if host.get_fact(Sha256File, path=path) == hashlib.sha256(data).hexdigest():
+        host.noop(f"{path} is up to date (contents hidden)")
+        return
+    host.log(f"Will write {path} (contents hidden)")
+    quoted = shlex.quote(path)
+    yield f"touch {quoted} && chown {user}:{group} {quoted} && chmod {mode} {quoted}"
+    yield FileUploadCommand(BytesIO(data), path, remote_temp_filename=host.get_temp_filename(path))
+    yield f"chown {user}:{group} {quoted} && chmod {mode} {quoted}"
+
+
+@operation()
+def switch_link(path: str, target: str):
+    """
+    Point the symlink ``path`` at ``target`` atomically (a new link renamed over the old one),
+    so no request ever sees it missing.
+
+    + path: the symlink
+    + target: what it should point to
+    """
+    link = host.get_fact(Link, path=path)
+    if link and link.get("link_target") == target:
+        host.noop(f"{path} -> {target}")
+        return
+    tmp = shlex.quote(f"{path}.new")
+    yield f"ln -sfn {shlex.quote(target)} {tmp} && mv -Tf {tmp} {shlex.quote(path)}"

@@ -1,0 +1,41 @@
+"""Fixtures: test-bed hosts that are always removed, and a converged host shared per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import testbed
+from tests.pyinfra_run import pyinfra
+
+
+@pytest.fixture(scope="session")
+def base_image():
+    """The cached base image; a missing Docker engine fails the tests (never skips them)."""
+    return testbed.ensure_image()
+
+
+@pytest.fixture(scope="module")
+def boot(base_image, request):
+    """Boot hosts for this module: ``boot(n)``; every one is removed when the module ends."""
+    booted: list[testbed.TestHost] = []
+
+    def _boot(count: int = 1) -> list[testbed.TestHost]:
+        hosts = testbed.boot(count, prefix=f"test-{request.module.__name__.rsplit('.', 1)[-1]}")
+        booted.extend(hosts)
+        return hosts
+
+    yield _boot
+    testbed.destroy(booted)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("inventories")
+
+
+@pytest.fixture(scope="module")
+def converged(boot, workdir):
+    """One host converged by a full deploy, with that run's result."""
+    (host,) = boot(1)
+    run = pyinfra([host], workdir).check()
+    return host, run

@@ -1,0 +1,169 @@
+"""The deploy on real hosts: converge, idempotence, dry runs, targeted reloads, reboot, fleets.
+
+Tests in this module share one converged host and run in file order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from tests import testbed
+from tests.pyinfra_run import pyinfra
+
+APP = "myproject"
+HELLO = "Hello There!"
+
+
+def wait_until(probe, timeout: float = 30, what: str = "condition"):
+    """Poll ``probe`` until it returns a truthy value (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def body_of(host) -> str | None:
+    status, body = testbed.http_get(host.http_port)
+    return body if status == 200 else None
+
+
+def pids(host, pattern: str) -> set[str]:
+    return set(host.exec(f"pgrep -f '{pattern}' || true").stdout.split())
+
+
+def uwsgi_workers(host) -> set[str]:
+    return set(host.exec(f"pgrep -P {main_pid(host, APP)} || true").stdout.split())
+
+
+def nginx_workers(host) -> set[str]:
+    return pids(host, "^nginx: worker")
+
+
+def main_pid(host, unit: str) -> str:
+    return host.exec(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def test_dry_run_diff_on_a_fresh_host_changes_nothing(boot, workdir):
+    (fresh,) = boot(1)
+    run = pyinfra([fresh], workdir, "deploy.py", "--diff", dry=True).check()
+    assert f"Will create /etc/nginx/sites-available/{APP}" in run.output
+    assert f"uwsgi_pass unix:/run/{APP}/{APP}.sock;" in run.output  # the file diff itself
+    assert "Will write /etc/myproject/env (contents hidden)" in run.output
+    assert run.changed > 20
+    untouched = fresh.exec(
+        f"dpkg -s nginx >/dev/null 2>&1 && echo nginx; test -e /srv/{APP} && echo srv; "
+        f"test -e /etc/{APP} && echo etc; id {APP} >/dev/null 2>&1 && echo user; true"
+    ).stdout.split()
+    assert untouched == []
+
+
+def test_fresh_host_serves_the_app_through_nginx(converged):
+    host, run = converged
+    assert run.changed > 20
+    status, body = testbed.http_get(host.http_port)
+    assert (status, HELLO in body) == (200, True)
+
+
+def test_unit_is_active_and_enabled(converged):
+    host, _ = converged
+    assert host.exec(f"systemctl is-active {APP}").stdout.strip() == "active"
+    assert host.exec(f"systemctl is-enabled {APP}").stdout.strip() == "enabled"
+
+
+def test_socket_is_group_www_data_mode_660(converged):
+    host, _ = converged
+    stat = host.exec(f"stat -c '%A %U %G' /run/{APP}/{APP}.sock").stdout.split()
+    assert stat == ["srw-rw----", APP, "www-data"]
+
+
+def test_app_user_is_a_system_user_without_login_or_other_groups(converged):
+    host, _ = converged
+    entry = host.exec(f"getent passwd {APP}").stdout.strip().split(":")
+    assert int(entry[2]) < 1000 and entry[6] == "/usr/sbin/nologin"
+    assert host.exec(f"id -Gn {APP}").stdout.split() == [APP]
+
+
+def test_firewall_is_active_and_lets_http_in_only_through_nginx_full(converged, workdir):
+    host, _ = converged
+    status = host.exec("ufw status verbose").stdout
+    assert "Status: active" in status and "deny (incoming)" in status
+    assert "5000" not in status
+    host.exec("ufw delete allow 'Nginx Full'")
+    wait_until(
+        lambda: testbed.http_get(host.http_port, timeout=2)[0] is None, 10, "HTTP to be blocked"
+    )
+    run = pyinfra([host], workdir).check()
+    assert run.changed == 1  # the rule, nothing else
+    assert HELLO in wait_until(lambda: body_of(host), 10, "HTTP through 'Nginx Full'")
+
+
+def test_second_run_changes_nothing(converged, workdir):
+    host, _ = converged
+    assert pyinfra([host], workdir).check().changed == 0
+    assert pyinfra([host], workdir, dry=True).check().changed == 0
+
+
+def test_code_change_reloads_only_uwsgi(converged, workdir, tmp_path):
+    host, _ = converged
+    app = tmp_path / "app"
+    shutil.copytree(testbed.REPO / "app", app)
+    source = app / "myproject.py"
+    source.write_text(source.read_text().replace(HELLO, "Hello Again!"))
+    master, workers, web = main_pid(host, APP), uwsgi_workers(host), nginx_workers(host)
+
+    run = pyinfra([host], workdir, "deploy.py", "--data", f"app_src={app}").check()
+
+    assert "Hello Again!" in wait_until(
+        lambda: (b := body_of(host)) and "Again" in b and b, 30, "the new code to serve"
+    )
+    assert main_pid(host, APP) == master  # a graceful reload, not a restart
+    wait_until(
+        lambda: len(uwsgi_workers(host)) == 5 and not uwsgi_workers(host) & workers,
+        30,
+        "uWSGI to respawn its workers",
+    )
+    assert nginx_workers(host) == web
+    assert "Nginx site | Test and reload nginx" not in run.changed_ops()
+
+
+def test_nginx_change_reloads_only_nginx(converged, workdir):
+    host, _ = converged
+    pyinfra([host], workdir).check()  # back to the repo's app
+    wait_until(lambda: (b := body_of(host)) and HELLO in b, 30, "the original app")
+    wait_until(lambda: len(uwsgi_workers(host)) == 5, 30, "uWSGI workers")
+    master, workers, web = main_pid(host, APP), uwsgi_workers(host), nginx_workers(host)
+
+    run = pyinfra([host], workdir, "deploy.py", "--data", "client_max_body_size=20m").check()
+
+    assert run.changed_ops() == [
+        "Nginx site | Site /etc/nginx/sites-available/myproject",
+        "Nginx site | Test and reload nginx",
+    ]
+    wait_until(lambda: nginx_workers(host) and not nginx_workers(host) & web, 15, "nginx to reload")
+    assert "client_max_body_size 20m;" in host.exec(f"cat /etc/nginx/sites-enabled/{APP}").stdout
+    assert (main_pid(host, APP), uwsgi_workers(host)) == (master, workers)
+
+
+def test_reboot_brings_the_app_back(converged):
+    host, _ = converged
+    testbed.reboot(host)
+    assert HELLO in wait_until(lambda: body_of(host), 60, "the app after a reboot")
+    assert "Status: active" in host.exec("ufw status").stdout
+
+
+@pytest.mark.parametrize("users", [("deploy", "root")])
+def test_two_hosts_one_as_sudo_user_one_as_root_converge_in_one_run(boot, workdir, users):
+    hosts = boot(2)
+    for host, user in zip(hosts, users, strict=True):
+        host.ssh_user = user
+    run = pyinfra(hosts, workdir).check()
+    assert run.changed > 40
+    for host in hosts:
+        assert HELLO in (body_of(host) or "")
+    assert pyinfra(hosts, workdir).check().changed == 0

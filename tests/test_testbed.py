@@ -1,0 +1,77 @@
+"""The test bed gives real Debian 12 hosts: systemd as PID 1, SSH, sudo, a reachable index."""
+
+import subprocess
+import time
+
+import pytest
+
+from tests import testbed
+
+
+@pytest.fixture(scope="module")
+def host(boot):
+    return boot(1)[0]
+
+
+def test_ssh_as_sudo_user(host):
+    assert host.ssh("id -un").stdout.strip() == "deploy"
+    assert host.ssh("sudo -n id -u").stdout.strip() == "0"
+
+
+def test_systemd_is_pid_1_and_running(host):
+    assert host.ssh("ps -p 1 -o comm=").stdout.strip() == "systemd"
+    state = host.ssh("systemctl is-system-running", check=False).stdout.strip()
+    assert state in ("running", "degraded")
+
+
+def test_only_loopback_ports_are_published(host):
+    ports = subprocess.run(["docker", "port", host.container], capture_output=True, text=True)
+    lines = ports.stdout.split()
+    published = [word for word in lines if ":" in word]
+    assert published and all(p.startswith("127.0.0.1:") for p in published)
+
+
+def test_pip_reaches_the_package_index(host):
+    host.ssh(
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update -qq && "
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv"
+    )
+    out = host.ssh(
+        "python3 -m venv ~/v && ~/v/bin/pip download --no-deps "
+        "--no-cache-dir -d /tmp/dl flask==3.1.3 && ls /tmp/dl"
+    )
+    assert "Flask-3.1.3" in out.stdout or "flask-3.1.3" in out.stdout
+
+
+def test_reboot_brings_ssh_back(host):
+    testbed.reboot(host)
+    assert host.ssh("systemctl is-system-running --wait", check=False).stdout.strip() in (
+        "running",
+        "degraded",
+    )
+
+
+def test_unreachable_host_is_an_error():
+    """The readiness check really fails on a host nobody answers for."""
+    ghost = testbed.TestHost(
+        "ghost",
+        "none",
+        ssh_port=testbed.free_port(),
+        http_port=1,
+        https_port=1,
+        key_file=testbed.ensure_key(),
+    )
+    started = time.monotonic()
+    with pytest.raises(testbed.TestbedError, match="SSH on ghost"):
+        testbed.wait_for_ssh(ghost, timeout=3)
+    assert time.monotonic() - started < 20
+
+
+def test_destroyed_hosts_leave_no_container(boot):
+    (extra,) = boot(1)
+    testbed.destroy([extra])
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"id={extra.container}"], capture_output=True, text=True
+    ).stdout
+    assert listed.strip() == ""
+    assert extra.ssh("true", check=False).returncode != 0

@@ -1,0 +1,44 @@
+"""The UFW fact parses what real hosts print (captured from a Debian 12 test-bed host)."""
+
+from pathlib import Path
+
+from deploys.ufw import parse_ufw, rule_key
+
+CAPTURED = Path(__file__).parent / "captured"
+
+
+def parsed(name: str) -> dict:
+    return parse_ufw((CAPTURED / name).read_text())
+
+
+def test_fresh_install_is_inactive_with_no_rules():
+    state = parsed("ufw-fresh-inactive.txt")
+    assert state["active"] is False
+    assert state["rules"] == []
+    assert state["defaults"] == {"incoming": "deny", "outgoing": "allow", "routed": "deny"}
+
+
+def test_rules_are_seen_while_inactive():
+    state = parsed("ufw-inactive-ssh-only.txt")
+    assert state["active"] is False
+    assert state["rules"] == [rule_key("allow", "OpenSSH")]
+
+
+def test_active_firewall_with_rules():
+    state = parsed("ufw-active-rules.txt")
+    assert state["active"] is True
+    assert state["rules"] == [
+        "allow OpenSSH",
+        "allow 5000",
+        "allow Nginx Full",
+        "allow 8080/tcp",
+        "allow 6000:6007/udp",
+    ]
+    live = {(r["to"], r["action"], r["direction"], r["source"]) for r in state["status_rules"]}
+    assert ("80,443/tcp (Nginx Full)", "ALLOW", "IN", "Anywhere") in live
+    assert ("80,443/tcp (Nginx Full (v6))", "ALLOW", "IN", "Anywhere (v6)") in live
+    assert len(state["status_rules"]) == 10
+
+
+def test_empty_output_parses_to_an_empty_state():
+    assert parse_ufw("") == {"active": False, "rules": [], "defaults": {}, "status_rules": []}

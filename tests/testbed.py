@@ -1,0 +1,405 @@
+"""Disposable Debian 12 hosts for tests and demos: systemd as PID 1, SSH and sudo, in Docker.
+
+Each host is a container booted from a cached debootstrap image, reachable only on
+127.0.0.1: SSH (key auth, user ``deploy`` with passwordless sudo; root takes the same key)
+and HTTP/HTTPS on published ports. The runner's CA certificates are trusted inside, for apt
+and pip behind a TLS-intercepting proxy.
+
+Command line (``python -m tests.testbed``):
+    up [--hosts N]   boot N hosts and write .testbed/local.json (read by inventories/local.py)
+    down             remove the hosts that ``up`` booted
+    prune            remove every test-bed container, from any run
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_DIR = REPO / ".testbed"
+LOCAL_STATE = STATE_DIR / "local.json"
+KEY_FILE = STATE_DIR / "id_ed25519"
+LABEL = "flask-deploy.testbed"
+SUITE = "bookworm"
+PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,ca-certificates,curl"
+RUNNER_CA_DIR = Path("/usr/local/share/ca-certificates")
+SSH_USER = "deploy"
+BOOT_TIMEOUT = 90
+
+RUN_ARGS = [
+    "--cap-add",
+    "SYS_ADMIN",
+    "--cap-add",
+    "NET_ADMIN",
+    "--cap-add",
+    "NET_RAW",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--tmpfs",
+    "/tmp",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--cgroupns=host",
+    "-p",
+    "127.0.0.1::22",
+    "-p",
+    "127.0.0.1::80",
+    "-p",
+    "127.0.0.1::443",
+]
+
+PREPARE_SCRIPT = """
+set -eu
+ssh-keygen -A >/dev/null
+systemctl reset-failed ssh || true
+systemctl restart ssh
+update-ca-certificates >/dev/null 2>&1
+printf '[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n' > /etc/pip.conf
+id -u {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}
+echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{user}
+chmod 440 /etc/sudoers.d/{user}
+for home in /home/{user} /root; do
+    install -d -m 700 "$home/.ssh"
+    echo '{pubkey}' > "$home/.ssh/authorized_keys"
+    chmod 600 "$home/.ssh/authorized_keys"
+done
+chown -R {user}: /home/{user}/.ssh
+"""
+
+
+class TestbedError(RuntimeError):
+    """The test bed could not give a usable host; the message says what failed."""
+
+
+@dataclass
+class TestHost:
+    """One booted host and how to reach it from the runner."""
+
+    name: str
+    container: str
+    ssh_port: int
+    http_port: int
+    https_port: int
+    key_file: str
+    ssh_user: str = SSH_USER
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
+
+    def pyinfra_data(self, **extra) -> dict:
+        """Host data for a pyinfra inventory: SSH to 127.0.0.1 on the published port."""
+        return {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": self.ssh_port,
+            "ssh_user": self.ssh_user,
+            "ssh_key": self.key_file,
+            "ssh_known_hosts_file": "/dev/null",
+            "ssh_strict_host_key_checking": "off",
+            **extra,
+        }
+
+    def exec(self, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a shell command inside the host as root (test set-up and inspection only)."""
+        return _run(["docker", "exec", self.container, "bash", "-c", command], check=check)
+
+    def ssh(self, command: str, user: str | None = None, check: bool = True):
+        """Run a command over real SSH, as the deploy user unless told otherwise."""
+        return _run(
+            [
+                "ssh",
+                "-i",
+                self.key_file,
+                "-p",
+                str(self.ssh_port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+                f"{user or self.ssh_user}@127.0.0.1",
+                command,
+            ],
+            check=check,
+        )
+
+
+def _run(cmd: list[str], check: bool = True, input: str | None = None):
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise TestbedError(
+            f"{' '.join(cmd[:4])}... exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+        )
+    return proc
+
+
+def docker_usable() -> None:
+    """Raise TestbedError with the fix when no Docker engine answers."""
+    if not shutil.which("docker"):
+        raise TestbedError("docker is not installed: apt-get install docker.io (see .ci/run)")
+    proc = _run(["docker", "info"], check=False)
+    if proc.returncode != 0:
+        raise TestbedError(
+            "no Docker engine answers: start one (`setsid dockerd >/var/log/dockerd.log 2>&1 &`"
+            f" as root, see .ci/run): {proc.stderr.strip()[-500:]}"
+        )
+
+
+def image_tag() -> str:
+    """The base image's tag, keyed by the recipe so a changed recipe builds a new image."""
+    recipe = f"{SUITE}|minbase|{PACKAGES}|v1"
+    return f"flask-deploy-base:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def ensure_image() -> str:
+    """Build the base image with debootstrap unless the cached one exists; return its tag."""
+    docker_usable()
+    tag = image_tag()
+    if _run(["docker", "image", "inspect", tag], check=False).returncode == 0:
+        return tag
+    if not shutil.which("debootstrap"):
+        raise TestbedError("debootstrap is not installed: apt-get install debootstrap")
+    with tempfile.TemporaryDirectory(prefix="testbed-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(rootfs)])
+        for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(
+            ["docker", "import", "-c", 'CMD ["/lib/systemd/systemd"]', "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+        )
+        tar.wait()
+        if imp.returncode != 0 or tar.returncode != 0:
+            raise TestbedError(f"docker import failed: {imp.stderr.strip()}")
+    return tag
+
+
+def ensure_key() -> str:
+    """The test SSH key pair under .testbed/, made once."""
+    STATE_DIR.mkdir(exist_ok=True)
+    if not KEY_FILE.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed", "-f", str(KEY_FILE)])
+    return str(KEY_FILE)
+
+
+def _published_port(container: str, port: int) -> int:
+    out = _run(["docker", "port", container, f"{port}/tcp"]).stdout
+    return int(out.splitlines()[0].rsplit(":", 1)[1])
+
+
+def _wait_for(what: str, probe, timeout: float = BOOT_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise TestbedError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _wait_for_systemd(container: str):
+    def probe():
+        state = _run(
+            ["docker", "exec", container, "systemctl", "is-system-running"], check=False
+        ).stdout.strip()
+        return state in ("running", "degraded")
+
+    _wait_for(f"systemd in {container[:12]}", probe)
+
+
+def wait_for_ssh(host: TestHost, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait until the host accepts an SSH login, or raise TestbedError."""
+    _wait_for(f"SSH on {host.name}", lambda: host.ssh("true", check=False).returncode == 0, timeout)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _boot_one(tag: str, name: str, session: str, key_file: str) -> TestHost:
+    container = _run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--label",
+            f"{LABEL}=1",
+            "--label",
+            f"{LABEL}.session={session}",
+            *RUN_ARGS,
+            tag,
+        ]
+    ).stdout.strip()
+    try:
+        _wait_for_systemd(container)
+        for cert in RUNNER_CA_DIR.glob("*.crt"):
+            _run(["docker", "cp", str(cert), f"{container}:{RUNNER_CA_DIR}/{cert.name}"])
+        pubkey = Path(key_file + ".pub").read_text().strip()
+        _run(
+            ["docker", "exec", "-i", container, "bash", "-s"],
+            input=PREPARE_SCRIPT.format(user=SSH_USER, pubkey=pubkey),
+        )
+        host = TestHost(
+            name=name,
+            container=container,
+            ssh_port=_published_port(container, 22),
+            http_port=_published_port(container, 80),
+            https_port=_published_port(container, 443),
+            key_file=key_file,
+        )
+        wait_for_ssh(host)
+        return host
+    except BaseException:
+        _run(["docker", "rm", "-f", container], check=False)
+        raise
+
+
+def boot(count: int = 1, prefix: str = "testbed") -> list[TestHost]:
+    """Boot ``count`` hosts in parallel; on any failure none is left running."""
+    tag = ensure_image()
+    key_file = ensure_key()
+    session = uuid.uuid4().hex[:8]
+    names = [f"{prefix}-{session}-{i + 1}" for i in range(count)]
+    with ThreadPoolExecutor(max_workers=max(count, 1)) as pool:
+        futures = [pool.submit(_boot_one, tag, name, session, key_file) for name in names]
+        hosts, errors = [], []
+        for future in futures:
+            try:
+                hosts.append(future.result())
+            except Exception as exc:
+                errors.append(exc)
+    if errors:
+        destroy(hosts)
+        raise TestbedError(f"{len(errors)} of {count} hosts failed to boot: {errors[0]}")
+    return hosts
+
+
+def destroy(hosts: list[TestHost]) -> None:
+    """Remove the given hosts' containers (missing ones are fine)."""
+    if hosts:
+        _run(["docker", "rm", "-f", *[h.container for h in hosts]], check=False)
+
+
+def prune() -> int:
+    """Remove every test-bed container, e.g. after a crashed run; return how many."""
+    ids = _run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], check=False).stdout.split()
+    if ids:
+        _run(["docker", "rm", "-f", *ids], check=False)
+    return len(ids)
+
+
+def reboot(host: TestHost) -> None:
+    """Restart the host's container (a reboot), re-read its ports, wait for systemd and SSH."""
+    _run(["docker", "restart", host.container])
+    # Docker picks new ephemeral ports on a restart
+    host.ssh_port = _published_port(host.container, 22)
+    host.http_port = _published_port(host.container, 80)
+    host.https_port = _published_port(host.container, 443)
+    _wait_for_systemd(host.container)
+    wait_for_ssh(host)
+
+
+def write_state(hosts: list[TestHost], path: Path) -> None:
+    """Record booted hosts as JSON for an inventory file to read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(h) for h in hosts], indent=2) + "\n")
+
+
+def read_state(path: Path) -> list[TestHost]:
+    """The hosts recorded by write_state."""
+    return [TestHost(**entry) for entry in json.loads(path.read_text())]
+
+
+def http_get(port: int, path: str = "/", host_header: str = "localhost", timeout: float = 5):
+    """GET http://127.0.0.1:port/path; return (status, body), or (None, error) when unreachable."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host_header})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return None, str(exc)
+    finally:
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.testbed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="boot local hosts and write .testbed/local.json")
+    up.add_argument("--hosts", type=int, default=1)
+    sub.add_parser("down", help="remove the hosts booted by `up`")
+    sub.add_parser("prune", help="remove every test-bed container")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            if LOCAL_STATE.exists():
+                destroy(read_state(LOCAL_STATE))
+            started = time.monotonic()
+            hosts = boot(args.hosts, prefix="local")
+            write_state(hosts, LOCAL_STATE)
+            for h in hosts:
+                print(
+                    f"{h.name}: ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1"
+                    f"  http: {h.url}"
+                )
+            print(
+                f"booted {len(hosts)} host(s) in {time.monotonic() - started:.1f}s;"
+                f" inventory: inventories/local.py"
+            )
+        elif args.command == "down":
+            if LOCAL_STATE.exists():
+                destroy(read_state(LOCAL_STATE))
+                LOCAL_STATE.unlink()
+            print("local hosts removed")
+        else:
+            print(f"removed {prune()} test-bed container(s)")
+    except TestbedError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    sys.exit(main())

@@ -3,21 +3,16 @@
 Preview with ``--dry --diff``; add ``-y`` when there is no terminal.
 """
 
-from pyinfra import host
-from pyinfra.facts.server import User
-
 from deploys.appservice import configure_app_service
 from deploys.appuser import create_app_user
+from deploys.context import prepare_host
 from deploys.firewall import configure_firewall
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
 from deploys.release import upload_release
-from deploys.settings import load_settings
 from deploys.virtualenv import build_virtualenv
 
-settings = load_settings(host.data.dict(), host.name)
-if host.get_fact(User) != "root":
-    host.data._sudo = True  # the normal case: a sudo user over SSH
+settings = prepare_host()
 
 install_packages(settings)
 create_app_user(settings)

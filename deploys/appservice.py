@@ -6,7 +6,13 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from deploys.converge import Level, apply_pending, daemon_reload_if_needed, secret_file
+from deploys.converge import (
+    Level,
+    apply_pending,
+    daemon_reload_if_needed,
+    secret_file,
+    socket_permissions,
+)
 from deploys.layout import Layout
 from deploys.release import release_id
 from deploys.render import digest, put_text, render
@@ -69,4 +75,10 @@ def configure_app_service(settings: Settings):
     )
     systemd.service(
         name=f"{service} enabled and running", service=service, running=True, enabled=True
+    )
+    socket_permissions(
+        name=f"Socket {layout.socket} is 660 www-data",
+        path=layout.socket,
+        mode="660",
+        group="www-data",
     )

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.operation import OperationMeta
-from pyinfra.facts.files import Link, Sha256File
+from pyinfra.facts.files import Link, Sha256File, Socket
 
 
 class StampFile(FactBase):
@@ -143,3 +143,24 @@ def switch_link(path: str, target: str):
         return
     tmp = shlex.quote(f"{path}.new")
     yield f"ln -sfn {shlex.quote(target)} {tmp} && mv -Tf {tmp} {shlex.quote(path)}"
+
+
+@operation()
+def socket_permissions(path: str, mode: str, group: str):
+    """
+    Put a live socket's mode and group back to what its server set, if someone changed them
+    (a restart would also do it, but would drop connections).
+
+    + path: the socket; nothing happens while it does not exist
+    + mode: e.g. ``660``
+    + group: e.g. ``www-data``
+    """
+    sock = host.get_fact(Socket, path=path)
+    if not sock:
+        host.noop(f"no socket at {path}")
+        return
+    quoted = shlex.quote(path)
+    if f"{sock['mode']:03d}" != mode:
+        yield f"chmod {mode} {quoted}"
+    if sock["group"] != group:
+        yield f"chgrp {shlex.quote(group)} {quoted}"

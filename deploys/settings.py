@@ -26,6 +26,7 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 REPO = Path(__file__).resolve().parent.parent
+SAMPLE_APP_GREETING = "Hello There!"
 PYINFRA_KEY_PREFIXES = (
     "_",
     "ssh_",
@@ -98,6 +99,8 @@ class Settings(BaseModel):
     pip_extra_index_url: list[str] = []
     pip_cert: str | None = None
     apt_cache_time: int = Field(3600, ge=0)
+    health_path: str = Field("/", pattern=r"^/[^\s]*$")
+    health_text: str | None = None
 
     @field_validator(
         "server_name", "python_packages", "firewall_allow", "pip_extra_index_url", mode="before"
@@ -157,6 +160,14 @@ class Settings(BaseModel):
     def app_path(self) -> Path:
         """The local app folder, relative paths taken from the repository root."""
         return (REPO / self.app_src).resolve()
+
+    @property
+    def expected_text(self) -> str:
+        """Text the health path must answer with: health_text, or for the sample app its
+        greeting; empty means any 200 will do."""
+        if self.health_text is not None:
+            return self.health_text
+        return SAMPLE_APP_GREETING if self.app_path == REPO / "app" else ""
 
     @property
     def user(self) -> str:

@@ -61,6 +61,7 @@ def pyinfra(
     *args: str,
     dry: bool = False,
     timeout: int = 900,
+    env_extra: dict[str, str] | None = None,
 ) -> Run:
     """``pyinfra inventories/local.py ENTRY ARGS`` against ``hosts`` (``-y`` unless dry)."""
     cmd = [sys.executable, "-m", "pyinfra", "inventories/local.py", entry, *args]
@@ -68,7 +69,7 @@ def pyinfra(
     proc = subprocess.run(
         cmd,
         cwd=REPO,
-        env=inventory_for(hosts, tmp),
+        env={**inventory_for(hosts, tmp), **(env_extra or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

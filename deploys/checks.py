@@ -1,0 +1,130 @@
+"""The verifier's checks: read-only facts about one host turned into pass/fail lines."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC
+
+from pyinfra import host
+from pyinfra.facts.files import File, Link, Socket
+
+from deploys import ufw
+from deploys.facts import ChildPids, HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.firewall import GUIDE_TEST_RULE
+from deploys.layout import Layout
+from deploys.nginx import DEFAULT_SITE
+from deploys.settings import Settings
+
+
+@dataclass
+class Check:
+    """One verified property of a host."""
+
+    name: str
+    expected: str
+    observed: str
+    ok: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(name: str, expected, observed) -> Check:
+    return Check(name, str(expected), str(observed), expected == observed)
+
+
+def _unit_checks(label: str, unit: str, status: dict) -> list[Check]:
+    return [
+        _check(f"{label} active", "active", status.get("ActiveState") or "missing"),
+        _check(f"{label} enabled", "enabled", status.get("UnitFileState") or "missing"),
+    ]
+
+
+def _epoch(info) -> int:
+    return int(info["mtime"].replace(tzinfo=UTC).timestamp()) if info else 0
+
+
+def _applied_check(label: str, status: dict, stamp: str, paths: list[str]) -> Check:
+    """Config files must be no newer than when the running service last applied them: its
+    start, or the deploy's stamp written after a successful reload."""
+    applied = max(status.get("ExecMainStartTimestamp", 0), _epoch(host.get_fact(File, path=stamp)))
+    newer = [p for p in paths if _epoch(host.get_fact(File, path=p)) > applied]
+    if status.get("NeedDaemonReload"):
+        newer.append("unit not reloaded by systemd")
+    return Check(
+        f"{label} runs the deployed config",
+        "no config change since last (re)load",
+        "changed since: " + ", ".join(newer) if newer else "none",
+        not newer and applied > 0,
+    )
+
+
+def _socket_check(settings: Settings, layout: Layout) -> list[Check]:
+    sock = host.get_fact(Socket, path=layout.socket)
+    if not sock:
+        observed = "missing" if sock is None else "not a socket"
+        return [Check("socket", f"{layout.socket} 660 {settings.user}:www-data", observed, False)]
+    return [
+        _check("socket mode", "660", f"{sock['mode']:03d}"),
+        _check("socket group", "www-data", sock["group"]),
+        _check(
+            "socket usable by www-data",
+            True,
+            host.get_fact(UserCanReadWrite, path=layout.socket, user="www-data"),
+        ),
+    ]
+
+
+def _firewall_checks(settings: Settings) -> list[Check]:
+    state = host.get_fact(ufw.UfwState) or ufw.parse_ufw("")
+    rules = state["rules"]
+    checks = [
+        _check("ufw active", True, state["active"]),
+        _check("ufw default incoming", "deny", state["defaults"].get("incoming", "unknown")),
+    ]
+    for spec in [settings.ssh_allow, "Nginx Full", *settings.firewall_allow]:
+        checks.append(_check(f"ufw allows {spec}", True, ufw.rule_key("allow", spec) in rules))
+    if GUIDE_TEST_RULE not in settings.firewall_allow:
+        on_port = [r for r in rules if r.split(" ", 1)[-1].split("/")[0] == GUIDE_TEST_RULE]
+        checks.append(
+            _check(f"ufw has no {GUIDE_TEST_RULE} rule", "none", ", ".join(on_port) or "none")
+        )
+    return checks
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check for the current host, in a stable order."""
+    layout = Layout.of(settings)
+    app = host.get_fact(UnitStatus, unit=layout.unit_name)
+    nginx = host.get_fact(UnitStatus, unit="nginx.service")
+    workers = host.get_fact(ChildPids, pid=app.get("MainPID", 0)) if app.get("MainPID") else []
+    config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
+    link = host.get_fact(Link, path=layout.site_enabled)
+    server_name = settings.server_name[0]
+    response = host.get_fact(
+        HttpResponse,
+        url=f"http://127.0.0.1{settings.health_path}",
+        host_header="localhost" if server_name == "_" else server_name,
+    )
+    checks = [
+        *_unit_checks("app unit", layout.unit_name, app),
+        _applied_check("app unit", app, f"{layout.state}/{layout.unit_name}.applied",
+                       [layout.ini, layout.env_file, layout.unit]),
+        *_socket_check(settings, layout),
+        _check("uWSGI workers", settings.processes, len(workers)),
+        *_unit_checks("nginx", "nginx.service", nginx),
+        Check("nginx -t", "ok", "ok" if config_test["ok"] else config_test["message"],
+              config_test["ok"]),
+        _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
+        _check("default site absent", "absent",
+               "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present"),
+        _applied_check("nginx", nginx, f"{layout.state}/nginx.applied", [layout.site_available]),
+        *(_firewall_checks(settings) if settings.firewall else []),
+        _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
+    ]  # fmt: skip
+    if settings.expected_text:
+        body = response["body"]
+        checks.append(Check("response content", repr(settings.expected_text),
+                            "found" if settings.expected_text in body else repr(body[:80]),
+                            settings.expected_text in body))  # fmt: skip
+    return checks

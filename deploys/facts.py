@@ -1,0 +1,122 @@
+"""Read-only facts the verifier needs and pyinfra lacks. Each runs one command that changes
+nothing on the host; their parsers are tested on output captured from real hosts."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+UNIT_PROPERTIES = (
+    "ActiveState",
+    "UnitFileState",
+    "MainPID",
+    "ExecMainStartTimestamp",
+    "NeedDaemonReload",
+)
+
+
+class UnitStatus(FactBase):
+    """A systemd unit's state: ``{"ActiveState": "active", "UnitFileState": "enabled",
+    "MainPID": 123, "ExecMainStartTimestamp": 1795522339 (unix seconds, 0 if never),
+    "NeedDaemonReload": False}``."""
+
+    def command(self, unit: str) -> str:
+        props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
+        return f"systemctl show --timestamp=unix {props} {shlex.quote(unit)}"
+
+    @staticmethod
+    def default():
+        return {}
+
+    def process(self, output):
+        raw = dict(line.split("=", 1) for line in output if "=" in line)
+        started = raw.get("ExecMainStartTimestamp", "").lstrip("@")
+        return {
+            "ActiveState": raw.get("ActiveState", ""),
+            "UnitFileState": raw.get("UnitFileState", ""),
+            "MainPID": int(raw.get("MainPID") or 0),
+            "ExecMainStartTimestamp": int(started) if started.isdigit() else 0,
+            "NeedDaemonReload": raw.get("NeedDaemonReload") == "yes",
+        }
+
+
+class ChildPids(FactBase):
+    """The process ids whose parent is ``pid`` (a uWSGI master's workers)."""
+
+    def command(self, pid: int) -> str:
+        return f"pgrep -P {int(pid)} || true"
+
+    @staticmethod
+    def default():
+        return []
+
+    def process(self, output):
+        return [int(line) for line in output if line.strip().isdigit()]
+
+
+class UserCanReadWrite(FactBase):
+    """Whether ``user`` can read and write ``path`` (every parent folder traversable too),
+    tested as that user with runuser."""
+
+    def command(self, path: str, user: str) -> str:
+        quoted = shlex.quote(path)
+        return (
+            f"runuser -u {shlex.quote(user)} -- sh -c 'test -r {quoted} && test -w {quoted}'"
+            " && echo yes || echo no"
+        )
+
+    @staticmethod
+    def default():
+        return False
+
+    def process(self, output):
+        return "".join(output).strip() == "yes"
+
+
+class NginxConfigTest(FactBase):
+    """``nginx -t``: ``{"ok": bool, "message": nginx's output}``; None without nginx."""
+
+    requires_command = "nginx"
+
+    def command(self) -> str:
+        return 'out=$(nginx -t 2>&1); echo "exit=$?"; echo "$out"'
+
+    @staticmethod
+    def default():
+        return None
+
+    def process(self, output):
+        status, *message = output
+        return {"ok": status.strip() == "exit=0", "message": "\n".join(message).strip()}
+
+
+HTTP_PROBE = """
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], headers={"Host": sys.argv[2]})
+try:
+    resp = urllib.request.urlopen(req, timeout=10)
+except urllib.error.HTTPError as err:
+    resp = err
+except Exception as err:
+    print(0); print(type(err).__name__, err); sys.exit(0)
+print(resp.status); print(resp.read(4096).decode("utf-8", "replace"))
+"""
+
+
+class HttpResponse(FactBase):
+    """A GET made on the host itself: ``{"status": 200, "body": first 4 KiB}``; status 0 with
+    the error as body when nothing answered."""
+
+    requires_command = "python3"
+
+    def command(self, url: str, host_header: str) -> str:
+        return f"python3 -c {shlex.quote(HTTP_PROBE)} {shlex.quote(url)} {shlex.quote(host_header)}"
+
+    @staticmethod
+    def default():
+        return {"status": 0, "body": "python3 is not installed"}
+
+    def process(self, output):
+        status, *body = output
+        return {"status": int(status) if status.strip().isdigit() else 0, "body": "\n".join(body)}

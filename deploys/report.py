@@ -1,0 +1,58 @@
+"""The verifier's output: a table per host as each finishes, then one verdict for the run.
+
+pyinfra runs verify.py once per host (concurrently); results gather here, and the run fails
+only after every host has reported, so one failing host hides nothing about the others.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyinfra import host, state
+from pyinfra.api.exceptions import PyinfraError
+
+from deploys.checks import Check
+
+RESULTS: dict[str, list[Check]] = {}
+
+
+def format_table(name: str, checks: list[Check]) -> str:
+    """A plain-text table of one host's checks."""
+    rows = [("check", "expected", "observed", "result")] + [
+        (c.name, c.expected, c.observed.replace("\n", " ")[:100], "PASS" if c.ok else "FAIL")
+        for c in checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = sum(not c.ok for c in checks)
+    verdict = "all checks pass" if not failed else f"{failed} of {len(checks)} checks FAIL"
+    return f"\n== {name}: {verdict}\n" + "\n".join(lines)
+
+
+def report(results: dict[str, list[Check]]) -> dict:
+    """The JSON report of all hosts."""
+    return {
+        "ok": all(c.ok for checks in results.values() for c in checks),
+        "hosts": {
+            name: {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}
+            for name, checks in sorted(results.items())
+        },
+    }
+
+
+def record_host(checks: list[Check], json_path: str | None = None) -> None:
+    """Print this host's table; once every host has reported, print the verdict, write the
+    JSON report and fail the run if anything failed."""
+    RESULTS[host.name] = checks
+    print(format_table(host.name, checks), flush=True)
+    if len(RESULTS) < len(state.inventory.get_active_hosts()):
+        return
+    summary = report(RESULTS)
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
+    bad = [name for name, result in summary["hosts"].items() if not result["ok"]]
+    if bad:
+        raise PyinfraError(f"verify: FAIL on {len(bad)} of {len(RESULTS)} hosts: {', '.join(bad)}")
+    print(f"\nverify: PASS on all {len(RESULTS)} hosts", flush=True)

@@ -1,0 +1,61 @@
+"""The verifier's custom facts parse what real Debian 12 hosts print (tests/captured/)."""
+
+from pathlib import Path
+
+from deploys.facts import ChildPids, HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+
+CAPTURED = Path(__file__).parent / "captured"
+
+
+def lines(name: str) -> list[str]:
+    return (CAPTURED / name).read_text().splitlines()
+
+
+def test_unit_status_of_a_running_unit():
+    assert UnitStatus().process(lines("unit-active.txt")) == {
+        "ActiveState": "active",
+        "UnitFileState": "enabled",
+        "MainPID": 3304,
+        "ExecMainStartTimestamp": 1795522986,
+        "NeedDaemonReload": False,
+    }
+
+
+def test_unit_status_of_a_missing_unit():
+    status = UnitStatus().process(lines("unit-missing.txt"))
+    assert (status["ActiveState"], status["UnitFileState"], status["MainPID"]) == (
+        "inactive",
+        "",
+        0,
+    )
+    assert status["ExecMainStartTimestamp"] == 0
+
+
+def test_unit_status_asks_for_unix_timestamps():
+    assert "--timestamp=unix" in UnitStatus().command("a.service")
+
+
+def test_child_pids():
+    assert ChildPids().process(lines("child-pids.txt")) == [3305, 3306, 3307, 3308, 3309]
+    assert ChildPids().process([]) == []
+
+
+def test_nginx_config_test_passing_and_failing():
+    assert NginxConfigTest().process(lines("nginx-t-ok.txt"))["ok"] is True
+    broken = NginxConfigTest().process(lines("nginx-t-broken.txt"))
+    assert broken["ok"] is False
+    assert 'unknown directive "garbage"' in broken["message"]
+
+
+def test_http_response_statuses():
+    ok = HttpResponse().process(lines("http-200.txt"))
+    assert ok["status"] == 200 and "Hello There!" in ok["body"]
+    assert HttpResponse().process(lines("http-404.txt"))["status"] == 404
+    refused = HttpResponse().process(lines("http-refused.txt"))
+    assert refused["status"] == 0 and "Connection refused" in refused["body"]
+
+
+def test_user_can_read_write():
+    assert UserCanReadWrite().process(["yes"]) is True
+    assert UserCanReadWrite().process(["no"]) is False
+    assert "runuser -u www-data" in UserCanReadWrite().command("/run/a/a.sock", "www-data")

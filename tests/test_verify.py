@@ -1,0 +1,99 @@
+"""The verifier on real hosts: all green when converged, names each injected fault, never
+hides one host behind another, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.pyinfra_run import pyinfra
+
+APP = "myproject"
+INI = f"/etc/{APP}/uwsgi.ini"
+SITE = f"/etc/nginx/sites-available/{APP}"
+
+# (fault injected as root, checks that must then fail: exactly these)
+FAULTS = {
+    "app unit stopped": (
+        f"systemctl stop {APP}",
+        {"app unit active", "socket", "uWSGI workers", "HTTP / via nginx", "response content"},
+    ),
+    "app unit disabled": (f"systemctl disable {APP}", {"app unit enabled"}),
+    "site link removed": (f"rm /etc/nginx/sites-enabled/{APP}", {"site enabled"}),
+    "nginx site broken": (
+        f"echo 'garbage;' >> {SITE}",
+        {"nginx -t", "nginx runs the deployed config"},
+    ),
+    "Nginx Full removed": ("ufw delete allow 'Nginx Full'", {"ufw allows Nginx Full"}),
+    "socket mode 666": (f"chmod 666 /run/{APP}/{APP}.sock", {"socket mode"}),
+    "ini changed without restart": (
+        f"sleep 1; echo '# edited' >> {INI}",
+        {"app unit runs the deployed config"},
+    ),
+}
+
+# what verify may not change: everything in /etc, /srv and /run but the traces any SSH login
+# leaves (sessions, journal, utmp, motd, sudo) and the mtime of the empty /run/ufw.lock,
+# which `ufw status` itself touches
+SNAPSHOT = (
+    "find /etc /srv /run -mindepth 1 \\( -path /run/systemd -o -path /run/user -o -path /run/log"
+    " -o -path /run/sudo -o -path /run/utmp -o -path /run/sshd -o -path /run/motd.dynamic"
+    " -o -path /run/ufw.lock \\) -prune"
+    " -o -printf '%p %y %m %u %g %s %T@ %l\\n' | sort;"
+    " find /etc /srv -type f -exec sha256sum {} + | sort"
+)
+
+
+@pytest.fixture(scope="module")
+def fleet(boot, workdir):
+    """Two converged hosts."""
+    hosts = boot(2)
+    pyinfra(hosts, workdir).check()
+    return hosts
+
+
+def verify(hosts, workdir, tmp_path):
+    report_file = tmp_path / "report.json"
+    run = pyinfra(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report_file)})
+    return run, json.loads(report_file.read_text())
+
+
+def failing(report: dict, host) -> set[str]:
+    return {c["name"] for c in report["hosts"][host.name]["checks"] if not c["ok"]}
+
+
+def test_converged_hosts_pass_every_check(fleet, workdir, tmp_path):
+    run, report = verify(fleet, workdir, tmp_path)
+    assert run.returncode == 0, run.output[-3000:]
+    assert report["ok"] is True
+    assert "verify: PASS on all 2 hosts" in run.output
+    assert len(report["hosts"][fleet[0].name]["checks"]) >= 20
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_fault_fails_its_check_and_only_its_host(fleet, workdir, tmp_path, fault):
+    broken, healthy = fleet
+    inject, expected = FAULTS[fault]
+    broken.exec(inject)
+    try:
+        run, report = verify(fleet, workdir, tmp_path)
+        assert run.returncode != 0
+        assert f"verify: FAIL on 1 of 2 hosts: {broken.name}" in run.output
+        assert failing(report, broken) == expected
+        assert failing(report, healthy) == set()
+        for name in expected:
+            assert f"{name} " in run.output and "FAIL" in run.output
+    finally:
+        pyinfra([broken], workdir).check()  # the deploy repairs the fault
+    run, report = verify(fleet, workdir, tmp_path)
+    assert run.returncode == 0, f"not repaired: {failing(report, broken)}"
+
+
+def test_verify_changes_nothing_on_the_host(fleet, workdir, tmp_path):
+    host = fleet[0]
+    before = host.exec(SNAPSHOT).stdout
+    run, _ = verify([host], workdir, tmp_path)
+    assert run.returncode == 0
+    after = host.exec(SNAPSHOT).stdout
+    assert before == after

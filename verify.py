@@ -1,0 +1,13 @@
+"""Read-only, facts-based proof that the stack works: ``pyinfra INV verify.py``.
+
+Prints a table per host and a verdict; exits non-zero when any check on any host fails.
+Set VERIFY_JSON=path to also write a JSON report (for monitoring).
+"""
+
+import os
+
+from deploys.checks import run_checks
+from deploys.context import prepare_host
+from deploys.report import record_host
+
+record_host(run_checks(prepare_host()), json_path=os.environ.get("VERIFY_JSON"))

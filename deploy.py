@@ -16,9 +16,9 @@ settings = prepare_host()
 
 install_packages(settings)
 create_app_user(settings)
-upload_release(settings)
-build_virtualenv(settings)
-configure_app_service(settings)
+release = upload_release(settings)
+venv = build_virtualenv(settings)
+configure_app_service(settings, code_changes=[release, venv])
 configure_nginx(settings)
 if settings.firewall:
     configure_firewall(settings)

@@ -4,6 +4,7 @@ reload only when they (or the code or virtualenv) changed."""
 from __future__ import annotations
 
 from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import systemd
 
 from deploys.converge import (
@@ -40,22 +41,23 @@ def env_file(settings: Settings) -> str:
 
 
 @deploy("uWSGI service")
-def configure_app_service(settings: Settings):
+def configure_app_service(settings: Settings, code_changes: list[OperationMeta]):
     """Write the ini, env file and unit; restart on unit/env changes, reload gracefully on
-    ini/code/venv changes; keep the unit enabled and running."""
+    ini/code/venv changes (``code_changes``: operations that rewrote code or the venv, e.g. a
+    deleted venv rebuilt); keep the unit enabled and running."""
     layout = Layout.of(settings)
     ini, unit, env = uwsgi_ini(settings), systemd_unit(settings), env_file(settings)
     ini_op = put_text(
         f"uWSGI ini {layout.ini}", ini, layout.ini, mode="640", user="root", group=settings.user
     )
-    secret_file(
+    env_op = secret_file(
         name=f"Environment {layout.env_file}",
         path=layout.env_file,
         content=env,
         user="root",
         group=settings.user,
     )
-    put_text(f"Unit {layout.unit}", unit, layout.unit)
+    unit_op = put_text(f"Unit {layout.unit}", unit, layout.unit)
     daemon_reload_if_needed(
         name=f"systemd knows the current {layout.unit_name}", unit=layout.unit_name
     )
@@ -64,12 +66,14 @@ def configure_app_service(settings: Settings):
         name=f"Apply changes to {service}",
         stamp=f"{layout.state}/{service}.applied",
         levels=[
-            Level("restart", digest(unit, env), [f"systemctl restart {service}"]),
+            Level(
+                "restart", digest(unit, env), [f"systemctl restart {service}"], [unit_op, env_op]
+            ),
             Level(
                 "reload",
                 digest(ini, release_id(settings), venv_id(settings)),
                 [f"systemctl reload-or-restart {service}"],
-                [ini_op],
+                [ini_op, *code_changes],
             ),
         ],
     )

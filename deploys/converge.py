@@ -21,6 +21,8 @@ from pyinfra.api import FactBase, FileUploadCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Link, Sha256File, Socket
 
+from deploys.facts import UnitStatus
+
 
 class StampFile(FactBase):
     """The JSON object recorded in a stamp file, or ``{}`` when the file is absent/unreadable."""
@@ -38,20 +40,6 @@ class StampFile(FactBase):
         except json.JSONDecodeError:
             return {}
         return value if isinstance(value, dict) else {}
-
-
-class UnitNeedsDaemonReload(FactBase):
-    """Whether systemd's loaded copy of a unit is older than its file (``NeedDaemonReload``)."""
-
-    def command(self, unit: str) -> str:
-        return f"systemctl show --property=NeedDaemonReload --value {shlex.quote(unit)}"
-
-    @staticmethod
-    def default():
-        return False
-
-    def process(self, output):
-        return "".join(output).strip() == "yes"
 
 
 class Level(NamedTuple):
@@ -98,11 +86,13 @@ def apply_pending(stamp: str, levels: list[Level]):
 @operation()
 def daemon_reload_if_needed(unit: str):
     """
-    Run ``systemctl daemon-reload`` when systemd's copy of ``unit`` is stale.
+    Run ``systemctl daemon-reload`` when systemd's copy of ``unit`` is stale, missing, or in
+    error (a unit file deleted and put back while the service kept running).
 
     + unit: the unit name, e.g. ``myproject.service``
     """
-    if host.get_fact(UnitNeedsDaemonReload, unit=unit):
+    status = host.get_fact(UnitStatus, unit=unit)
+    if status.get("NeedDaemonReload") or status.get("LoadState") in ("not-found", "error"):
         yield "systemctl daemon-reload"
     else:
         host.noop(f"systemd's copy of {unit} is current")

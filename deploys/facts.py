@@ -8,6 +8,7 @@ import shlex
 from pyinfra.api import FactBase
 
 UNIT_PROPERTIES = (
+    "LoadState",
     "ActiveState",
     "UnitFileState",
     "MainPID",
@@ -17,7 +18,8 @@ UNIT_PROPERTIES = (
 
 
 class UnitStatus(FactBase):
-    """A systemd unit's state: ``{"ActiveState": "active", "UnitFileState": "enabled",
+    """A systemd unit's state: ``{"LoadState": "loaded", "ActiveState": "active",
+    "UnitFileState": "enabled",
     "MainPID": 123, "ExecMainStartTimestamp": 1795522339 (unix seconds, 0 if never),
     "NeedDaemonReload": False}``."""
 
@@ -33,6 +35,7 @@ class UnitStatus(FactBase):
         raw = dict(line.split("=", 1) for line in output if "=" in line)
         started = raw.get("ExecMainStartTimestamp", "").lstrip("@")
         return {
+            "LoadState": raw.get("LoadState", ""),
             "ActiveState": raw.get("ActiveState", ""),
             "UnitFileState": raw.get("UnitFileState", ""),
             "MainPID": int(raw.get("MainPID") or 0),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
@@ -23,6 +25,23 @@ def nginx_site(settings: Settings) -> str:
     )
 
 
+def tested_reload(layout: Layout) -> list[str]:
+    """Commands that reload nginx only if ``nginx -t`` passes. On failure the last good site
+    is put back (or, before any went live, the site disabled) so that no later restart or
+    reboot picks up the broken file, and the run fails with nginx's own message."""
+    good, available = shlex.quote(layout.site_last_good), shlex.quote(layout.site_available)
+    restore = (
+        f"if [ -f {good} ]; then cp {good} {available};"
+        f" else rm -f {shlex.quote(layout.site_enabled)}; fi"
+    )
+    return [
+        f"nginx -t || {{ {restore}; echo 'nginx -t failed: nginx was not reloaded and the"
+        " previous site is back in place' >&2; exit 1; }",
+        "systemctl reload-or-restart nginx",
+        f"cp {available} {good}",
+    ]
+
+
 @deploy("Nginx site")
 def configure_nginx(settings: Settings):
     """Write and enable the site, disable the default site, test and reload when needed."""
@@ -40,11 +59,7 @@ def configure_nginx(settings: Settings):
     apply_pending(
         name="Test and reload nginx",
         stamp=f"{layout.state}/nginx.applied",
-        levels=[
-            Level(
-                "reload", digest(site), ["nginx -t", "systemctl reload-or-restart nginx"], changes
-            )
-        ],
+        levels=[Level("reload", digest(site), tested_reload(layout), changes)],
     )
     systemd.service(
         name="nginx enabled and running", service="nginx.service", running=True, enabled=True

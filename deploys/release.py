@@ -17,10 +17,10 @@ def release_id(settings: Settings) -> str:
 @deploy("App release")
 def upload_release(settings: Settings):
     """Sync ``app_src`` into releases/<id> (unchanged code uploads nothing), then switch
-    ``current`` to it atomically."""
+    ``current`` to it atomically. Returns the upload operation."""
     layout = Layout.of(settings)
     release = f"{layout.releases}/{release_id(settings)}"
-    files.sync(
+    upload = files.sync(
         name=f"Upload {settings.app_src} to {release}",
         src=str(settings.app_path),
         dest=release,
@@ -33,3 +33,4 @@ def upload_release(settings: Settings):
         exclude_dir=sorted(SKIPPED_NAMES),
     )
     switch_link(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
+    return upload

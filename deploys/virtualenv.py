@@ -67,7 +67,8 @@ def built_venv(path: str, requirements: str, packages: list[str]):
 
 @deploy("Virtualenv")
 def build_virtualenv(settings: Settings):
-    """Upload the requirements, build venvs/<id> if missing, point ``venv`` at it."""
+    """Upload the requirements, build venvs/<id> if missing, point ``venv`` at it. Returns the
+    build operation."""
     layout = Layout.of(settings)
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
@@ -77,7 +78,7 @@ def build_virtualenv(settings: Settings):
         (settings.app_path / settings.requirements).read_text(),
         requirements,
     )
-    built_venv(
+    build = built_venv(
         name=f"Build virtualenv {path}",
         path=path,
         requirements=requirements,
@@ -85,3 +86,4 @@ def build_virtualenv(settings: Settings):
         _env=pip_environment(settings),
     )
     switch_link(name=f"Point {layout.venv} at {path}", path=layout.venv, target=path)
+    return build

@@ -13,6 +13,7 @@ def lines(name: str) -> list[str]:
 
 def test_unit_status_of_a_running_unit():
     assert UnitStatus().process(lines("unit-active.txt")) == {
+        "LoadState": "loaded",
         "ActiveState": "active",
         "UnitFileState": "enabled",
         "MainPID": 3304,
@@ -29,6 +30,7 @@ def test_unit_status_of_a_missing_unit():
         0,
     )
     assert status["ExecMainStartTimestamp"] == 0
+    assert status["LoadState"] == "not-found"
 
 
 def test_unit_status_asks_for_unix_timestamps():

@@ -293,6 +293,7 @@ def boot(count: int = 1, prefix: str = "testbed") -> list[TestHost]:
     tag = ensure_image()
     key_file = ensure_key()
     session = uuid.uuid4().hex[:8]
+    prefix = prefix.replace("_", "-")  # a valid hostname, or sudo cannot resolve it
     names = [f"{prefix}-{session}-{i + 1}" for i in range(count)]
     with ThreadPoolExecutor(max_workers=max(count, 1)) as pool:
         futures = [pool.submit(_boot_one, tag, name, session, key_file) for name in names]

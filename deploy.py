@@ -3,22 +3,26 @@
 Preview with ``--dry --diff``; add ``-y`` when there is no terminal.
 """
 
-from deploys.appservice import configure_app_service
+from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
 from deploys.context import prepare_host
 from deploys.firewall import configure_firewall
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
-from deploys.release import upload_release
+from deploys.release import gate_release, install_release_gate, switch_release, upload_release
 from deploys.virtualenv import build_virtualenv
 
 settings = prepare_host()
 
 install_packages(settings)
 create_app_user(settings)
-release = upload_release(settings)
 venv = build_virtualenv(settings)
-configure_app_service(settings, code_changes=[release, venv])
+release = upload_release(settings)
+install_release_gate(settings)
+env = write_app_environment(settings)
+switch_release(settings)
+configure_app_service(settings, code_changes=[release, venv], env_change=env)
 configure_nginx(settings)
+gate_release(settings)
 if settings.firewall:
     configure_firewall(settings)

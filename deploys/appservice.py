@@ -15,10 +15,8 @@ from deploys.converge import (
     socket_permissions,
 )
 from deploys.layout import Layout
-from deploys.release import release_id
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
-from deploys.virtualenv import venv_id
 
 
 def uwsgi_ini(settings: Settings) -> str:
@@ -26,7 +24,7 @@ def uwsgi_ini(settings: Settings) -> str:
     layout = Layout.of(settings)
     binary = "uwsgi" if settings.uwsgi_from_source else "python3"
     return render(
-        "uwsgi.ini.j2", s=settings, layout=layout, binary_path=f"{layout.venv}/bin/{binary}"
+        "uwsgi.ini.j2", s=settings, layout=layout, binary_path=f"{layout.live_venv}/bin/{binary}"
     )
 
 
@@ -40,22 +38,30 @@ def env_file(settings: Settings) -> str:
     return render("env.j2", s=settings)
 
 
+@deploy("App environment")
+def write_app_environment(settings: Settings) -> OperationMeta:
+    """Write the app's EnvironmentFile (before any release check imports the app)."""
+    layout = Layout.of(settings)
+    return secret_file(
+        name=f"Environment {layout.env_file}",
+        path=layout.env_file,
+        content=env_file(settings),
+        user="root",
+        group=settings.user,
+    )
+
+
 @deploy("uWSGI service")
-def configure_app_service(settings: Settings, code_changes: list[OperationMeta]):
-    """Write the ini, env file and unit; restart on unit/env changes, reload gracefully on
-    ini/code/venv changes (``code_changes``: operations that rewrote code or the venv, e.g. a
-    deleted venv rebuilt); keep the unit enabled and running."""
+def configure_app_service(
+    settings: Settings, code_changes: list[OperationMeta], env_change: OperationMeta
+):
+    """Write the ini and unit; restart on unit/env changes, reload gracefully on ini/code/venv
+    changes (``code_changes``: operations that rewrote code or the venv, e.g. a deleted venv
+    rebuilt; ``env_change``: the env file's operation); keep the unit enabled and running."""
     layout = Layout.of(settings)
     ini, unit, env = uwsgi_ini(settings), systemd_unit(settings), env_file(settings)
     ini_op = put_text(
         f"uWSGI ini {layout.ini}", ini, layout.ini, mode="640", user="root", group=settings.user
-    )
-    env_op = secret_file(
-        name=f"Environment {layout.env_file}",
-        path=layout.env_file,
-        content=env,
-        user="root",
-        group=settings.user,
     )
     unit_op = put_text(f"Unit {layout.unit}", unit, layout.unit)
     daemon_reload_if_needed(
@@ -67,11 +73,14 @@ def configure_app_service(settings: Settings, code_changes: list[OperationMeta])
         stamp=f"{layout.state}/{service}.applied",
         levels=[
             Level(
-                "restart", digest(unit, env), [f"systemctl restart {service}"], [unit_op, env_op]
+                "restart",
+                digest(unit, env),
+                [f"systemctl restart {service}"],
+                [unit_op, env_change],
             ),
             Level(
                 "reload",
-                digest(ini, release_id(settings), venv_id(settings)),
+                digest(ini),
                 [f"systemctl reload-or-restart {service}"],
                 [ini_op, *code_changes],
             ),

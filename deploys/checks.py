@@ -9,10 +9,11 @@ from pyinfra import host
 from pyinfra.facts.files import File, Link, Socket
 
 from deploys import ufw
-from deploys.facts import ChildPids, HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
 from deploys.firewall import GUIDE_TEST_RULE
 from deploys.layout import Layout
 from deploys.nginx import DEFAULT_SITE
+from deploys.release import LiveRelease
 from deploys.settings import Settings
 
 
@@ -97,7 +98,8 @@ def run_checks(settings: Settings) -> list[Check]:
     layout = Layout.of(settings)
     app = host.get_fact(UnitStatus, unit=layout.unit_name)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
-    workers = host.get_fact(ChildPids, pid=app.get("MainPID", 0)) if app.get("MainPID") else []
+    live = host.get_fact(LiveRelease, stats_socket=layout.stats_socket)
+    current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     link = host.get_fact(Link, path=layout.site_enabled)
     server_name = settings.server_name[0]
@@ -111,7 +113,8 @@ def run_checks(settings: Settings) -> list[Check]:
         _applied_check("app unit", app, f"{layout.state}/{layout.unit_name}.applied",
                        [layout.ini, layout.env_file, layout.unit]),
         *_socket_check(settings, layout),
-        _check("uWSGI workers", settings.processes, len(workers)),
+        _check("uWSGI workers", settings.processes, live["workers"]),
+        _check("live release is current", current, live["release"] or "not answering"),
         *_unit_checks("nginx", "nginx.service", nginx),
         Check("nginx -t", "ok", "ok" if config_test["ok"] else config_test["message"],
               config_test["ok"]),

@@ -44,20 +44,6 @@ class UnitStatus(FactBase):
         }
 
 
-class ChildPids(FactBase):
-    """The process ids whose parent is ``pid`` (a uWSGI master's workers)."""
-
-    def command(self, pid: int) -> str:
-        return f"pgrep -P {int(pid)} || true"
-
-    @staticmethod
-    def default():
-        return []
-
-    def process(self, output):
-        return [int(line) for line in output if line.strip().isdigit()]
-
-
 class UserCanReadWrite(FactBase):
     """Whether ``user`` can read and write ``path`` (every parent folder traversable too),
     tested as that user with runuser."""

@@ -33,14 +33,29 @@ class Layout:
     def venvs(self) -> str:
         return f"{self.root}/venvs"
 
+    def release(self, release_id: str) -> str:
+        """A release: its code in ``app/``, a ``venv`` link to the virtualenv it runs with."""
+        return f"{self.releases}/{release_id}"
+
     @property
-    def venv(self) -> str:
-        return f"{self.root}/venv"
+    def live_venv(self) -> str:
+        """The virtualenv of the live release."""
+        return f"{self.current}/venv"
+
+    @property
+    def history(self) -> str:
+        """Ids of the releases that went live healthy, oldest first."""
+        return f"{self.state}/releases.history"
 
     @property
     def state(self) -> str:
         """Records of what configuration each service last applied (see converge.py)."""
         return f"{self.root}/state"
+
+    @property
+    def gate_script(self) -> str:
+        """The release checks run on the host (files/release_gate.py)."""
+        return "/usr/local/lib/flask-deploy/release_gate.py"
 
     @property
     def etc(self) -> str:
@@ -69,6 +84,11 @@ class Layout:
     @property
     def socket(self) -> str:
         return f"{self.run_dir}/{self.app}.sock"
+
+    @property
+    def stats_socket(self) -> str:
+        """uWSGI's stats server: which release the master runs, and its workers."""
+        return f"{self.run_dir}/stats.sock"
 
     @property
     def site_available(self) -> str:

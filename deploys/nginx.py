@@ -31,14 +31,14 @@ def tested_reload(layout: Layout) -> list[str]:
     reboot picks up the broken file, and the run fails with nginx's own message."""
     good, available = shlex.quote(layout.site_last_good), shlex.quote(layout.site_available)
     restore = (
-        f"if [ -f {good} ]; then cp {good} {available};"
+        f"if [ -f {good} ]; then cp -p {good} {available};"
         f" else rm -f {shlex.quote(layout.site_enabled)}; fi"
     )
     return [
         f"nginx -t || {{ {restore}; echo 'nginx -t failed: nginx was not reloaded and the"
         " previous site is back in place' >&2; exit 1; }",
         "systemctl reload-or-restart nginx",
-        f"cp {available} {good}",
+        f"cp -p {available} {good}",
     ]
 
 

@@ -101,6 +101,9 @@ class Settings(BaseModel):
     apt_cache_time: int = Field(3600, ge=0)
     health_path: str = Field("/", pattern=r"^/[^\s]*$")
     health_text: str | None = None
+    health_timeout: int = Field(30, ge=1, le=600)
+    keep_releases: int = Field(5, ge=1, le=100)
+    release: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator(
         "server_name", "python_packages", "firewall_allow", "pip_extra_index_url", mode="before"

@@ -9,7 +9,6 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import File
 
-from deploys.converge import switch_link
 from deploys.layout import Layout
 from deploys.render import digest, put_text
 from deploys.settings import Settings
@@ -67,8 +66,7 @@ def built_venv(path: str, requirements: str, packages: list[str]):
 
 @deploy("Virtualenv")
 def build_virtualenv(settings: Settings):
-    """Upload the requirements, build venvs/<id> if missing, point ``venv`` at it. Returns the
-    build operation."""
+    """Upload the requirements and build venvs/<id> if missing. Returns the build operation."""
     layout = Layout.of(settings)
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
@@ -85,5 +83,4 @@ def build_virtualenv(settings: Settings):
         packages=venv_packages(settings),
         _env=pip_environment(settings),
     )
-    switch_link(name=f"Point {layout.venv} at {path}", path=layout.venv, target=path)
     return build

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from deploys.facts import ChildPids, HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -35,11 +35,6 @@ def test_unit_status_of_a_missing_unit():
 
 def test_unit_status_asks_for_unix_timestamps():
     assert "--timestamp=unix" in UnitStatus().command("a.service")
-
-
-def test_child_pids():
-    assert ChildPids().process(lines("child-pids.txt")) == [3305, 3306, 3307, 3308, 3309]
-    assert ChildPids().process([]) == []
 
 
 def test_nginx_config_test_passing_and_failing():

@@ -17,7 +17,14 @@ SITE = f"/etc/nginx/sites-available/{APP}"
 FAULTS = {
     "app unit stopped": (
         f"systemctl stop {APP}",
-        {"app unit active", "socket", "uWSGI workers", "HTTP / via nginx", "response content"},
+        {
+            "app unit active",
+            "socket",
+            "uWSGI workers",
+            "live release is current",
+            "HTTP / via nginx",
+            "response content",
+        },
     ),
     "app unit disabled": (f"systemctl disable {APP}", {"app unit enabled"}),
     "site link removed": (f"rm /etc/nginx/sites-enabled/{APP}", {"site enabled"}),

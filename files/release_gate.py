@@ -1,0 +1,244 @@
+"""Release checks run on the host by the deploy (shipped to /usr/local/lib/flask-deploy/).
+
+    release_gate.py check --release DIR --module wsgi:app --user U --env-file F [HEALTH]
+        Before a release goes live: import its app with its own venv, as the app user with the
+        app's environment (a transient systemd unit) and make sure the callable exists; then
+        serve it from a throw-away uWSGI on its own socket and require a healthy answer.
+
+    release_gate.py gate --root /srv/APP --service APP.service --stats STATS_SOCKET
+                         --processes N [--keep K] [HEALTH]
+        Make the running uWSGI serve the release ``current`` points to (graceful reload if it
+        does not yet), then health-check it through nginx. On success record it in
+        state/releases.history and prune old releases; on failure switch ``current`` back to
+        the previous healthy release, reload, and exit 1 with the reason.
+
+    HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S]
+
+Standard library only: it runs with the host's python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+IMPORT_CHECK = (
+    "import importlib, sys; module, name = sys.argv[1].split(':'); "
+    "app = getattr(importlib.import_module(module), name, None); "
+    "sys.exit(0 if callable(app) else f'{sys.argv[1]} is not a WSGI callable: {app!r}')"
+)
+
+
+def check_import(args) -> int:
+    release = Path(args.release)
+    cmd = [
+        "systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
+        f"--property=User={args.user}", "--property=Group=www-data",
+        f"--property=SupplementaryGroups={args.user}",
+        f"--property=EnvironmentFile=-{args.env_file}",
+        f"--property=WorkingDirectory={release / 'app'}",
+        str(release / "venv/bin/python3"), "-c", IMPORT_CHECK, args.module,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        print(f"release {release.name}: {args.module} does not import:\n{proc.stderr.strip()}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"release {release.name}: {args.module} imports")
+    return 0
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the candidate's uWSGI http-socket)."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def check_candidate(args) -> int:
+    """Serve the release from a throw-away uWSGI (one worker, its own socket, the app's user
+    and environment) and require a healthy answer before it may take real traffic."""
+    release = Path(args.release)
+    unit = f"{args.user}-candidate"
+    sock = f"/run/{unit}/http.sock"
+    subprocess.run(["systemctl", "stop", unit], capture_output=True)
+    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
+    subprocess.run(
+        ["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--service-type=exec",
+         f"--property=User={args.user}", "--property=Group=www-data",
+         f"--property=SupplementaryGroups={args.user}",
+         f"--property=EnvironmentFile=-{args.env_file}", f"--property=RuntimeDirectory={unit}",
+         str(release / "venv/bin/uwsgi"), "--strict", "--master", "--need-app",
+         "--processes=1", f"--chdir={release / 'app'}", f"--module={args.module}",
+         f"--http-socket={sock}", "--die-on-term"],
+        check=True,
+    )  # fmt: skip
+    try:
+        problem = health(args, lambda: UnixHTTPConnection(sock, timeout=10))
+    finally:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+    if problem:
+        print(f"release {release.name} is unhealthy before going live: GET {args.path}"
+              f" gave {problem}", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"release {release.name}: GET {args.path} healthy before going live")
+    return 0
+
+
+def live_release(stats_socket: str) -> tuple[str | None, int]:
+    """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
+    from the stats server) and how many workers are up; (None, 0) when it does not answer."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(stats_socket)
+            data = b"".join(iter(lambda: sock.recv(65536), b""))
+        stats = json.loads(data)
+    except (OSError, ValueError):
+        return None, 0
+    workers = [w for w in stats.get("workers", []) if w.get("pid")]
+    return str(Path(stats["cwd"]).parent), len(workers)
+
+
+def wait_for_generation(args, release: str) -> str | None:
+    """Wait until uWSGI runs ``release`` with all ``processes`` workers; None, or what was
+    seen at the timeout."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        live, workers = live_release(args.stats)
+        if live == release and workers == args.processes:
+            return None
+        if time.monotonic() > deadline:
+            return f"uWSGI runs {live} with {workers} of {args.processes} workers"
+        time.sleep(0.2)
+
+
+def through_nginx() -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+
+
+def health(args, connect) -> str | None:
+    """None when GET args.path answers 200 (with the expected text) within the timeout."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        conn = connect()
+        try:
+            conn.request("GET", args.path, headers={"Host": args.host_header})
+            resp = conn.getresponse()
+            body = resp.read(65536).decode("utf-8", "replace")
+            if resp.status != 200:
+                problem = f"HTTP {resp.status}"
+            else:
+                problem = None if args.expect in body else f"200 without {args.expect!r}"
+        except (OSError, http.client.HTTPException) as err:
+            problem = f"{type(err).__name__}: {err}"
+        finally:
+            conn.close()
+        if problem is None or time.monotonic() > deadline:
+            return problem
+        time.sleep(0.5)
+
+
+def history(root: Path) -> list[str]:
+    path = root / "state/releases.history"
+    return path.read_text().split() if path.exists() else []
+
+
+def switch(current: Path, target: str) -> None:
+    tmp = current.with_name(current.name + ".new")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, current)
+
+
+def serve(args, release: str) -> str | None:
+    """Make uWSGI serve ``release`` and check its health; None on success."""
+    if live_release(args.stats)[0] != release:
+        subprocess.run(["systemctl", "reload-or-restart", args.service], check=True)
+    return wait_for_generation(args, release) or health(args, through_nginx)
+
+
+def prune(root: Path, keep: int, live: str) -> None:
+    """Keep the ``keep`` most recently healthy releases (and the live one), and the venvs they
+    use; remove the rest."""
+    kept = {live}
+    for name in reversed(history(root)):
+        if len(kept) >= keep:
+            break
+        kept.add(str(root / "releases" / name))
+    for release in (root / "releases").iterdir():
+        if str(release) not in kept and release.is_dir():
+            shutil.rmtree(release)
+    used = {os.path.realpath(Path(r) / "venv") for r in kept}
+    for venv in (root / "venvs").iterdir():
+        if venv.is_dir() and str(venv) not in used:
+            shutil.rmtree(venv)
+            venv.with_name(venv.name + ".requirements.txt").unlink(missing_ok=True)
+
+
+def gate(args) -> int:
+    root = Path(args.root)
+    current = root / "current"
+    release = os.path.realpath(current)
+    problem = serve(args, release)
+    if problem is None:
+        names = history(root)
+        if not names or names[-1] != Path(release).name:
+            with (root / "state/releases.history").open("a") as f:
+                f.write(Path(release).name + "\n")
+        prune(root, args.keep, release)
+        print(f"release {Path(release).name} is live and healthy")
+        return 0
+    previous = next((n for n in reversed(history(root)) if n != Path(release).name), None)
+    message = f"release {Path(release).name} failed its health check: {problem}"
+    if previous and (root / "releases" / previous).is_dir():
+        switch(current, str(root / "releases" / previous))
+        again = serve(args, str(root / "releases" / previous))
+        message += f"; switched back to {previous}" + (
+            f" (still failing: {again})" if again else ""
+        )
+    print(message, file=sys.stderr)
+    return 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check")
+    for flag in ("--release", "--module", "--user", "--env-file"):
+        check.add_argument(flag, required=True)
+    g = sub.add_parser("gate")
+    for flag in ("--root", "--service", "--stats"):
+        g.add_argument(flag, required=True)
+    g.add_argument("--processes", type=int, required=True)
+    g.add_argument("--keep", type=int, default=5)
+    for each in (check, g):
+        each.add_argument("--path", default="/")
+        each.add_argument("--host-header", default="localhost")
+        each.add_argument("--expect", default="")
+        each.add_argument("--timeout", type=float, default=30)
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return check_import(args) or check_candidate(args)
+    return gate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Switch every host back to its previous healthy release: ``pyinfra -y INV rollback.py``.
+
+``--data release=ID`` picks a release instead. The switch is graceful (uWSGI reloads, the
+socket stays open) and health-gated through nginx like a deploy; run verify.py after it.
+"""
+
+from pyinfra import host
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.facts.files import Directory, Link
+
+from deploys.context import prepare_host
+from deploys.layout import Layout
+from deploys.release import ReleaseHistory, gate_release, switch_release
+
+settings = prepare_host()
+layout = Layout.of(settings)
+current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
+history = host.get_fact(ReleaseHistory, path=layout.history)
+live = current.rsplit("/", 1)[-1]
+target = settings.release or next((r for r in reversed(history) if r != live), None)
+if not target:
+    raise PyinfraError(f"{host.name}: no previous release in {layout.history} to roll back to")
+if not host.get_fact(Directory, path=layout.release(target)):
+    raise PyinfraError(f"{host.name}: release {target} is not on the host (pruned?)")
+
+switch_release(settings, release=layout.release(target))
+gate_release(settings)

@@ -1,0 +1,121 @@
+"""Zero-downtime releases on real hosts under a bounded load through nginx: a changed app
+goes live with no failed request; broken releases never go live; rollback is one command;
+old releases are pruned."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from tests import testbed
+from tests.load import Load
+from tests.pyinfra_run import pyinfra
+from tests.test_deploy import HELLO, body_of
+
+APP = "myproject"
+
+
+@pytest.fixture(scope="module")
+def host(boot, workdir):
+    (host,) = boot(1)
+    pyinfra([host], workdir).check()
+    return host
+
+
+def app_saying(tmp_path, greeting: str, extra: str = "") -> str:
+    """A copy of the sample app that greets with ``greeting`` (plus code ``extra``)."""
+    app = tmp_path / f"app-{abs(hash((greeting, extra)))}"
+    shutil.copytree(testbed.REPO / "app", app)
+    source = app / "myproject.py"
+    source.write_text(source.read_text().replace(HELLO, greeting) + extra)
+    return str(app)
+
+
+def deploy(host, workdir, app: str, expect: str, *args: str):
+    return pyinfra([host], workdir, "deploy.py", "--data", f"app_src={app}",
+                   "--data", f"health_text={expect}", *args)  # fmt: skip
+
+
+def report(name: str, load: Load) -> None:
+    print(f"\n[{name}] {load.summary()}")
+
+
+def test_changed_app_goes_live_under_load_without_a_failed_request(host, workdir, tmp_path):
+    new = app_saying(tmp_path, "Hello Again!")
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        run = deploy(host, workdir, new, "Hello Again!").check()
+        done = time.monotonic()
+        load.wait_for(len(load.samples) + 200)
+    report("deploy", load)
+    assert "Release health gate | Live release is healthy through nginx" in run.changed_ops()
+    assert load.failed == [], load.summary()
+    assert len(load.samples) > 250
+    after = [s for s in load.samples if s.started > done]
+    assert after and all("Hello Again!" in s.body for s in after)
+
+
+BROKEN = {
+    "fails to import": ("\nraise RuntimeError('broken at import')\n", "does not import"),
+    "answers 500": (
+        "\napp.view_functions['hello'] = lambda: ('broken', 500)\n",
+        "is unhealthy before going live: GET / gave HTTP 500",
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN))
+def test_broken_release_never_goes_live(host, workdir, tmp_path, broken):
+    code, message = BROKEN[broken]
+    live = body_of(host)
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        run = deploy(host, workdir, app_saying(tmp_path, "Broken", code), "Broken")
+        load.wait_for(len(load.samples) + 100)
+    report(f"broken release: {broken}", load)
+    assert run.returncode != 0
+    assert message in run.output, run.output[-3000:]
+    assert load.failed == [], load.summary()
+    assert all(s.body == live for s in load.samples)
+
+
+def test_release_failing_only_behind_nginx_is_switched_back(host, workdir, tmp_path):
+    """Healthy on its own socket, 500 behind nginx: the post-switch gate switches back."""
+    live = body_of(host)
+    code = (
+        "\nfrom flask import request\n"
+        "@app.before_request\ndef _():\n"
+        "    if 'DOCUMENT_ROOT' in request.environ:  # set by nginx's uwsgi_params only\n"
+        "        return 'no', 500\n"
+    )
+    run = deploy(host, workdir, app_saying(tmp_path, "Behind", code), "Behind")
+    assert run.returncode != 0
+    assert "failed its health check: HTTP 500; switched back to" in run.output
+    assert body_of(host) == live
+
+
+def test_rollback_under_load_without_a_failed_request(host, workdir):
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        pyinfra([host], workdir, "rollback.py").check()
+        done = time.monotonic()
+        load.wait_for(len(load.samples) + 200)
+    report("rollback", load)
+    assert load.failed == [], load.summary()
+    after = [s for s in load.samples if s.started > done]
+    assert after and all(HELLO in s.body for s in after)
+    assert pyinfra([host], workdir, "verify.py").returncode == 0
+
+
+def test_old_releases_are_pruned_to_keep_releases(host, workdir, tmp_path):
+    for n in range(3):
+        greeting = f"Release {n}"
+        deploy(host, workdir, app_saying(tmp_path, greeting), greeting,
+               "--data", "keep_releases=2").check()  # fmt: skip
+        assert greeting in (body_of(host) or "")
+    releases = host.exec(f"ls /srv/{APP}/releases").stdout.split()
+    assert len(releases) == 2
+    venvs = host.exec(f"find /srv/{APP}/venvs -mindepth 1 -maxdepth 1 -type d").stdout.split()
+    assert len(venvs) == 1  # all releases share one requirements set

@@ -33,6 +33,7 @@ STATE_DIR = REPO / ".testbed"
 LOCAL_STATE = STATE_DIR / "local.json"
 KEY_FILE = STATE_DIR / "id_ed25519"
 LABEL = "flask-deploy.testbed"
+RUN_ID = os.environ.get("TESTBED_RUN", "manual")  # labels the containers of one CI run
 SUITE = "bookworm"
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,ca-certificates,curl"
 RUNNER_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -260,6 +261,8 @@ def _boot_one(tag: str, name: str, session: str, key_file: str) -> TestHost:
             f"{LABEL}=1",
             "--label",
             f"{LABEL}.session={session}",
+            "--label",
+            f"{LABEL}.run={RUN_ID}",
             *RUN_ARGS,
             tag,
         ]

@@ -86,6 +86,7 @@ class Settings(BaseModel):
     listen_backlog: int = Field(100, ge=16, le=65535)
     harakiri: int = Field(30, ge=1, le=3600)
     buffer_size: int = Field(32768, ge=4096, le=65535)
+    request_log: bool = False
     client_max_body_size: str = Field("10m", pattern=r"^\d+[kmg]?$")
     requirements: str = "requirements.txt"
     python_packages: list[PipRequirement] = []

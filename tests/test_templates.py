@@ -25,8 +25,8 @@ def test_uwsgi_ini_has_the_guide_and_the_fixes():
     assert opts["processes"] == "5"
     assert opts["chmod-socket"] == "660"
     assert opts["socket"] == "/run/myproject/myproject.sock"
-    assert opts["binary-path"] == "/srv/myproject/venv/bin/python3"
-    assert opts["chdir"] == "/srv/myproject/current"
+    assert opts["binary-path"] == "/srv/myproject/current/venv/bin/python3"
+    assert opts["chdir"] == "/srv/myproject/current/app"
 
 
 def test_harakiri_is_below_nginx_read_timeout():
@@ -37,7 +37,12 @@ def test_harakiri_is_below_nginx_read_timeout():
 
 def test_source_build_reloads_the_uwsgi_binary():
     s = load_settings({"uwsgi_from_source": True})
-    assert ini_options(uwsgi_ini(s))["binary-path"] == "/srv/myproject/venv/bin/uwsgi"
+    assert ini_options(uwsgi_ini(s))["binary-path"] == "/srv/myproject/current/venv/bin/uwsgi"
+
+
+def test_uwsgi_request_log_only_when_asked():
+    assert ini_options(uwsgi_ini(DEFAULTS))["disable-logging"] == "true"
+    assert "disable-logging" not in ini_options(uwsgi_ini(load_settings({"request_log": True})))
 
 
 def test_threads_only_when_asked():
@@ -52,7 +57,7 @@ def test_unit_runs_as_app_user_with_group_www_data_and_runtime_dir():
                  "ProtectSystem=strict", "PrivateTmp=true",
                  "EnvironmentFile=/etc/myproject/env",
                  "ExecReload=/bin/kill -HUP $MAINPID",
-                 "ExecStart=/srv/myproject/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
+                 "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
                  "WantedBy=multi-user.target"):  # fmt: skip
         assert line in unit.splitlines(), line
 

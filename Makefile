@@ -26,3 +26,7 @@ prune:  ## remove every test-bed container, e.g. after a crashed run
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench:  ## benchmarks (not part of the tests): writes bench/results.md
+	@scripts/prereqs.sh
+	$(PY) -m bench.run

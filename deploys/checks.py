@@ -110,24 +110,40 @@ def run_checks(settings: Settings) -> list[Check]:
     )
     checks = [
         *_unit_checks("app unit", layout.unit_name, app),
-        _applied_check("app unit", app, f"{layout.state}/{layout.unit_name}.applied",
-                       [layout.ini, layout.env_file, layout.unit]),
+        _applied_check(
+            "app unit",
+            app,
+            f"{layout.state}/{layout.unit_name}.applied",
+            [layout.ini, layout.env_file, layout.unit],
+        ),
         *_socket_check(settings, layout),
         _check("uWSGI workers", settings.processes, live["workers"]),
         _check("live release is current", current, live["release"] or "not answering"),
         *_unit_checks("nginx", "nginx.service", nginx),
-        Check("nginx -t", "ok", "ok" if config_test["ok"] else config_test["message"],
-              config_test["ok"]),
+        Check(
+            "nginx -t",
+            "ok",
+            "ok" if config_test["ok"] else config_test["message"],
+            config_test["ok"],
+        ),
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
-        _check("default site absent", "absent",
-               "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present"),
+        _check(
+            "default site absent",
+            "absent",
+            "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
+        ),
         _applied_check("nginx", nginx, f"{layout.state}/nginx.applied", [layout.site_available]),
         *(_firewall_checks(settings) if settings.firewall else []),
         _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
-    ]  # fmt: skip
+    ]
     if settings.expected_text:
         body = response["body"]
-        checks.append(Check("response content", repr(settings.expected_text),
-                            "found" if settings.expected_text in body else repr(body[:80]),
-                            settings.expected_text in body))  # fmt: skip
+        checks.append(
+            Check(
+                "response content",
+                repr(settings.expected_text),
+                "found" if settings.expected_text in body else repr(body[:80]),
+                settings.expected_text in body,
+            )
+        )
     return checks

@@ -166,8 +166,12 @@ def upload_release(settings: Settings):
 def install_release_gate(settings: Settings):
     """Ship release_gate.py to the host."""
     layout = Layout.of(settings)
-    files.put(name=f"Release checks {layout.gate_script}", src=str(GATE_SOURCE),
-              dest=layout.gate_script, mode="644")  # fmt: skip
+    files.put(
+        name=f"Release checks {layout.gate_script}",
+        src=str(GATE_SOURCE),
+        dest=layout.gate_script,
+        mode="644",
+    )
 
 
 @deploy("Release switch")
@@ -176,13 +180,15 @@ def switch_release(settings: Settings, release: str | None = None):
     atomically."""
     layout = Layout.of(settings)
     release = release or layout.release(release_id(settings))
-    release_checked(name=f"{release} imports and is healthy", layout=layout, release=release,
-                    settings=settings)  # fmt: skip
+    release_checked(
+        name=f"{release} imports and is healthy", layout=layout, release=release, settings=settings
+    )
     switch_link(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
 
 
 @deploy("Release health gate")
 def gate_release(settings: Settings):
     """Serve the current release and prove it healthy through nginx, or switch back."""
-    release_gated(name="Live release is healthy through nginx", layout=Layout.of(settings),
-                  settings=settings)  # fmt: skip
+    release_gated(
+        name="Live release is healthy through nginx", layout=Layout.of(settings), settings=settings
+    )

@@ -40,17 +40,28 @@ IMPORT_CHECK = (
 def check_import(args) -> int:
     release = Path(args.release)
     cmd = [
-        "systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
-        f"--property=User={args.user}", "--property=Group=www-data",
+        "systemd-run",
+        "--quiet",
+        "--pipe",
+        "--wait",
+        "--collect",
+        "--service-type=exec",
+        f"--property=User={args.user}",
+        "--property=Group=www-data",
         f"--property=SupplementaryGroups={args.user}",
         f"--property=EnvironmentFile=-{args.env_file}",
         f"--property=WorkingDirectory={release / 'app'}",
-        str(release / "venv/bin/python3"), "-c", IMPORT_CHECK, args.module,
-    ]  # fmt: skip
+        str(release / "venv/bin/python3"),
+        "-c",
+        IMPORT_CHECK,
+        args.module,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        print(f"release {release.name}: {args.module} does not import:\n{proc.stderr.strip()}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"release {release.name}: {args.module} does not import:\n{proc.stderr.strip()}",
+            file=sys.stderr,
+        )
         return 1
     print(f"release {release.name}: {args.module} imports")
     return 0
@@ -78,22 +89,39 @@ def check_candidate(args) -> int:
     subprocess.run(["systemctl", "stop", unit], capture_output=True)
     subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
     subprocess.run(
-        ["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--service-type=exec",
-         f"--property=User={args.user}", "--property=Group=www-data",
-         f"--property=SupplementaryGroups={args.user}",
-         f"--property=EnvironmentFile=-{args.env_file}", f"--property=RuntimeDirectory={unit}",
-         str(release / "venv/bin/uwsgi"), "--strict", "--master", "--need-app",
-         "--processes=1", f"--chdir={release / 'app'}", f"--module={args.module}",
-         f"--http-socket={sock}", "--die-on-term"],
+        [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={unit}",
+            "--service-type=exec",
+            f"--property=User={args.user}",
+            "--property=Group=www-data",
+            f"--property=SupplementaryGroups={args.user}",
+            f"--property=EnvironmentFile=-{args.env_file}",
+            f"--property=RuntimeDirectory={unit}",
+            str(release / "venv/bin/uwsgi"),
+            "--strict",
+            "--master",
+            "--need-app",
+            "--processes=1",
+            f"--chdir={release / 'app'}",
+            f"--module={args.module}",
+            f"--http-socket={sock}",
+            "--die-on-term",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     try:
         problem = health(args, lambda: UnixHTTPConnection(sock, timeout=10))
     finally:
         subprocess.run(["systemctl", "stop", unit], capture_output=True)
     if problem:
-        print(f"release {release.name} is unhealthy before going live: GET {args.path}"
-              f" gave {problem}", file=sys.stderr)  # fmt: skip
+        print(
+            f"release {release.name} is unhealthy before going live: GET {args.path}"
+            f" gave {problem}",
+            file=sys.stderr,
+        )
         return 1
     print(f"release {release.name}: GET {args.path} healthy before going live")
     return 0

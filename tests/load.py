@@ -33,8 +33,9 @@ class Load:
         self._stop = threading.Event()
         self._deadline = time.monotonic() + self.max_seconds
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, daemon=True)
-                         for _ in range(self.concurrency)]  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self._client, daemon=True) for _ in range(self.concurrency)
+        ]
         for thread in self._threads:
             thread.start()
         return self
@@ -91,5 +92,7 @@ class Load:
     def summary(self) -> str:
         latencies = sorted(s.latency for s in self.samples)
         worst = latencies[-1] if latencies else 0
-        return (f"{len(self.samples)} requests, {len(self.failed)} failed,"
-                f" max latency {worst * 1000:.0f} ms")  # fmt: skip
+        return (
+            f"{len(self.samples)} requests, {len(self.failed)} failed,"
+            f" max latency {worst * 1000:.0f} ms"
+        )

@@ -34,8 +34,16 @@ def app_saying(tmp_path, greeting: str, extra: str = "") -> str:
 
 
 def deploy(host, workdir, app: str, expect: str, *args: str):
-    return pyinfra([host], workdir, "deploy.py", "--data", f"app_src={app}",
-                   "--data", f"health_text={expect}", *args)  # fmt: skip
+    return pyinfra(
+        [host],
+        workdir,
+        "deploy.py",
+        "--data",
+        f"app_src={app}",
+        "--data",
+        f"health_text={expect}",
+        *args,
+    )
 
 
 def report(name: str, load: Load) -> None:
@@ -112,8 +120,9 @@ def test_rollback_under_load_without_a_failed_request(host, workdir):
 def test_old_releases_are_pruned_to_keep_releases(host, workdir, tmp_path):
     for n in range(3):
         greeting = f"Release {n}"
-        deploy(host, workdir, app_saying(tmp_path, greeting), greeting,
-               "--data", "keep_releases=2").check()  # fmt: skip
+        deploy(
+            host, workdir, app_saying(tmp_path, greeting), greeting, "--data", "keep_releases=2"
+        ).check()
         assert greeting in (body_of(host) or "")
     releases = host.exec(f"ls /srv/{APP}/releases").stdout.split()
     assert len(releases) == 2

@@ -39,8 +39,17 @@ def fresh(boot):
 
 
 def test_bad_settings_refuse_the_run_before_touching_a_fresh_host(fresh, workdir):
-    run = pyinfra([fresh], workdir, "deploy.py", "--data", "processes=0",
-                  "--data", "app_name=../etc", "--data", "proceses=3")  # fmt: skip
+    run = pyinfra(
+        [fresh],
+        workdir,
+        "deploy.py",
+        "--data",
+        "processes=0",
+        "--data",
+        "app_name=../etc",
+        "--data",
+        "proceses=3",
+    )
     assert run.returncode != 0
     assert "processes: Input should be greater than or equal to 1 (given 0)" in run.output
     assert "app_name: '../etc' is not allowed" in run.output
@@ -95,12 +104,26 @@ def test_drift_is_repaired_by_the_next_run(host, workdir, tmp_path, drift):
 
 
 def test_run_killed_between_config_change_and_reload_converges_next_time(host, workdir, tmp_path):
-    cmd = [sys.executable, "-m", "pyinfra", "-y", "inventories/local.py", "deploy.py",
-           "--data", "processes=3"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyinfra",
+        "-y",
+        "inventories/local.py",
+        "deploy.py",
+        "--data",
+        "processes=3",
+    ]
     env = {**inventory_for([host], workdir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=testbed.REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=testbed.REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)

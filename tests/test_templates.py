@@ -18,8 +18,15 @@ def ini_options(text: str) -> dict:
 
 def test_uwsgi_ini_has_the_guide_and_the_fixes():
     opts = ini_options(uwsgi_ini(DEFAULTS))
-    for key in ("strict", "master", "need-app", "vacuum", "die-on-term", "enable-threads",
-                "single-interpreter"):  # fmt: skip
+    for key in (
+        "strict",
+        "master",
+        "need-app",
+        "vacuum",
+        "die-on-term",
+        "enable-threads",
+        "single-interpreter",
+    ):
         assert opts[key] == "true", key
     assert opts["module"] == "wsgi:app"
     assert opts["processes"] == "5"
@@ -52,13 +59,20 @@ def test_threads_only_when_asked():
 
 def test_unit_runs_as_app_user_with_group_www_data_and_runtime_dir():
     unit = systemd_unit(DEFAULTS)
-    for line in ("User=myproject", "Group=www-data", "RuntimeDirectory=myproject",
-                 "Type=notify", "Restart=on-failure", "NoNewPrivileges=true",
-                 "ProtectSystem=strict", "PrivateTmp=true",
-                 "EnvironmentFile=/etc/myproject/env",
-                 "ExecReload=/bin/kill -HUP $MAINPID",
-                 "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
-                 "WantedBy=multi-user.target"):  # fmt: skip
+    for line in (
+        "User=myproject",
+        "Group=www-data",
+        "RuntimeDirectory=myproject",
+        "Type=notify",
+        "Restart=on-failure",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "PrivateTmp=true",
+        "EnvironmentFile=/etc/myproject/env",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
+        "WantedBy=multi-user.target",
+    ):
         assert line in unit.splitlines(), line
 
 

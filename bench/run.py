@@ -1,0 +1,273 @@
+"""Benchmarks, side by side in one run: ``python -m bench.run`` (``make bench``).
+
+Deploy speed: fresh converge of one host, ours against the guide's steps as a plain shell
+script over SSH (bench/guide.sh); no-op re-runs for 1, 2, 4 and 8 hosts. Serving throughput
+with wrk inside one host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask
+(ours), uWSGI's own HTTP server with the same processes, and nginx serving a static file (the
+ceiling); then tuning candidates of our defaults. Prints a markdown table of medians and
+ratios and writes it to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests import testbed
+from tests.pyinfra_run import pyinfra
+
+BENCH = Path(__file__).resolve().parent
+WRK_SECONDS = 8
+WRK = f"wrk -t2 -c32 -d{WRK_SECONDS}s --latency"
+ROUTER_PORT = 8001
+DIRECT_PORT = 8002
+STATIC_PORT = 8080
+STATIC_SITE = f"""server {{
+    listen 127.0.0.1:{STATIC_PORT};
+    root /var/www/html;
+    location / {{ try_files /index.nginx-debian.html =404; }}
+}}
+"""
+
+
+def timed(action) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def guide_script(host: testbed.TestHost) -> None:
+    script = (BENCH / "guide.sh").read_text()
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            host.key_file,
+            "-p",
+            str(host.ssh_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            f"{host.ssh_user}@127.0.0.1",
+            "sh -s",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"guide.sh failed: {proc.stderr[-2000:]}")
+    status, body = testbed.http_get(host.http_port)
+    assert status == 200 and "Hello There!" in body, (status, body)
+
+
+def deploy(hosts, tmp: Path, *args: str) -> None:
+    pyinfra(hosts, tmp, "deploy.py", *args).check()
+
+
+def fresh_converge(rounds: int, tmp: Path) -> dict:
+    ours, guide = [], []
+    for _ in range(rounds):
+        a, b = testbed.boot(2, prefix="bench-fresh")
+        try:
+            ours.append(timed(lambda a=a: deploy([a], tmp)))
+            guide.append(timed(lambda b=b: guide_script(b)))
+        finally:
+            testbed.destroy([a, b])
+    return {"ours": ours, "guide": guide}
+
+
+def fleet_noop(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
+    hosts = testbed.boot(max(sizes), prefix="bench-fleet")
+    try:
+        deploy(hosts, tmp)
+        run = pyinfra(hosts[:1], tmp, "deploy.py").check()
+        operations = int(re.search(r"Grand total\s+(\d+)", run.output).group(1))
+        times = {
+            n: [timed(lambda n=n: deploy(hosts[:n], tmp)) for _ in range(rounds)] for n in sizes
+        }
+    finally:
+        testbed.destroy(hosts)
+    return times, operations
+
+
+def wrk(host: testbed.TestHost, url: str, header: str = "") -> dict:
+    out = host.exec(f"{WRK} {header} {url}").stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+    }
+
+
+def median_of(runs: list[dict]) -> dict:
+    return {key: median([r[key] for r in runs]) for key in runs[0]} | {
+        "errors": sum(r["errors"] for r in runs)
+    }
+
+
+def serving(rounds: int, tmp: Path) -> dict:
+    (host,) = testbed.boot(1, prefix="bench-serve")
+    try:
+        deploy([host], tmp)
+        host.exec("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1")
+        host.exec(
+            f"cat > /etc/nginx/sites-enabled/bench-static <<'EOF'\n{STATIC_SITE}EOF\n"
+            "nginx -t && systemctl reload nginx"
+        )
+        # our ini, speaking HTTP on a port instead of uwsgi on the unix socket
+        for unit, option in (
+            ("bench-router", f"http = 127.0.0.1:{ROUTER_PORT}\nhttp-keepalive = 1"),
+            ("bench-direct", f"http-socket = 127.0.0.1:{DIRECT_PORT}"),
+        ):
+            host.exec(
+                "grep -vE '^(socket|stats|chmod-socket|vacuum) ' /etc/myproject/uwsgi.ini"
+                f" > /run/{unit}.ini && printf '{option}\\n' >> /run/{unit}.ini"
+                f" && systemd-run --quiet --unit={unit} -p User=myproject -p Group=www-data"
+                f" -p SupplementaryGroups=myproject /srv/myproject/current/venv/bin/uwsgi"
+                f" --ini /run/{unit}.ini"
+            )
+        time.sleep(3)
+        variants = {
+            "ours: nginx -> uWSGI socket -> Flask": ("http://127.0.0.1/", ""),
+            "uWSGI's own HTTP server (`http` router, keep-alive; same ini)": (
+                f"http://127.0.0.1:{ROUTER_PORT}/",
+                "",
+            ),
+            "uWSGI `http-socket` in workers (closes each connection: wrk counts read errors)": (
+                f"http://127.0.0.1:{DIRECT_PORT}/",
+                "",
+            ),
+            "nginx static file (ceiling)": (f"http://127.0.0.1:{STATIC_PORT}/", ""),
+        }
+        results = {}
+        for _ in range(rounds):  # interleaved, so drift hits every variant alike
+            for name, (url, header) in variants.items():
+                results.setdefault(name, []).append(wrk(host, url, header))
+        results = {name: median_of(runs) for name, runs in results.items()}
+
+        host.exec("systemctl stop bench-direct bench-router")
+        tuning = {}
+        for label, data in [
+            ("uWSGI request logging on (before)", ["--data", "request_log=true"]),
+            ("processes=2 (= cores)", ["--data", "processes=2"]),
+            ("processes=8", ["--data", "processes=8"]),
+            ("threads=2", ["--data", "threads=2"]),
+            ("listen_backlog=1024", ["--data", "listen_backlog=1024"]),
+            ("defaults (after)", []),
+        ]:
+            deploy([host], tmp, *data)
+            time.sleep(2)
+            tuning[label] = median_of([wrk(host, "http://127.0.0.1/") for _ in range(rounds)])
+    finally:
+        testbed.destroy([host])
+    return {"serving": results, "tuning": tuning}
+
+
+def table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def report(fresh: dict, fleet: dict, operations: int, serve: dict, rounds: int) -> str:
+    ours, guide = median(fresh["ours"]), median(fresh["guide"])
+    one = median(fleet[1])
+    parts = [
+        f"# Benchmarks\n\nOne run of `make bench` on this machine ({rounds} rounds each,"
+        " medians). Test-bed hosts are Debian 12 containers on the same 2 cores.\n",
+        "## Deploy speed\n",
+        table(
+            [
+                ["what", "median (s)", "runs (s)", "ratio"],
+                [
+                    "fresh converge, ours (deploy.py)",
+                    f"{ours:.1f}",
+                    " ".join(f"{t:.1f}" for t in fresh["ours"]),
+                    f"{ours / guide:.2f}x guide",
+                ],
+                [
+                    "fresh converge, the guide as a shell script (bench/guide.sh)",
+                    f"{guide:.1f}",
+                    " ".join(f"{t:.1f}" for t in fresh["guide"]),
+                    "1.00",
+                ],
+                *[
+                    [
+                        f"no-op re-run, {n} host{'s' if n > 1 else ''}",
+                        f"{median(t):.1f}",
+                        " ".join(f"{x:.1f}" for x in t),
+                        f"{median(t) / one:.2f}x one host",
+                    ]
+                    for n, t in fleet.items()
+                ],
+            ]
+        ),
+        f"\n{operations} operations per host.\n",
+        "## Serving throughput (wrk -t2 -c32, loopback inside the host)\n",
+        table(
+            [["stack", "requests/s", "p50 (ms)", "p99 (ms)", "errors", "vs uWSGI HTTP"]]
+            + [
+                [
+                    name,
+                    f"{r['rps']:.0f}",
+                    f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}",
+                    str(r["errors"]),
+                    f"{r['rps'] / serve['serving'][list(serve['serving'])[1]]['rps']:.2f}",
+                ]
+                for name, r in serve["serving"].items()
+            ]
+        ),
+        "\n## Tuning our defaults (ours, same load)\n",
+        table(
+            [["variant", "requests/s", "p50 (ms)", "p99 (ms)", "errors"]]
+            + [
+                [name, f"{r['rps']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", str(r["errors"])]
+                for name, r in serve["tuning"].items()
+            ]
+        ),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(BENCH / "results.md"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        serve = serving(args.rounds, Path(tmp))
+        fresh = fresh_converge(args.rounds, Path(tmp))
+        fleet, operations = fleet_noop([1, 2, 4, 8], args.rounds, Path(tmp))
+    text = report(fresh, fleet, operations, serve, args.rounds)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

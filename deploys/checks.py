@@ -98,7 +98,9 @@ def run_checks(settings: Settings) -> list[Check]:
     layout = Layout.of(settings)
     app = host.get_fact(UnitStatus, unit=layout.unit_name)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
-    live = host.get_fact(LiveRelease, stats_socket=layout.stats_socket)
+    live = host.get_fact(
+        LiveRelease, gate_script=layout.gate_script, stats_socket=layout.stats_socket
+    )
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     link = host.get_fact(Link, path=layout.site_enabled)

@@ -44,38 +44,26 @@ class ReleaseHistory(FactBase):
         return [line.strip() for line in output if line.strip()]
 
 
-STATS_READER = """
-import json, socket, sys
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-sock.settimeout(5)
-try:
-    sock.connect(sys.argv[1])
-    stats = json.loads(b"".join(iter(lambda: sock.recv(65536), b"")))
-except (OSError, ValueError):
-    sys.exit(0)
-print(stats["cwd"])
-print(sum(1 for w in stats["workers"] if w["pid"]))
-"""
-
-
 class LiveRelease(FactBase):
     """The release uWSGI really runs, from its stats server (the master's working directory is
     the release's resolved ``app`` folder): ``{"release": dir, "workers": count}``, or
-    ``{"release": None, "workers": 0}`` when it does not answer."""
+    ``{"release": None, "workers": 0}`` when it does not answer (or before the first deploy)."""
 
-    requires_command = "python3"
-
-    def command(self, stats_socket: str) -> str:
-        return f"python3 -c {shlex.quote(STATS_READER)} {shlex.quote(stats_socket)}"
+    def command(self, gate_script: str, stats_socket: str) -> str:
+        return (
+            f"test -f {gate_script} || exit 0;"
+            f" python3 {gate_script} live --stats={shlex.quote(stats_socket)}"
+        )
 
     @staticmethod
     def default():
         return {"release": None, "workers": 0}
 
     def process(self, output):
-        if len(output) < 2:
+        if not output or not output[0].strip():
             return self.default()
-        return {"release": output[0].strip().removesuffix("/app"), "workers": int(output[1])}
+        release, workers = output[0].split()
+        return {"release": release, "workers": int(workers)}
 
 
 def health_args(settings: Settings) -> str:
@@ -123,7 +111,9 @@ def release_gated(layout: Layout, settings: Settings):
     """
     link = host.get_fact(Link, path=layout.current) or {}
     current = link.get("link_target")
-    live = host.get_fact(LiveRelease, stats_socket=layout.stats_socket)
+    live = host.get_fact(
+        LiveRelease, gate_script=layout.gate_script, stats_socket=layout.stats_socket
+    )
     recorded = host.get_fact(ReleaseHistory, path=layout.history)
     if current and live["release"] == current and recorded and recorded[-1] == Path(current).name:
         host.noop(f"{current} is live and recorded healthy")

@@ -12,6 +12,10 @@
         state/releases.history and prune old releases; on failure switch ``current`` back to
         the previous healthy release, reload, and exit 1 with the reason.
 
+    release_gate.py live --stats STATS_SOCKET
+        Print the release dir uWSGI runs and how many workers are up (nothing if it does not
+        answer); the deploy's LiveRelease fact reads this.
+
     HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S]
 
 Standard library only: it runs with the host's python3.
@@ -262,7 +266,14 @@ def main(argv=None) -> int:
         each.add_argument("--host-header", default="localhost")
         each.add_argument("--expect", default="")
         each.add_argument("--timeout", type=float, default=30)
+    live = sub.add_parser("live")
+    live.add_argument("--stats", required=True)
     args = parser.parse_args(argv)
+    if args.command == "live":
+        release, workers = live_release(args.stats)
+        if release:
+            print(release, workers)
+        return 0
     if args.command == "check":
         return check_import(args) or check_candidate(args)
     return gate(args)

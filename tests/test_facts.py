@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.release import LiveRelease, ReleaseHistory
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -56,3 +57,16 @@ def test_user_can_read_write():
     assert UserCanReadWrite().process(["yes"]) is True
     assert UserCanReadWrite().process(["no"]) is False
     assert "runuser -u www-data" in UserCanReadWrite().command("/run/a/a.sock", "www-data")
+
+
+def test_live_release_from_the_stats_server():
+    assert LiveRelease().process(lines("release-live.txt")) == {
+        "release": "/srv/myproject/releases/eed358cb2531b095",
+        "workers": 5,
+    }
+    assert LiveRelease().process([]) == {"release": None, "workers": 0}
+
+
+def test_release_history():
+    history = ReleaseHistory().process(lines("releases-history.txt"))
+    assert history[-1] == "eed358cb2531b095" and all(len(r) == 16 for r in history)

@@ -4,7 +4,7 @@ PYINFRA := .venv/bin/pyinfra
 
 .PHONY: demo test up deploy verify down prune lint bench
 
-demo: up deploy  ## boot a local Debian 12 host, deploy the app to it, print its URL
+demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify it, print its URL
 	@$(PY) -c 'from tests.testbed import *; [print(f"open {h.url}  (ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1)") for h in read_state(LOCAL_STATE)]'
 
 test:  ## unit and integration tests (boots and removes its own hosts)
@@ -17,6 +17,9 @@ up:
 
 deploy:
 	$(PYINFRA) -y inventories/local.py deploy.py
+
+verify:
+	$(PYINFRA) -y inventories/local.py verify.py
 
 down:  ## remove the local host
 	$(PY) -m tests.testbed down

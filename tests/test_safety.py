@@ -127,7 +127,7 @@ def test_run_killed_between_config_change_and_reload_converges_next_time(host, w
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "Starting operation: uWSGI service | Environment" in line:
+        if "Starting operation: uWSGI service | Unit" in line:
             os.killpg(proc.pid, signal.SIGKILL)  # right after the ini was written
             break
     proc.wait(timeout=60)

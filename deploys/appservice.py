@@ -70,7 +70,7 @@ def configure_app_service(
     service = layout.unit_name
     apply_pending(
         name=f"Apply changes to {service}",
-        stamp=f"{layout.state}/{service}.applied",
+        stamp=layout.stamp(service),
         levels=[
             Level(
                 "restart",

@@ -34,7 +34,7 @@ def _check(name: str, expected, observed) -> Check:
     return Check(name, str(expected), str(observed), expected == observed)
 
 
-def _unit_checks(label: str, unit: str, status: dict) -> list[Check]:
+def _unit_checks(label: str, status: dict) -> list[Check]:
     return [
         _check(f"{label} active", "active", status.get("ActiveState") or "missing"),
         _check(f"{label} enabled", "enabled", status.get("UnitFileState") or "missing"),
@@ -111,17 +111,17 @@ def run_checks(settings: Settings) -> list[Check]:
         host_header="localhost" if server_name == "_" else server_name,
     )
     checks = [
-        *_unit_checks("app unit", layout.unit_name, app),
+        *_unit_checks("app unit", app),
         _applied_check(
             "app unit",
             app,
-            f"{layout.state}/{layout.unit_name}.applied",
+            layout.stamp(layout.unit_name),
             [layout.ini, layout.env_file, layout.unit],
         ),
         *_socket_check(settings, layout),
         _check("uWSGI workers", settings.processes, live["workers"]),
         _check("live release is current", current, live["release"] or "not answering"),
-        *_unit_checks("nginx", "nginx.service", nginx),
+        *_unit_checks("nginx", nginx),
         Check(
             "nginx -t",
             "ok",
@@ -134,7 +134,7 @@ def run_checks(settings: Settings) -> list[Check]:
             "absent",
             "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
         ),
-        _applied_check("nginx", nginx, f"{layout.state}/nginx.applied", [layout.site_available]),
+        _applied_check("nginx", nginx, layout.stamp("nginx"), [layout.site_available]),
         *(_firewall_checks(settings) if settings.firewall else []),
         _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
     ]

@@ -57,6 +57,10 @@ class Layout:
         """The release checks run on the host (files/release_gate.py)."""
         return "/usr/local/lib/flask-deploy/release_gate.py"
 
+    def stamp(self, service: str) -> str:
+        """Fingerprints of the configuration ``service`` last applied (see converge.py)."""
+        return f"{self.state}/{service}.applied"
+
     @property
     def etc(self) -> str:
         return f"/etc/{self.app}"

@@ -58,7 +58,7 @@ def configure_nginx(settings: Settings):
     ]
     apply_pending(
         name="Test and reload nginx",
-        stamp=f"{layout.state}/nginx.applied",
+        stamp=layout.stamp("nginx"),
         levels=[Level("reload", digest(site), tested_reload(layout), changes)],
     )
     systemd.service(

@@ -1,7 +1,8 @@
 """Benchmarks, side by side in one run: ``python -m bench.run`` (``make bench``).
 
 Deploy speed: fresh converge of one host, ours against the guide's steps as a plain shell
-script over SSH (bench/guide.sh); no-op re-runs for 1, 2, 4 and 8 hosts. Serving throughput
+script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for 1, 2, 4 and 8 hosts;
+booting 1 and 4 test-bed hosts from the cached image. Serving throughput
 with wrk inside one host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask
 (ours), uWSGI's own HTTP server with the same processes, and nginx serving a static file (the
 ceiling); then tuning candidates of our defaults. Prints a markdown table of medians and
@@ -92,18 +93,37 @@ def fresh_converge(rounds: int, tmp: Path) -> dict:
     return {"ours": ours, "guide": guide}
 
 
-def fleet_noop(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
+def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, int]:
+    """No-op deploy and verify times for the first n of max(sizes) converged hosts."""
     hosts = testbed.boot(max(sizes), prefix="bench-fleet")
     try:
         deploy(hosts, tmp)
         run = pyinfra(hosts[:1], tmp, "deploy.py").check()
         operations = int(re.search(r"Grand total\s+(\d+)", run.output).group(1))
-        times = {
-            n: [timed(lambda n=n: deploy(hosts[:n], tmp)) for _ in range(rounds)] for n in sizes
-        }
+        noop, verify = {}, {}
+        for n in sizes:
+            noop[n] = [timed(lambda n=n: deploy(hosts[:n], tmp)) for _ in range(rounds)]
+            verify[n] = [
+                timed(lambda n=n: pyinfra(hosts[:n], tmp, "verify.py").check())
+                for _ in range(rounds)
+            ]
     finally:
         testbed.destroy(hosts)
-    return times, operations
+    return noop, verify, operations
+
+
+def testbed_boot(sizes: list[int], rounds: int) -> dict:
+    """Time to boot n test-bed hosts from the cached image until SSH answers (warm)."""
+    testbed.ensure_image()
+    times = {}
+    for n in sizes:
+        times[n] = []
+        for _ in range(rounds):
+            started = time.monotonic()
+            hosts = testbed.boot(n, prefix="bench-boot")
+            times[n].append(time.monotonic() - started)
+            testbed.destroy(hosts)
+    return times
 
 
 def wrk(host: testbed.TestHost, url: str, header: str = "") -> dict:
@@ -193,9 +213,27 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
+def timing_row(what: str, times: list[float], base: float, base_name: str) -> list[str]:
+    """A table row: the median, every run, and the ratio of the median to ``base``."""
+    return [
+        what,
+        f"{median(times):.1f}",
+        " ".join(f"{t:.1f}" for t in times),
+        f"{median(times) / base:.2f}x {base_name}",
+    ]
+
+
+def per_fleet(label: str, times: dict[int, list[float]]) -> list[list[str]]:
+    """Rows for 1..n hosts, each against one host."""
+    one = median(times[min(times)])
+    return [
+        timing_row(f"{label}, {n} host{'s' if n > 1 else ''}", t, one, "one host")
+        for n, t in times.items()
+    ]
+
+
 def report(fresh: dict, fleet: dict, operations: int, serve: dict, rounds: int) -> str:
-    ours, guide = median(fresh["ours"]), median(fresh["guide"])
-    one = median(fleet[1])
+    guide = median(fresh["guide"])
     parts = [
         f"# Benchmarks\n\nOne run of `make bench` on this machine ({rounds} rounds each,"
         " medians). Test-bed hosts are Debian 12 containers on the same 2 cores.\n",
@@ -203,27 +241,16 @@ def report(fresh: dict, fleet: dict, operations: int, serve: dict, rounds: int) 
         table(
             [
                 ["what", "median (s)", "runs (s)", "ratio"],
-                [
-                    "fresh converge, ours (deploy.py)",
-                    f"{ours:.1f}",
-                    " ".join(f"{t:.1f}" for t in fresh["ours"]),
-                    f"{ours / guide:.2f}x guide",
-                ],
-                [
+                timing_row("fresh converge, ours (deploy.py)", fresh["ours"], guide, "guide"),
+                timing_row(
                     "fresh converge, the guide as a shell script (bench/guide.sh)",
-                    f"{guide:.1f}",
-                    " ".join(f"{t:.1f}" for t in fresh["guide"]),
-                    "1.00",
-                ],
-                *[
-                    [
-                        f"no-op re-run, {n} host{'s' if n > 1 else ''}",
-                        f"{median(t):.1f}",
-                        " ".join(f"{x:.1f}" for x in t),
-                        f"{median(t) / one:.2f}x one host",
-                    ]
-                    for n, t in fleet.items()
-                ],
+                    fresh["guide"],
+                    guide,
+                    "guide",
+                ),
+                *per_fleet("no-op re-run", fleet["noop"]),
+                *per_fleet("verify.py", fleet["verify"]),
+                *per_fleet("test bed: boot from the cached image", fleet["boot"]),
             ]
         ),
         f"\n{operations} operations per host.\n",
@@ -262,7 +289,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
-        fleet, operations = fleet_noop([1, 2, 4, 8], args.rounds, Path(tmp))
+        noop, verify, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
+    fleet = {"noop": noop, "verify": verify, "boot": testbed_boot([1, 4], args.rounds)}
     text = report(fresh, fleet, operations, serve, args.rounds)
     Path(args.out).write_text(text)
     print(text)

@@ -120,6 +120,17 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} is not of the form module:callable, e.g. wsgi:app")
         return value
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_set(cls, value):
+        unset = sorted(name for name, val in dict(value).items() if val is None)
+        if unset:
+            raise ValueError(
+                f"no value for {', '.join(map(str, unset))}: set it where your settings read it"
+                " from (e.g. export it before running pyinfra)"
+            )
+        return value
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:

@@ -64,12 +64,17 @@ def pyinfra(
     env_extra: dict[str, str] | None = None,
 ) -> Run:
     """``pyinfra inventories/local.py ENTRY ARGS`` against ``hosts`` (``-y`` unless dry)."""
-    cmd = [sys.executable, "-m", "pyinfra", "inventories/local.py", entry, *args]
-    cmd += ["--dry"] if dry else ["-y"]
+    env = {**inventory_for(hosts, tmp), **(env_extra or {})}
+    return pyinfra_cli("inventories/local.py", entry, *args, env=env, dry=dry, timeout=timeout)
+
+
+def pyinfra_cli(*args: str, env: dict[str, str], dry: bool = False, timeout: int = 900) -> Run:
+    """``pyinfra ARGS`` from the repository root, no terminal, ``-y`` unless dry."""
+    cmd = [sys.executable, "-m", "pyinfra", *args, "--dry" if dry else "-y"]
     proc = subprocess.run(
         cmd,
         cwd=REPO,
-        env={**inventory_for(hosts, tmp), **(env_extra or {})},
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -5,13 +5,14 @@ Tests in this module share one converged host and run in file order.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
 import pytest
 
 from tests import testbed
-from tests.pyinfra_run import pyinfra
+from tests.pyinfra_run import pyinfra, pyinfra_cli
 
 APP = "myproject"
 HELLO = "Hello There!"
@@ -107,6 +108,38 @@ def test_second_run_changes_nothing(converged, workdir):
     host, _ = converged
     assert pyinfra([host], workdir).check().changed == 0
     assert pyinfra([host], workdir, dry=True).check().changed == 0
+
+
+def test_production_example_inventory_previews_a_server(converged, tmp_path):
+    """The real-server inventory and its group data, copied as the README says, reach a host
+    from environment variables; an unset secret stops the run; the secret never shows."""
+    host, _ = converged
+    shutil.copy(testbed.REPO / "inventories/production.example.py", tmp_path / "production.py")
+    (tmp_path / "group_data").mkdir()
+    shutil.copy(
+        testbed.REPO / "inventories/group_data/production.example.py",
+        tmp_path / "group_data/production.py",
+    )
+    env = {
+        **os.environ,
+        "DEPLOY_HOST": "127.0.0.1",
+        "DEPLOY_SSH_PORT": str(host.ssh_port),
+        "DEPLOY_USER": host.ssh_user,
+    }
+    env.pop("FLASK_SECRET_KEY", None)
+    args = [str(tmp_path / "production.py"), "deploy.py", "--diff"]
+    args += ["--data", f"ssh_key={host.key_file}", "--data", "ssh_known_hosts_file=/dev/null"]
+
+    refused = pyinfra_cli(*args, env=env, dry=True)
+    assert refused.returncode != 0
+    assert "env: no value for FLASK_SECRET_KEY" in refused.output
+
+    secret = "s3cret-only-in-the-env-file"
+    run = pyinfra_cli(*args, env={**env, "FLASK_SECRET_KEY": secret}, dry=True).check()
+    assert "+ processes = 4" in run.output  # the group data applies (a diff line)
+    assert "Will write /etc/myproject/env (contents hidden)" in run.output
+    assert secret not in run.output
+    assert "processes = 5" in host.exec(f"cat /etc/{APP}/uwsgi.ini").stdout  # a dry run
 
 
 def test_code_change_reloads_only_uwsgi(converged, workdir, tmp_path):

@@ -84,6 +84,11 @@ def test_malformed_env_names_are_refused(name):
     assert "env" in error_for(env={name: "x"})
 
 
+def test_unset_env_values_name_the_variable():
+    message = error_for(env={"FLASK_SECRET_KEY": None, "OK": "x"})
+    assert "env: no value for FLASK_SECRET_KEY: set it" in message
+
+
 def test_env_values_are_never_echoed():
     message = error_for(env={"BAD NAME": "hunter2-secret"})
     assert "hunter2-secret" not in message

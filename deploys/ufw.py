@@ -1,5 +1,5 @@
-"""UFW support for pyinfra, which has none: a fact for the firewall's state and idempotent
-operations for rules, default policies and enabling."""
+"""UFW support for pyinfra, which has none: a fact for the firewall's state and an idempotent
+operation that brings it to a whole policy (rules, default policy, enabled)."""
 
 from __future__ import annotations
 
@@ -87,52 +87,37 @@ def _state() -> dict:
 
 
 @operation()
-def rule(spec: str, action: str = "allow", present: bool = True):
+def policy(
+    allow: list[str],
+    absent: list[str] | None = None,
+    incoming: str = "deny",
+    active: bool = True,
+):
     """
-    Add or delete a UFW rule such as ``OpenSSH``, ``Nginx Full`` or ``8080/tcp``.
+    Bring UFW to a whole policy from one read of its state (each read runs the ufw CLI twice,
+    about 0.1 s of the host's CPU): add the missing ``allow`` rules in their order, delete the
+    ``absent`` ones, set the default for incoming traffic, then enable or disable UFW. Put
+    the SSH rule first in ``allow``: it is added before UFW is enabled in the same run.
 
-    + spec: a port (``8080/tcp``), a range (``6000:6007/udp``) or an app profile name
-    + action: ``allow``, ``deny``, ``reject`` or ``limit``
-    + present: whether the rule should exist
-    """
-    if action not in ("allow", "deny", "reject", "limit"):
-        raise ValueError(f"ufw action {action!r} is not allow, deny, reject or limit")
-    exists = rule_key(action, spec) in _state()["rules"]
-    if present and not exists:
-        yield f"ufw {action} {shlex.quote(spec)}"
-    elif not present and exists:
-        yield f"ufw delete {action} {shlex.quote(spec)}"
-    else:
-        host.noop(f"ufw rule {action} {spec} is {'present' if present else 'absent'}")
-
-
-@operation()
-def default(direction: str, policy: str):
-    """
-    Set UFW's default policy for a direction.
-
-    + direction: ``incoming``, ``outgoing`` or ``routed``
-    + policy: ``allow``, ``deny`` or ``reject``
-    """
-    if direction not in DEFAULT_KEYS.values() or policy not in POLICY_WORDS.values():
-        raise ValueError(f"bad ufw default: {policy!r} {direction!r}")
-    if _state()["defaults"].get(direction) != policy:
-        yield f"ufw default {policy} {direction}"
-    else:
-        host.noop(f"ufw default {direction} is {policy}")
-
-
-@operation()
-def enabled(active: bool = True):
-    """
-    Enable UFW (now and at boot) or disable it. Allow SSH before enabling it.
-
+    + allow: rules to allow, e.g. ``OpenSSH``, ``Nginx Full``, ``8080/tcp``, ``6000:6007/udp``
+    + absent: allow rules that must not exist, e.g. ``5000``
+    + incoming: default incoming policy: ``allow``, ``deny`` or ``reject``
     + active: whether UFW should be active
     """
-    is_active = _state()["active"]
-    if active and not is_active:
-        yield "ufw --force enable"
-    elif not active and is_active:
-        yield "ufw disable"
-    else:
-        host.noop(f"ufw is {'active' if active else 'inactive'}")
+    if incoming not in POLICY_WORDS.values():
+        raise ValueError(f"ufw default incoming {incoming!r} is not allow, deny or reject")
+    state = _state()
+    rules = state["rules"]
+    commands = [f"ufw allow {shlex.quote(s)}" for s in allow if rule_key("allow", s) not in rules]
+    commands += [
+        f"ufw delete allow {shlex.quote(s)}" for s in absent or [] if rule_key("allow", s) in rules
+    ]
+    if state["defaults"].get("incoming") != incoming:
+        commands.append(f"ufw default {incoming} incoming")
+    if active and not state["active"]:
+        commands.append("ufw --force enable")
+    elif not active and state["active"]:
+        commands.append("ufw disable")
+    if not commands:
+        host.noop("ufw has its policy")
+    yield from commands

@@ -77,7 +77,7 @@ def _socket_check(settings: Settings, layout: Layout) -> list[Check]:
 
 
 def _firewall_checks(settings: Settings) -> list[Check]:
-    state = host.get_fact(ufw.UfwState) or ufw.parse_ufw("")
+    state = ufw.current_state()
     rules = state["rules"]
     checks = [
         _check("ufw active", True, state["active"]),

@@ -81,7 +81,7 @@ def rule_key(action: str, spec: str) -> str:
     return f"{action} {spec}"
 
 
-def _state() -> dict:
+def current_state() -> dict:
     """The host's UFW state; before ufw is installed (a dry run on a fresh host), an empty one."""
     return host.get_fact(UfwState) or parse_ufw("")
 
@@ -106,7 +106,7 @@ def policy(
     """
     if incoming not in POLICY_WORDS.values():
         raise ValueError(f"ufw default incoming {incoming!r} is not allow, deny or reject")
-    state = _state()
+    state = current_state()
     rules = state["rules"]
     commands = [f"ufw allow {shlex.quote(s)}" for s in allow if rule_key("allow", s) not in rules]
     commands += [

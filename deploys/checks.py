@@ -10,7 +10,7 @@ from pyinfra.facts.files import File, Link, Socket
 
 from deploys import ufw
 from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
-from deploys.firewall import GUIDE_TEST_RULE
+from deploys.firewall import firewall_rules
 from deploys.layout import Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.release import LiveRelease
@@ -83,13 +83,12 @@ def _firewall_checks(settings: Settings) -> list[Check]:
         _check("ufw active", True, state["active"]),
         _check("ufw default incoming", "deny", state["defaults"].get("incoming", "unknown")),
     ]
-    for spec in [settings.ssh_allow, "Nginx Full", *settings.firewall_allow]:
+    allow, absent = firewall_rules(settings)
+    for spec in allow:
         checks.append(_check(f"ufw allows {spec}", True, ufw.rule_key("allow", spec) in rules))
-    if GUIDE_TEST_RULE not in settings.firewall_allow:
-        on_port = [r for r in rules if r.split(" ", 1)[-1].split("/")[0] == GUIDE_TEST_RULE]
-        checks.append(
-            _check(f"ufw has no {GUIDE_TEST_RULE} rule", "none", ", ".join(on_port) or "none")
-        )
+    for port in absent:
+        on_port = [r for r in rules if r.split(" ", 1)[-1].split("/")[0] == port]
+        checks.append(_check(f"ufw has no {port} rule", "none", ", ".join(on_port) or "none"))
     return checks
 
 

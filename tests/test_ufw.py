@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from deploys.firewall import firewall_rules
+from deploys.settings import load_settings
 from deploys.ufw import parse_ufw, rule_key
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -42,3 +44,9 @@ def test_active_firewall_with_rules():
 
 def test_empty_output_parses_to_an_empty_state():
     assert parse_ufw("") == {"active": False, "rules": [], "defaults": {}, "status_rules": []}
+
+
+def test_firewall_rules_put_ssh_first_and_drop_the_guides_5000_rule():
+    assert firewall_rules(load_settings({})) == (["OpenSSH", "Nginx Full"], ["5000"])
+    allow, absent = firewall_rules(load_settings({"firewall_allow": ["5000", "8080/tcp"]}))
+    assert (allow, absent) == (["OpenSSH", "Nginx Full", "5000", "8080/tcp"], [])

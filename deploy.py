@@ -5,7 +5,7 @@ Preview with ``--dry --diff``; add ``-y`` when there is no terminal.
 
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
-from deploys.context import prepare_host
+from deploys.context import prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
@@ -14,6 +14,7 @@ from deploys.virtualenv import build_virtualenv
 
 settings = prepare_host()
 
+private_upload_dir()
 install_packages(settings)
 create_app_user(settings)
 venv = build_virtualenv(settings)
@@ -21,7 +22,7 @@ release = upload_release(settings)
 install_release_gate(settings)
 env = write_app_environment(settings)
 switch_release(settings)
-configure_app_service(settings, code_changes=[release, venv], env_change=env)
+configure_app_service(settings, code_changes=[release, venv], env_changes=env)
 configure_nginx(settings)
 gate_release(settings)
 if settings.firewall:

@@ -1,22 +1,34 @@
-"""The uWSGI service: ini, environment file and systemd unit, applied by restart or graceful
-reload only when they (or the code or virtualenv) changed."""
+"""The uWSGI service: ini, environment file, sandbox, socket and service units, applied by
+restart or graceful reload only when they (or the code or virtualenv) changed."""
 
 from __future__ import annotations
 
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import systemd
+from pyinfra.operations import files, systemd
 
-from deploys.converge import (
-    Level,
-    apply_pending,
-    daemon_reload_if_needed,
-    secret_file,
-    socket_permissions,
-)
+from deploys.converge import Level, apply_pending, daemon_reload_if_needed, secret_file
 from deploys.layout import Layout
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
+
+# uWSGI's per-request "magic variables" that load code, change directories, set the
+# environment, read files or reload the server (uWSGI's core/protocol.c); uwsgi.ini refuses
+# a request carrying any of them
+MAGIC_VARS = (
+    "UWSGI_FILE",
+    "UWSGI_SCRIPT",
+    "UWSGI_MODULE",
+    "UWSGI_CALLABLE",
+    "UWSGI_PYHOME",
+    "UWSGI_HOME",
+    "UWSGI_CHDIR",
+    "UWSGI_APPID",
+    "UWSGI_SETENV",
+    "UWSGI_POSTFILE",
+    "UWSGI_TOUCH_RELOAD",
+    "UWSGI_CACHE_GET",
+)
 
 
 def uwsgi_ini(settings: Settings) -> str:
@@ -24,13 +36,27 @@ def uwsgi_ini(settings: Settings) -> str:
     layout = Layout.of(settings)
     binary = "uwsgi" if settings.uwsgi_from_source else "python3"
     return render(
-        "uwsgi.ini.j2", s=settings, layout=layout, binary_path=f"{layout.live_venv}/bin/{binary}"
+        "uwsgi.ini.j2",
+        s=settings,
+        layout=layout,
+        binary_path=f"{layout.live_venv}/bin/{binary}",
+        magic_vars=MAGIC_VARS,
     )
 
 
 def systemd_unit(settings: Settings) -> str:
-    """The systemd unit text."""
+    """The service unit text."""
     return render("app.service.j2", s=settings, layout=Layout.of(settings))
+
+
+def socket_unit(settings: Settings) -> str:
+    """The socket unit text: the socket nginx connects to."""
+    return render("app.socket.j2", s=settings, layout=Layout.of(settings))
+
+
+def sandbox(settings: Settings) -> str:
+    """The drop-in with the app's identity and sandbox, shared by every unit running its code."""
+    return render("sandbox.conf.j2", s=settings, layout=Layout.of(settings))
 
 
 def env_file(settings: Settings) -> str:
@@ -39,44 +65,59 @@ def env_file(settings: Settings) -> str:
 
 
 @deploy("App environment")
-def write_app_environment(settings: Settings) -> OperationMeta:
-    """Write the app's EnvironmentFile (before any release check imports the app)."""
+def write_app_environment(settings: Settings) -> list[OperationMeta]:
+    """Write the app's EnvironmentFile and sandbox (before any release check runs the app).
+    Returns their operations."""
     layout = Layout.of(settings)
-    return secret_file(
-        name=f"Environment {layout.env_file}",
-        path=layout.env_file,
-        content=env_file(settings),
-        user="root",
-        group=settings.user,
+    files.directory(
+        name=f"Directory {layout.unit}.d", path=f"{layout.unit}.d", user="root", mode="755"
     )
+    return [
+        put_text(f"Sandbox {layout.sandbox}", sandbox(settings), layout.sandbox),
+        secret_file(
+            name=f"Environment {layout.env_file}",
+            path=layout.env_file,
+            content=env_file(settings),
+            user="root",
+            group=settings.user,
+        ),
+    ]
 
 
 @deploy("uWSGI service")
 def configure_app_service(
-    settings: Settings, code_changes: list[OperationMeta], env_change: OperationMeta
+    settings: Settings, code_changes: list[OperationMeta], env_changes: list[OperationMeta]
 ):
-    """Write the ini and unit; restart on unit/env changes, reload gracefully on ini/code/venv
-    changes (``code_changes``: operations that rewrote code or the venv, e.g. a deleted venv
-    rebuilt; ``env_change``: the env file's operation); keep the unit enabled and running."""
+    """Write the ini and units; restart on unit/sandbox/env changes, reload gracefully on
+    ini/code/venv changes (``code_changes``: operations that rewrote code or the venv, e.g. a
+    deleted venv rebuilt; ``env_changes``: the env file's and sandbox's operations); keep both
+    units enabled and running."""
     layout = Layout.of(settings)
-    ini, unit, env = uwsgi_ini(settings), systemd_unit(settings), env_file(settings)
+    ini, unit, sock, env = (
+        uwsgi_ini(settings),
+        systemd_unit(settings),
+        socket_unit(settings),
+        env_file(settings),
+    )
     ini_op = put_text(
         f"uWSGI ini {layout.ini}", ini, layout.ini, mode="640", user="root", group=settings.user
     )
-    unit_op = put_text(f"Unit {layout.unit}", unit, layout.unit)
-    daemon_reload_if_needed(
-        name=f"systemd knows the current {layout.unit_name}", unit=layout.unit_name
-    )
-    service = layout.unit_name
+    unit_ops = [
+        put_text(f"Unit {layout.socket_unit}", sock, layout.socket_unit),
+        put_text(f"Unit {layout.unit}", unit, layout.unit),
+    ]
+    for name in (layout.socket_unit_name, layout.unit_name):
+        daemon_reload_if_needed(name=f"systemd knows the current {name}", unit=name)
+    service, socket = layout.unit_name, layout.socket_unit_name
     apply_pending(
         name=f"Apply changes to {service}",
         stamp=layout.stamp(service),
         levels=[
             Level(
                 "restart",
-                digest(unit, env),
-                [f"systemctl restart {service}"],
-                [unit_op, env_change],
+                digest(unit, sock, sandbox(settings), env),
+                [f"systemctl stop {service} {socket}", f"systemctl start {socket} {service}"],
+                [*unit_ops, *env_changes],
             ),
             Level(
                 "reload",
@@ -86,12 +127,7 @@ def configure_app_service(
             ),
         ],
     )
-    systemd.service(
-        name=f"{service} enabled and running", service=service, running=True, enabled=True
-    )
-    socket_permissions(
-        name=f"Socket {layout.socket} is 660 www-data",
-        path=layout.socket,
-        mode="660",
-        group="www-data",
-    )
+    for name in (socket, service):
+        systemd.service(
+            name=f"{name} enabled and running", service=name, running=True, enabled=True
+        )

@@ -9,7 +9,8 @@ from deploys.settings import Settings
 
 @deploy("App user and directories")
 def create_app_user(settings: Settings):
-    """A system user with no login shell and no other groups; root-owned code directories."""
+    """A system user with no login shell and no other groups; root-owned directories that only
+    the app's group may read (code, virtualenvs) and a root-only state folder."""
     layout = Layout.of(settings)
     server.user(
         name=f"System user {settings.user}",
@@ -21,12 +22,10 @@ def create_app_user(settings: Settings):
         shell="/usr/sbin/nologin",
         groups=[],
     )
-    for path in (layout.root, layout.releases, layout.venvs, layout.state):
-        files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="755")
+    for path in (layout.root, layout.releases, layout.venvs, layout.etc):
+        files.directory(
+            name=f"Directory {path}", path=path, user="root", group=settings.user, mode="750"
+        )
     files.directory(
-        name=f"Directory {layout.etc}",
-        path=layout.etc,
-        user="root",
-        group=settings.user,
-        mode="750",
+        name=f"Directory {layout.state}", path=layout.state, user="root", group="root", mode="700"
     )

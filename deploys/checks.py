@@ -6,15 +6,24 @@ from dataclasses import asdict, dataclass
 from datetime import UTC
 
 from pyinfra import host
-from pyinfra.facts.files import File, Link, Socket
+from pyinfra.facts.files import Directory, File, Link, Socket
 
 from deploys import ufw
-from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.facts import (
+    HttpResponse,
+    NginxConfigTest,
+    SandboxExposure,
+    UnitStatus,
+    UserCanReadWrite,
+)
 from deploys.firewall import firewall_rules
 from deploys.layout import Layout
-from deploys.nginx import DEFAULT_SITE
-from deploys.release import LiveRelease
+from deploys.nginx import DEFAULT_SITE, is_default_server
+from deploys.release import live_release
 from deploys.settings import Settings
+
+SANDBOX_TARGET = 2.0  # systemd-analyze security's exposure, 0 (best) to 10
+UNKNOWN_HOST = "unknown-host.invalid"
 
 
 @dataclass
@@ -60,19 +69,52 @@ def _applied_check(label: str, status: dict, stamp: str, paths: list[str]) -> Ch
     )
 
 
-def _socket_check(settings: Settings, layout: Layout) -> list[Check]:
+def _socket_check(layout: Layout) -> list[Check]:
     sock = host.get_fact(Socket, path=layout.socket)
     if not sock:
         observed = "missing" if sock is None else "not a socket"
-        return [Check("socket", f"{layout.socket} 660 {settings.user}:www-data", observed, False)]
+        return [Check("socket", f"{layout.socket} 660 root:www-data", observed, False)]
     return [
         _check("socket mode", "660", f"{sock['mode']:03d}"),
-        _check("socket group", "www-data", sock["group"]),
+        _check("socket owner", "root:www-data", f"{sock['user']}:{sock['group']}"),
         _check(
             "socket usable by www-data",
             True,
             host.get_fact(UserCanReadWrite, path=layout.socket, user="www-data"),
         ),
+    ]
+
+
+def _data_checks(settings: Settings, layout: Layout) -> list[Check]:
+    """The data directory: the app's own, private, writable (systemd makes it at start)."""
+    info = host.get_fact(Directory, path=layout.data)
+    observed = f"{info['user']}:{info['group']} {info['mode']:03d}" if info else "missing"
+    return [_check("data directory", f"{settings.user}:{settings.user} 750", observed)]
+
+
+def _sandbox_check(layout: Layout) -> Check:
+    score = host.get_fact(SandboxExposure, unit=layout.unit_name)
+    return Check(
+        "app sandbox exposure",
+        f"<= {SANDBOX_TARGET}",
+        "not rated" if score is None else str(score),
+        score is not None and score <= SANDBOX_TARGET,
+    )
+
+
+def _unknown_host_check(settings: Settings) -> list[Check]:
+    """With named hosts, a request for another name gets no app: nginx closes it (444)."""
+    if is_default_server(settings):
+        return []
+    response = host.get_fact(
+        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=UNKNOWN_HOST
+    )
+    return [
+        _check(
+            "unknown Host header closed",
+            "no answer",
+            "no answer" if response["status"] == 0 else f"HTTP {response['status']}",
+        )
     ]
 
 
@@ -96,10 +138,9 @@ def run_checks(settings: Settings) -> list[Check]:
     """Every check for the current host, in a stable order."""
     layout = Layout.of(settings)
     app = host.get_fact(UnitStatus, unit=layout.unit_name)
+    socket_unit = host.get_fact(UnitStatus, unit=layout.socket_unit_name)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
-    live = host.get_fact(
-        LiveRelease, gate_script=layout.gate_script, stats_socket=layout.stats_socket
-    )
+    live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     link = host.get_fact(Link, path=layout.site_enabled)
@@ -111,13 +152,16 @@ def run_checks(settings: Settings) -> list[Check]:
     )
     checks = [
         *_unit_checks("app unit", app),
+        *_unit_checks("app socket unit", socket_unit),
         _applied_check(
             "app unit",
             app,
             layout.stamp(layout.unit_name),
-            [layout.ini, layout.env_file, layout.unit],
+            [layout.ini, layout.env_file, layout.unit, layout.sandbox, layout.socket_unit],
         ),
-        *_socket_check(settings, layout),
+        _sandbox_check(layout),
+        *_socket_check(layout),
+        *_data_checks(settings, layout),
         _check("uWSGI workers", settings.processes, live["workers"]),
         _check("live release is current", current, live["release"] or "not answering"),
         *_unit_checks("nginx", nginx),
@@ -136,6 +180,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _applied_check("nginx", nginx, layout.stamp("nginx"), [layout.site_available]),
         *(_firewall_checks(settings) if settings.firewall else []),
         _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
+        *_unknown_host_check(settings),
     ]
     if settings.expected_text:
         body = response["body"]

@@ -6,19 +6,36 @@ from __future__ import annotations
 import socket
 
 from pyinfra import host
-from pyinfra.facts.server import User
+from pyinfra.api import deploy
+from pyinfra.facts.server import Home, User
+from pyinfra.operations import files
 
 from deploys.settings import Settings, load_settings
 
+UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
+
 
 def prepare_host() -> Settings:
-    """Validate this host's settings (before anything else touches it) and use sudo unless
-    the SSH user is root."""
+    """Validate this host's settings (before anything else touches it), use sudo unless the
+    SSH user is root, and upload through a private folder (see private_upload_dir)."""
     settings = load_settings(host.data.dict(), host.name)
     disable_nagle(host.connector)
+    host.data._temp_dir = f"{host.get_fact(Home)}/{UPLOAD_DIR}"
     if host.get_fact(User) != "root":
         host.data._sudo = True  # the normal case: a sudo user over SSH
     return settings
+
+
+@deploy("Private upload folder")
+def private_upload_dir():
+    """The SSH user's own mode 700 folder that uploads pass through on their way to root-owned
+    paths (pyinfra's default is a predictably named file in /tmp that other users can read)."""
+    files.directory(
+        name=f"Upload folder ~/{UPLOAD_DIR} (mode 700)",
+        path=host.data._temp_dir,
+        mode="700",
+        _sudo=False,
+    )
 
 
 def disable_nagle(connector) -> bool:

@@ -114,7 +114,12 @@ def secret_file(path: str, content: str, user: str, group: str, mode: str = "640
     host.log(f"Will write {path} (contents hidden)")
     quoted = shlex.quote(path)
     yield f"touch {quoted} && chown {user}:{group} {quoted} && chmod {mode} {quoted}"
-    yield FileUploadCommand(BytesIO(data), path, remote_temp_filename=host.get_temp_filename(path))
+    temp_dir = host.current_op_global_arguments.get("_temp_dir")
+    yield FileUploadCommand(
+        BytesIO(data),
+        path,
+        remote_temp_filename=host.get_temp_filename(path, temp_directory=temp_dir),
+    )
     yield f"chown {user}:{group} {quoted} && chmod {mode} {quoted}"
 
 

@@ -3,10 +3,12 @@ nothing on the host; their parsers are tested on output captured from real hosts
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra.api import FactBase
 
+EXPOSURE_RE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 UNIT_PROPERTIES = (
     "LoadState",
     "ActiveState",
@@ -109,3 +111,19 @@ class HttpResponse(FactBase):
     def process(self, output):
         status, *body = output
         return {"status": int(status) if status.strip().isdigit() else 0, "body": "\n".join(body)}
+
+
+class SandboxExposure(FactBase):
+    """``systemd-analyze security``'s overall exposure score of a unit (0 = fully sandboxed,
+    10 = not at all), or None when systemd cannot rate it (e.g. the unit is not loaded)."""
+
+    def command(self, unit: str) -> str:
+        return f"systemd-analyze security --no-pager {shlex.quote(unit)} 2>&1 | tail -n 1"
+
+    @staticmethod
+    def default():
+        return None
+
+    def process(self, output):
+        match = EXPOSURE_RE.search("\n".join(output))
+        return float(match.group(1)) if match else None

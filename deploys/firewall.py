@@ -1,4 +1,4 @@
-"""UFW: SSH allowed before the firewall is enabled, then 'Nginx Full', deny by default."""
+"""UFW: SSH allowed before the firewall is enabled, then 'Nginx HTTP', deny by default."""
 
 from pyinfra.api import deploy
 
@@ -6,19 +6,22 @@ from deploys import ufw
 from deploys.settings import Settings
 
 GUIDE_TEST_RULE = "5000"
+WEB_RULE = "Nginx HTTP"  # port 80 only: nothing serves TLS on 443
+UNUSED_RULES = (GUIDE_TEST_RULE, "Nginx Full", "Nginx HTTPS")
 
 
 def firewall_rules(settings: Settings) -> tuple[list[str], list[str]]:
     """The rules UFW must allow (SSH first) and those it must not have: the guide's port 5000
-    rule, unless firewall_allow asks for it. The deploy applies them; the verifier checks them."""
-    allow = [settings.ssh_allow, "Nginx Full", *settings.firewall_allow]
-    absent = [] if GUIDE_TEST_RULE in settings.firewall_allow else [GUIDE_TEST_RULE]
+    rule and the profiles that open 443, unless firewall_allow asks for them. The deploy
+    applies them; the verifier checks them."""
+    allow = [settings.ssh_allow, WEB_RULE, *settings.firewall_allow]
+    absent = [rule for rule in UNUSED_RULES if rule not in allow]
     return allow, absent
 
 
 @deploy("Firewall")
 def configure_firewall(settings: Settings):
-    """Allow SSH first, then HTTP/HTTPS and extra rules; drop the guide's port 5000 rule;
+    """Allow SSH first, then HTTP and extra rules; drop the guide's port 5000 rule and 443;
     deny incoming by default; enable."""
     allow, absent = firewall_rules(settings)
     ufw.policy(

@@ -49,7 +49,8 @@ class Layout:
 
     @property
     def state(self) -> str:
-        """Records of what configuration each service last applied (see converge.py)."""
+        """Records of what configuration each service last applied (see converge.py);
+        root only (mode 700)."""
         return f"{self.root}/state"
 
     @property
@@ -74,6 +75,11 @@ class Layout:
         return f"{self.etc}/env"
 
     @property
+    def pip_conf(self) -> str:
+        """pip's settings for the venv builds (index credentials): root only."""
+        return f"{self.etc}/pip.conf"
+
+    @property
     def unit_name(self) -> str:
         return f"{self.app}.service"
 
@@ -82,17 +88,39 @@ class Layout:
         return f"/etc/systemd/system/{self.unit_name}"
 
     @property
-    def run_dir(self) -> str:
-        return f"/run/{self.app}"
+    def sandbox(self) -> str:
+        """Drop-in with the app's identity and sandbox; every unit that runs app code
+        (the service, the release checks) takes its settings from this one file."""
+        return f"{self.unit}.d/sandbox.conf"
+
+    @property
+    def socket_unit_name(self) -> str:
+        return f"{self.app}.socket"
+
+    @property
+    def socket_unit(self) -> str:
+        return f"/etc/systemd/system/{self.socket_unit_name}"
 
     @property
     def socket(self) -> str:
-        return f"{self.run_dir}/{self.app}.sock"
+        """The uwsgi socket nginx connects to, made by systemd (root:www-data 660) in a
+        root-owned folder: the app cannot touch it, only nginx's user can connect."""
+        return f"/run/flask-deploy/{self.app}.sock"
+
+    @property
+    def run_dir(self) -> str:
+        """The service's private runtime folder (app only, mode 700)."""
+        return f"/run/{self.app}"
 
     @property
     def stats_socket(self) -> str:
         """uWSGI's stats server: which release the master runs, and its workers."""
         return f"{self.run_dir}/stats.sock"
+
+    @property
+    def data(self) -> str:
+        """The app's persistent data (systemd StateDirectory=, app only, mode 750)."""
+        return f"/var/lib/{self.app}"
 
     @property
     def site_available(self) -> str:

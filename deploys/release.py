@@ -9,18 +9,22 @@ The checks themselves run on the host (files/release_gate.py, standard library o
 from __future__ import annotations
 
 import shlex
+from io import BytesIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy, operation
-from pyinfra.facts.files import Link
+from pyinfra.api import FactBase, FileUploadCommand, deploy, operation
+from pyinfra.facts.files import File, Link
 from pyinfra.operations import files
 
 from deploys.converge import switch_link
 from deploys.layout import Layout
-from deploys.render import SKIPPED_NAMES, SKIPPED_SUFFIXES, digest, folder_digest
+from deploys.render import digest
 from deploys.settings import Settings
+from deploys.shipping import archive, folder_digest
 from deploys.virtualenv import venv_id
+
+UNPACKED_MARKER = ".unpacked"
 
 GATE_SOURCE = Path(__file__).resolve().parent.parent / "files" / "release_gate.py"
 
@@ -47,11 +51,14 @@ class ReleaseHistory(FactBase):
 class LiveRelease(FactBase):
     """The release uWSGI really runs, from its stats server (the master's working directory is
     the release's resolved ``app`` folder): ``{"release": dir, "workers": count}``, or
-    ``{"release": None, "workers": 0}`` when it does not answer (or before the first deploy)."""
+    ``{"release": None, "workers": 0}`` when it does not answer (or before the first deploy).
+    Read as the app user: the stats socket lives in the app's own folder, where root follows
+    no path."""
 
-    def command(self, gate_script: str, stats_socket: str) -> str:
+    def command(self, gate_script: str, stats_socket: str, user: str) -> str:
         return (
-            f"test -f {gate_script} || exit 0;"
+            f"test -f {gate_script} && id -u {shlex.quote(user)} >/dev/null 2>&1 || exit 0;"
+            f" runuser -u {shlex.quote(user)} --"
             f" python3 {gate_script} live --stats={shlex.quote(stats_socket)}"
         )
 
@@ -95,7 +102,7 @@ def release_checked(layout: Layout, release: str, settings: Settings):
     yield (
         f"python3 {layout.gate_script} check --release={shlex.quote(release)}"
         f" --module={shlex.quote(settings.app_module)} --user={shlex.quote(settings.user)}"
-        f" --env-file={layout.env_file} {health_args(settings)}"
+        f" --sandbox={layout.sandbox} {health_args(settings)}"
     )
 
 
@@ -111,38 +118,71 @@ def release_gated(layout: Layout, settings: Settings):
     """
     link = host.get_fact(Link, path=layout.current) or {}
     current = link.get("link_target")
-    live = host.get_fact(
-        LiveRelease, gate_script=layout.gate_script, stats_socket=layout.stats_socket
-    )
+    live = live_release(layout, settings)
     recorded = host.get_fact(ReleaseHistory, path=layout.history)
     if current and live["release"] == current and recorded and recorded[-1] == Path(current).name:
         host.noop(f"{current} is live and recorded healthy")
         return
     yield (
         f"python3 {layout.gate_script} gate --root={layout.root} --service={layout.unit_name}"
-        f" --stats={layout.stats_socket}"
+        f" --stats={layout.stats_socket} --user={shlex.quote(settings.user)}"
         f" --processes={settings.processes} --keep={settings.keep_releases}"
         f" {health_args(settings)}"
     )
 
 
+def live_release(layout: Layout, settings: Settings) -> dict:
+    """The LiveRelease fact of this app."""
+    return host.get_fact(
+        LiveRelease,
+        gate_script=layout.gate_script,
+        stats_socket=layout.stats_socket,
+        user=settings.user,
+    )
+
+
+@operation()
+def release_unpacked(release: str, src: Path, group: str):
+    """
+    Unpack the app's archive into ``release``/app, owned root:``group`` with the archive's
+    modes, unless a complete one is there (releases are immutable: their id fingerprints the
+    code). An interrupted unpack is redone; the archive passes only through private folders.
+
+    + release: the release folder
+    + src: the local app folder, packed by deploys/shipping.py only when needed
+    + group: the app's group, the only one that may read the code
+    """
+    if host.get_fact(File, path=f"{release}/{UNPACKED_MARKER}"):
+        host.noop(f"{release} is unpacked")
+        return
+    folder, tarball = shlex.quote(release), shlex.quote(f"{release}/app.tar.gz")
+    yield f"rm -rf {folder}/app {folder}/app.new && install -d -m 750 {folder}/app.new"
+    yield f"install -m 600 /dev/null {tarball}"
+    temp_dir = host.current_op_global_arguments.get("_temp_dir")
+    yield FileUploadCommand(
+        BytesIO(archive(src)),
+        f"{release}/app.tar.gz",
+        remote_temp_filename=host.get_temp_filename(release, temp_directory=temp_dir),
+    )
+    yield (
+        f"tar -xzf {tarball} -C {folder}/app.new --no-same-owner"
+        f" && chgrp -R {shlex.quote(group)} {folder}/app.new && chmod 750 {folder}/app.new"
+        f" && mv {folder}/app.new {folder}/app && rm {tarball}"
+        f" && touch {folder}/{UNPACKED_MARKER}"
+    )
+
+
 @deploy("App release")
 def upload_release(settings: Settings):
-    """Sync ``app_src`` into releases/<id>/app (unchanged code uploads nothing) and link the
+    """Ship ``app_src`` as releases/<id>/app (unchanged code uploads nothing) and link the
     release to its virtualenv. Returns the upload operation."""
     layout = Layout.of(settings)
     release = layout.release(release_id(settings))
-    upload = files.sync(
-        name=f"Upload {settings.app_src} to {release}/app",
-        src=str(settings.app_path),
-        dest=f"{release}/app",
-        user="root",
-        group="root",
-        mode="644",
-        dir_mode="755",
-        delete=True,
-        exclude=[f"*{suffix}" for suffix in SKIPPED_SUFFIXES],
-        exclude_dir=sorted(SKIPPED_NAMES),
+    upload = release_unpacked(
+        name=f"Unpack {settings.app_src} into {release}/app",
+        release=release,
+        src=settings.app_path,
+        group=settings.user,
     )
     files.link(
         name=f"{release}/venv links its virtualenv",

@@ -1,5 +1,4 @@
-"""Render the Jinja2 templates in templates/ to text, put texts on hosts, fingerprint texts
-and folders."""
+"""Render the Jinja2 templates in templates/ to text, put texts on hosts, fingerprint texts."""
 
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra.operations import files
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-SKIPPED_NAMES = {"__pycache__", ".git", ".pytest_cache", ".venv", "venv", ".mypy_cache"}
-SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
 @cache
@@ -50,23 +47,3 @@ def digest(*parts: str) -> str:
         sha.update(part.encode())
         sha.update(b"\0")
     return sha.hexdigest()[:16]
-
-
-def shipped_files(folder: Path) -> list[Path]:
-    """The files of a folder that are shipped to hosts (caches and VCS data left out)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not SKIPPED_NAMES.intersection(p.relative_to(folder).parts)
-        and not p.name.endswith(SKIPPED_SUFFIXES)
-    )
-
-
-def folder_digest(folder: Path) -> str:
-    """A fingerprint of the shipped files' paths and contents."""
-    sha = hashlib.sha256()
-    for path in shipped_files(folder):
-        sha.update(str(path.relative_to(folder)).encode() + b"\0")
-        sha.update(path.read_bytes() + b"\0")
-    return sha.hexdigest()[:12]

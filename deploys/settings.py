@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -41,6 +42,7 @@ PYINFRA_KEY_PREFIXES = (
     "mech_",
 )
 
+SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}  # never echoed in errors
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 HOSTNAME_RE = re.compile(r"^(_|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?)$")
 MODULE_RE = re.compile(
@@ -92,12 +94,12 @@ class Settings(BaseModel):
     python_packages: list[PipRequirement] = []
     uwsgi_package: PipRequirement = "pyuwsgi==2.0.30.post1"
     uwsgi_from_source: bool = False
-    env: dict[str, str] = {}
+    env: dict[str, SecretStr] = {}  # SecretStr: masked in every repr, e.g. pyinfra --debug
     firewall: bool = True
     ssh_allow: UfwRule = "OpenSSH"
     firewall_allow: list[UfwRule] = []
-    pip_index_url: str | None = None
-    pip_extra_index_url: list[str] = []
+    pip_index_url: SecretStr | None = None  # may hold user:token
+    pip_extra_index_url: list[SecretStr] = []
     pip_cert: str | None = None
     apt_cache_time: int = Field(3600, ge=0)
     health_path: str = Field("/", pattern=r"^/[^\s]*$")
@@ -133,11 +135,11 @@ class Settings(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for name, val in value.items():
             if not ENV_NAME_RE.fullmatch(name):
                 raise ValueError(f"env name {name!r} is not allowed: use letters, digits and _")
-            if "\n" in val or "\x00" in val:
+            if "\n" in val.get_secret_value() or "\x00" in val.get_secret_value():
                 raise ValueError(f"env value of {name} has a newline or NUL byte")
         return value
 
@@ -145,8 +147,9 @@ class Settings(BaseModel):
     @classmethod
     def _no_spaces(cls, value):
         for item in value if isinstance(value, list) else [value]:
-            if item is not None and (not item or any(c.isspace() for c in item)):
-                raise ValueError(f"{item!r} must be non-empty and have no spaces")
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if text is not None and (not text or any(c.isspace() for c in text)):
+                raise ValueError("must be non-empty and have no spaces")
         return value
 
     @model_validator(mode="after")
@@ -230,7 +233,7 @@ def load_settings(data: dict, host_name: str = "") -> Settings:
     except ValidationError as exc:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "settings"
-            shown = key in known and key != "env"  # env values may be secrets
+            shown = key in known and key not in SECRET_KEYS
             given = f" (given {err['input']!r})" if shown else ""
             problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}{given}")
         settings = None

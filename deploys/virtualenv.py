@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import File
 
+from deploys.converge import secret_file
 from deploys.layout import Layout
 from deploys.render import digest, put_text
 from deploys.settings import Settings
@@ -30,16 +31,19 @@ def venv_id(settings: Settings) -> str:
     return digest(requirements, *venv_packages(settings))
 
 
-def pip_environment(settings: Settings) -> dict[str, str]:
-    """pip's environment for private indexes and TLS-intercepting proxies."""
-    env = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1"}
+def pip_config(settings: Settings) -> str:
+    """pip's settings for private indexes and TLS-intercepting proxies, as a pip.conf. It is
+    a root-only file named by PIP_CONFIG_FILE: index credentials never appear on a command
+    line (visible in /proc and in sudo's journal entries)."""
+    lines = ["[global]", "disable-pip-version-check = true", "no-cache-dir = true"]
     if settings.pip_index_url:
-        env["PIP_INDEX_URL"] = settings.pip_index_url
+        lines.append(f"index-url = {settings.pip_index_url.get_secret_value()}")
     if settings.pip_extra_index_url:
-        env["PIP_EXTRA_INDEX_URL"] = " ".join(settings.pip_extra_index_url)
+        extra = " ".join(url.get_secret_value() for url in settings.pip_extra_index_url)
+        lines.append(f"extra-index-url = {extra}")
     if settings.pip_cert:
-        env["PIP_CERT"] = settings.pip_cert
-    return env
+        lines.append(f"cert = {settings.pip_cert}")
+    return "\n".join(lines) + "\n"
 
 
 @operation()
@@ -71,6 +75,14 @@ def build_virtualenv(settings: Settings):
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
     requirements = f"{layout.venvs}/{vid}.requirements.txt"
+    secret_file(
+        name=f"pip settings {layout.pip_conf}",
+        path=layout.pip_conf,
+        content=pip_config(settings),
+        user="root",
+        group="root",
+        mode="600",
+    )
     put_text(
         f"Requirements {requirements}",
         (settings.app_path / settings.requirements).read_text(),
@@ -81,6 +93,6 @@ def build_virtualenv(settings: Settings):
         path=path,
         requirements=requirements,
         packages=venv_packages(settings),
-        _env=pip_environment(settings),
+        _env={"PIP_CONFIG_FILE": layout.pip_conf},
     )
     return build

@@ -1,11 +1,13 @@
 """Release checks run on the host by the deploy (shipped to /usr/local/lib/flask-deploy/).
 
-    release_gate.py check --release DIR --module wsgi:app --user U --env-file F [HEALTH]
+    release_gate.py check --release DIR --module wsgi:app --user U --sandbox DROP_IN [HEALTH]
         Before a release goes live: import its app with its own venv, as the app user with the
-        app's environment (a transient systemd unit) and make sure the callable exists; then
-        serve it from a throw-away uWSGI on its own socket and require a healthy answer.
+        app's environment and the service's sandbox (a transient systemd unit taking every
+        setting of the service's DROP_IN) and make sure the callable exists; then serve it
+        from a throw-away uWSGI on its own socket, in the same sandbox, and require a healthy
+        answer.
 
-    release_gate.py gate --root /srv/APP --service APP.service --stats STATS_SOCKET
+    release_gate.py gate --root /srv/APP --service APP.service --stats STATS_SOCKET --user U
                          --processes N [--keep K] [HEALTH]
         Make the running uWSGI serve the release ``current`` points to (graceful reload if it
         does not yet), then health-check it through nginx. On success record it in
@@ -18,7 +20,9 @@
 
     HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S]
 
-Standard library only: it runs with the host's python3.
+Standard library only: it runs with the host's python3, as root. It follows no path in a
+folder the app can write (its runtime folder: the stats and candidate sockets) as root: it
+reads those as the app user (``as_user``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import http.client
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -41,6 +46,53 @@ IMPORT_CHECK = (
 )
 
 
+def sandbox_properties(drop_in: str) -> list[str]:
+    """``--property=`` arguments for systemd-run from the service's sandbox drop-in (every
+    ``Key=Value`` line of its [Service] section)."""
+    lines = Path(drop_in).read_text().splitlines()
+    return [
+        f"--property={line.strip()}"
+        for line in lines
+        if "=" in line and not line.lstrip().startswith(("#", ";", "["))
+    ]
+
+
+def as_user(user: str, func, *args):
+    """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
+    other groups) and return its JSON-able result; RuntimeError if the child failed."""
+    entry = pwd.getpwnam(user)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root for good, then run func
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.write(write_end, json.dumps(func(*args)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
+    return json.loads(data)
+
+
+def unit_log(unit: str, lines: int = 20) -> str:
+    """The last lines a unit logged, to show why a release failed."""
+    proc = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.strip()
+
+
 def check_import(args) -> int:
     release = Path(args.release)
     cmd = [
@@ -49,17 +101,16 @@ def check_import(args) -> int:
         "--pipe",
         "--wait",
         "--collect",
+        f"--unit={args.user}-import-check",
         "--service-type=exec",
-        f"--property=User={args.user}",
-        "--property=Group=www-data",
-        f"--property=SupplementaryGroups={args.user}",
-        f"--property=EnvironmentFile=-{args.env_file}",
+        *sandbox_properties(args.sandbox),
         f"--property=WorkingDirectory={release / 'app'}",
         str(release / "venv/bin/python3"),
         "-c",
         IMPORT_CHECK,
         args.module,
     ]
+    subprocess.run(["systemctl", "reset-failed", f"{args.user}-import-check"], capture_output=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         print(
@@ -99,10 +150,7 @@ def check_candidate(args) -> int:
             "--collect",
             f"--unit={unit}",
             "--service-type=exec",
-            f"--property=User={args.user}",
-            "--property=Group=www-data",
-            f"--property=SupplementaryGroups={args.user}",
-            f"--property=EnvironmentFile=-{args.env_file}",
+            *sandbox_properties(args.sandbox),
             f"--property=RuntimeDirectory={unit}",
             str(release / "venv/bin/uwsgi"),
             "--strict",
@@ -116,14 +164,14 @@ def check_candidate(args) -> int:
         ],
         check=True,
     )
-    try:
-        problem = health(args, lambda: UnixHTTPConnection(sock, timeout=10))
+    try:  # the socket is in the app's own folder: connect as the app
+        problem = as_user(args.user, health, args, UnixHTTPConnection, sock)
     finally:
         subprocess.run(["systemctl", "stop", unit], capture_output=True)
     if problem:
         print(
             f"release {release.name} is unhealthy before going live: GET {args.path}"
-            f" gave {problem}",
+            f" gave {problem}\n-- its log (journalctl -u {unit}):\n{unit_log(unit)}",
             file=sys.stderr,
         )
         return 1
@@ -151,7 +199,7 @@ def wait_for_generation(args, release: str) -> str | None:
     seen at the timeout."""
     deadline = time.monotonic() + args.timeout
     while True:
-        live, workers = live_release(args.stats)
+        live, workers = as_user(args.user, live_release, args.stats)
         if live == release and workers == args.processes:
             return None
         if time.monotonic() > deadline:
@@ -159,15 +207,16 @@ def wait_for_generation(args, release: str) -> str | None:
         time.sleep(0.2)
 
 
-def through_nginx() -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+def through_nginx(_address=None, timeout: float = 10) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", 80, timeout=timeout)
 
 
-def health(args, connect) -> str | None:
-    """None when GET args.path answers 200 (with the expected text) within the timeout."""
+def health(args, connection, address=None) -> str | None:
+    """None when GET args.path answers 200 (with the expected text) within the timeout;
+    ``connection(address, timeout=...)`` makes each connection."""
     deadline = time.monotonic() + args.timeout
     while True:
-        conn = connect()
+        conn = connection(address, timeout=10)
         try:
             conn.request("GET", args.path, headers={"Host": args.host_header})
             resp = conn.getresponse()
@@ -200,7 +249,7 @@ def switch(current: Path, target: str) -> None:
 
 def serve(args, release: str) -> str | None:
     """Make uWSGI serve ``release`` and check its health; None on success."""
-    if live_release(args.stats)[0] != release:
+    if as_user(args.user, live_release, args.stats)[0] != release:
         subprocess.run(["systemctl", "reload-or-restart", args.service], check=True)
     return wait_for_generation(args, release) or health(args, through_nginx)
 
@@ -254,10 +303,10 @@ def main(argv=None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check")
-    for flag in ("--release", "--module", "--user", "--env-file"):
+    for flag in ("--release", "--module", "--user", "--sandbox"):
         check.add_argument(flag, required=True)
     g = sub.add_parser("gate")
-    for flag in ("--root", "--service", "--stats"):
+    for flag in ("--root", "--service", "--stats", "--user"):
         g.add_argument(flag, required=True)
     g.add_argument("--processes", type=int, required=True)
     g.add_argument("--keep", type=int, default=5)

@@ -1,17 +1,20 @@
 """The rendered configuration carries the guide's settings and the design's fixes."""
 
 import configparser
+import io
+import tarfile
 
-from deploys.appservice import env_file, systemd_unit, uwsgi_ini
+from deploys.appservice import MAGIC_VARS, env_file, sandbox, socket_unit, systemd_unit, uwsgi_ini
 from deploys.nginx import nginx_site
-from deploys.render import digest, folder_digest
+from deploys.render import digest
 from deploys.settings import load_settings
+from deploys.shipping import archive, folder_digest, shipped_files
 
 DEFAULTS = load_settings({})
 
 
 def ini_options(text: str) -> dict:
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(strict=False)  # route-if-not repeats
     parser.read_string(text)
     return dict(parser["uwsgi"])
 
@@ -30,8 +33,7 @@ def test_uwsgi_ini_has_the_guide_and_the_fixes():
         assert opts[key] == "true", key
     assert opts["module"] == "wsgi:app"
     assert opts["processes"] == "5"
-    assert opts["chmod-socket"] == "660"
-    assert opts["socket"] == "/run/myproject/myproject.sock"
+    assert "socket" not in opts  # systemd hands uWSGI its socket
     assert opts["binary-path"] == "/srv/myproject/current/venv/bin/python3"
     assert opts["chdir"] == "/srv/myproject/current/app"
 
@@ -57,28 +59,68 @@ def test_threads_only_when_asked():
     assert ini_options(uwsgi_ini(load_settings({"threads": 4})))["threads"] == "4"
 
 
-def test_unit_runs_as_app_user_with_group_www_data_and_runtime_dir():
-    unit = systemd_unit(DEFAULTS)
+def test_uwsgi_refuses_every_magic_variable():
+    text = uwsgi_ini(DEFAULTS)
+    for var in MAGIC_VARS:
+        assert f"route-if-not = empty:${{{var}}} break:403 Forbidden" in text.splitlines(), var
+    assert {"UWSGI_FILE", "UWSGI_MODULE", "UWSGI_SETENV", "UWSGI_POSTFILE"} <= set(MAGIC_VARS)
+
+
+def test_unit_takes_its_socket_and_private_runtime_dir():
+    unit = systemd_unit(DEFAULTS).splitlines()
     for line in (
-        "User=myproject",
-        "Group=www-data",
+        "Requires=myproject.socket",
+        "After=network.target myproject.socket",
         "RuntimeDirectory=myproject",
+        "RuntimeDirectoryMode=0700",
         "Type=notify",
         "Restart=on-failure",
-        "NoNewPrivileges=true",
-        "ProtectSystem=strict",
-        "PrivateTmp=true",
-        "EnvironmentFile=/etc/myproject/env",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
         "WantedBy=multi-user.target",
     ):
-        assert line in unit.splitlines(), line
+        assert line in unit, line
+
+
+def test_sandbox_runs_the_app_in_its_own_group_with_a_private_umask():
+    lines = sandbox(DEFAULTS).splitlines()
+    assert lines[lines.index("[Service]") :][:4] == [
+        "[Service]",
+        "User=myproject",
+        "Group=myproject",
+        "UMask=0077",
+    ]
+    for line in (
+        "EnvironmentFile=/etc/myproject/env",
+        "StateDirectory=myproject",
+        "StateDirectoryMode=0750",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "ProtectSystem=strict",
+        "SystemCallFilter=~@privileged @resources",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    ):
+        assert line in lines, line
+    assert not any("www-data" in line for line in lines)
+
+
+def test_socket_is_made_by_systemd_for_nginx_alone():
+    lines = socket_unit(DEFAULTS).splitlines()
+    for line in (
+        "ListenStream=/run/flask-deploy/myproject.sock",
+        "SocketUser=root",
+        "SocketGroup=www-data",
+        "SocketMode=0660",
+        "Backlog=100",
+    ):
+        assert line in lines, line
 
 
 def test_nginx_site_passes_to_the_socket():
     site = nginx_site(DEFAULTS)
-    assert "uwsgi_pass unix:/run/myproject/myproject.sock;" in site
+    assert "uwsgi_pass unix:/run/flask-deploy/myproject.sock;" in site
+    assert "add_header X-Content-Type-Options nosniff always;" in site
+    assert "add_header Referrer-Policy strict-origin-when-cross-origin always;" in site
     assert "include uwsgi_params;" in site
     assert "listen 80 default_server;" in site
 
@@ -87,6 +129,12 @@ def test_named_site_is_not_the_default_server():
     site = nginx_site(load_settings({"server_name": ["example.com", "www.example.com"]}))
     assert "server_name example.com www.example.com;" in site
     assert "default_server" not in site
+
+
+def test_env_values_are_masked_in_reprs():
+    s = load_settings({"env": {"TOKEN": "hunter2"}, "pip_index_url": "https://u:tok@x/simple"})
+    assert "hunter2" not in repr(s) and "tok@" not in repr(s)
+    assert 'TOKEN="hunter2"' in env_file(s)
 
 
 def test_env_file_quotes_values_for_systemd():
@@ -107,3 +155,35 @@ def test_folder_digest_ignores_caches(tmp_path):
     assert folder_digest(tmp_path) == before
     (tmp_path / "wsgi.py").write_text("app = 2\n")
     assert folder_digest(tmp_path) != before
+
+
+def test_local_secrets_and_instance_data_are_never_shipped(tmp_path):
+    for name in (
+        "wsgi.py",
+        "pkg/__init__.py",
+        "pkg/instance/x.py",
+        ".env",
+        ".env.local",
+        "pkg/.env",
+        "instance/config.py",
+        "instance/app.sqlite",
+        "run.sh",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    shipped = [str(p.relative_to(tmp_path)) for p in shipped_files(tmp_path)]
+    assert shipped == ["pkg/__init__.py", "pkg/instance/x.py", "run.sh", "wsgi.py"]
+
+
+def test_archive_is_root_owned_and_private_to_the_app_group(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "app.py").write_text("app = 1\n")
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    with tarfile.open(fileobj=io.BytesIO(archive(tmp_path))) as tar:
+        entries = {m.name: (m.uid, m.gid, oct(m.mode), m.type) for m in tar.getmembers()}
+    assert entries == {
+        "pkg": (0, 0, "0o750", tarfile.DIRTYPE),
+        "pkg/app.py": (0, 0, "0o640", tarfile.REGTYPE),
+        "run.sh": (0, 0, "0o750", tarfile.REGTYPE),
+    }

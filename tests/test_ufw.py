@@ -46,7 +46,8 @@ def test_empty_output_parses_to_an_empty_state():
     assert parse_ufw("") == {"active": False, "rules": [], "defaults": {}, "status_rules": []}
 
 
-def test_firewall_rules_put_ssh_first_and_drop_the_guides_5000_rule():
-    assert firewall_rules(load_settings({})) == (["OpenSSH", "Nginx Full"], ["5000"])
+def test_firewall_rules_put_ssh_first_and_open_only_port_80():
+    unused = ["5000", "Nginx Full", "Nginx HTTPS"]
+    assert firewall_rules(load_settings({})) == (["OpenSSH", "Nginx HTTP"], unused)
     allow, absent = firewall_rules(load_settings({"firewall_allow": ["5000", "8080/tcp"]}))
-    assert (allow, absent) == (["OpenSSH", "Nginx Full", "5000", "8080/tcp"], [])
+    assert (allow, absent) == (["OpenSSH", "Nginx HTTP", "5000", "8080/tcp"], unused[1:])

@@ -7,7 +7,13 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
-from deploys.converge import Level, apply_pending, daemon_reload_if_needed, secret_file
+from deploys.converge import (
+    Level,
+    apply_pending,
+    daemon_reload_if_needed,
+    secret_file,
+    socket_permissions,
+)
 from deploys.layout import Layout
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
@@ -131,3 +137,10 @@ def configure_app_service(
         systemd.service(
             name=f"{name} enabled and running", service=name, running=True, enabled=True
         )
+    socket_permissions(
+        name=f"Socket {layout.socket} is 660 root:www-data",
+        path=layout.socket,
+        mode="660",
+        user="root",
+        group="www-data",
+    )

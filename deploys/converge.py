@@ -141,14 +141,15 @@ def switch_link(path: str, target: str):
 
 
 @operation()
-def socket_permissions(path: str, mode: str, group: str):
+def socket_permissions(path: str, mode: str, user: str, group: str):
     """
-    Put a live socket's mode and group back to what its server set, if someone changed them
-    (a restart would also do it, but would drop connections).
+    Put a live socket's mode and owner back to what systemd made it with, if someone changed
+    them (restarting the socket unit would also do it, but would cut the service off it).
+    Only for sockets in root-only folders: these commands follow the path as root.
 
     + path: the socket; nothing happens while it does not exist
     + mode: e.g. ``660``
-    + group: e.g. ``www-data``
+    + user, group: e.g. ``root`` and ``www-data``
     """
     sock = host.get_fact(Socket, path=path)
     if not sock:
@@ -157,5 +158,5 @@ def socket_permissions(path: str, mode: str, group: str):
     quoted = shlex.quote(path)
     if f"{sock['mode']:03d}" != mode:
         yield f"chmod {mode} {quoted}"
-    if sock["group"] != group:
-        yield f"chgrp {shlex.quote(group)} {quoted}"
+    if (sock["user"], sock["group"]) != (user, group):
+        yield f"chown {shlex.quote(user)}:{shlex.quote(group)} {quoted}"

@@ -54,7 +54,7 @@ def test_dry_run_diff_on_a_fresh_host_changes_nothing(boot, workdir):
     (fresh,) = boot(1)
     run = pyinfra([fresh], workdir, "deploy.py", "--diff", dry=True).check()
     assert f"Will create /etc/nginx/sites-available/{APP}" in run.output
-    assert f"uwsgi_pass unix:/run/{APP}/{APP}.sock;" in run.output  # the file diff itself
+    assert f"uwsgi_pass unix:/run/flask-deploy/{APP}.sock;" in run.output  # the file diff
     assert "Will write /etc/myproject/env (contents hidden)" in run.output
     assert run.changed > 20
     untouched = fresh.exec(
@@ -77,10 +77,10 @@ def test_unit_is_active_and_enabled(converged):
     assert host.exec(f"systemctl is-enabled {APP}").stdout.strip() == "enabled"
 
 
-def test_socket_is_group_www_data_mode_660(converged):
+def test_socket_is_root_www_data_mode_660_in_a_root_only_folder(converged):
     host, _ = converged
-    stat = host.exec(f"stat -c '%A %U %G' /run/{APP}/{APP}.sock").stdout.split()
-    assert stat == ["srw-rw----", APP, "www-data"]
+    stat = host.exec(f"stat -c '%A %U %G' /run/flask-deploy /run/flask-deploy/{APP}.sock")
+    assert stat.stdout.split() == ["drwxr-xr-x", "root", "root", "srw-rw----", "root", "www-data"]
 
 
 def test_app_user_is_a_system_user_without_login_or_other_groups(converged):
@@ -90,18 +90,18 @@ def test_app_user_is_a_system_user_without_login_or_other_groups(converged):
     assert host.exec(f"id -Gn {APP}").stdout.split() == [APP]
 
 
-def test_firewall_is_active_and_lets_http_in_only_through_nginx_full(converged, workdir):
+def test_firewall_is_active_and_lets_http_in_only_through_nginx_http(converged, workdir):
     host, _ = converged
     status = host.exec("ufw status verbose").stdout
     assert "Status: active" in status and "deny (incoming)" in status
-    assert "5000" not in status
-    host.exec("ufw delete allow 'Nginx Full'")
+    assert "5000" not in status and "443" not in status
+    host.exec("ufw delete allow 'Nginx HTTP'")
     wait_until(
         lambda: testbed.http_get(host.http_port, timeout=2)[0] is None, 10, "HTTP to be blocked"
     )
     run = pyinfra([host], workdir).check()
     assert run.changed == 1  # the rule, nothing else
-    assert HELLO in wait_until(lambda: body_of(host), 10, "HTTP through 'Nginx Full'")
+    assert HELLO in wait_until(lambda: body_of(host), 10, "HTTP through 'Nginx HTTP'")
 
 
 def test_second_run_changes_nothing(converged, workdir):

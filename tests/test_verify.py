@@ -15,11 +15,11 @@ SITE = f"/etc/nginx/sites-available/{APP}"
 
 # (fault injected as root, checks that must then fail: exactly these)
 FAULTS = {
-    "app unit stopped": (
-        f"systemctl stop {APP}",
+    "app unit and socket stopped": (
+        f"systemctl stop {APP}.socket {APP}.service",
         {
             "app unit active",
-            "socket",
+            "app socket unit active",
             "uWSGI workers",
             "live release is current",
             "HTTP / via nginx",
@@ -32,8 +32,8 @@ FAULTS = {
         f"echo 'garbage;' >> {SITE}",
         {"nginx -t", "nginx runs the deployed config"},
     ),
-    "Nginx Full removed": ("ufw delete allow 'Nginx Full'", {"ufw allows Nginx Full"}),
-    "socket mode 666": (f"chmod 666 /run/{APP}/{APP}.sock", {"socket mode"}),
+    "Nginx HTTP removed": ("ufw delete allow 'Nginx HTTP'", {"ufw allows Nginx HTTP"}),
+    "socket mode 666": (f"chmod 666 /run/flask-deploy/{APP}.sock", {"socket mode"}),
     "ini changed without restart": (
         f"sleep 1; echo '# edited' >> {INI}",
         {"app unit runs the deployed config"},

@@ -33,7 +33,7 @@ def test_uwsgi_ini_has_the_guide_and_the_fixes():
         assert opts[key] == "true", key
     assert opts["module"] == "wsgi:app"
     assert opts["processes"] == "5"
-    assert "socket" not in opts  # systemd hands uWSGI its socket
+    assert opts["socket"] == "/run/flask-deploy/myproject.sock"  # systemd's, handed over
     assert opts["binary-path"] == "/srv/myproject/current/venv/bin/python3"
     assert opts["chdir"] == "/srv/myproject/current/app"
 

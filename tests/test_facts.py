@@ -2,7 +2,13 @@
 
 from pathlib import Path
 
-from deploys.facts import HttpResponse, NginxConfigTest, UnitStatus, UserCanReadWrite
+from deploys.facts import (
+    HttpResponse,
+    NginxConfigTest,
+    SandboxExposure,
+    UnitStatus,
+    UserCanReadWrite,
+)
 from deploys.release import LiveRelease, ReleaseHistory
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -70,3 +76,11 @@ def test_live_release_from_the_stats_server():
 def test_release_history():
     history = ReleaseHistory().process(lines("releases-history.txt"))
     assert history[-1] == "eed358cb2531b095" and all(len(r) == 16 for r in history)
+
+
+def test_sandbox_exposure_of_a_rated_unit():
+    assert SandboxExposure().process(lines("sandbox-exposure.txt")) == 1.3
+
+
+def test_sandbox_exposure_of_a_missing_unit_is_none():
+    assert SandboxExposure().process(lines("sandbox-exposure-missing.txt")) is None

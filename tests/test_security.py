@@ -65,9 +65,9 @@ def sec(boot, workdir):
     return host
 
 
-def deploy(host, workdir, *args: str, env: dict[str, str] | None = None, entry="deploy.py"):
+def deploy(host, workdir, *args: str, env=None, entry="deploy.py", dry=False):
     environ = {**inventory_for([host], workdir), **(env or {})}
-    return pyinfra_cli(host.inventory, entry, *args, env=environ)
+    return pyinfra_cli(host.inventory, entry, *args, env=environ, dry=dry)
 
 
 def as_user(host, user: str, command: str) -> subprocess.CompletedProcess:
@@ -173,7 +173,7 @@ def test_secret_never_readable_while_a_deploy_writes_it(sec, workdir):
     time.sleep(1)
     run = deploy(sec, workdir, env={"SECRET_URL": canary}).check()
     poller.join()
-    assert "Environment /etc/myproject/env" in run.changed_ops()
+    assert "App environment | Environment /etc/myproject/env" in run.changed_ops()
     assert canary not in run.output
     assert canary in sec.exec(f"cat /etc/{APP}/env").stdout  # it was written meanwhile
     report = found[0]
@@ -225,7 +225,7 @@ def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, work
 
 def test_debug_output_never_shows_a_secret(sec, workdir):
     canary = f"debug-canary-{time.time_ns()}"
-    run = deploy(sec, workdir, "--debug", "--dry", env={"SECRET_URL": canary})
+    run = deploy(sec, workdir, "--debug", env={"SECRET_URL": canary}, dry=True)
     assert "Will write /etc/myproject/env (contents hidden)" in run.output  # it is in play
     assert "DEBUG" in run.output and canary not in run.output
 

@@ -38,9 +38,10 @@ hosts = [(h.name, h.pyinfra_data()) for h in read_state(Path(os.environ["TESTBED
 """
 GROUP_DATA = f'''
 import os
+from deploys.secrets import Secret
 server_name = "{NAME}"
 health_timeout = 15
-env = {{"DATABASE_URL": os.environ.get("SECRET_URL", "postgresql://app:first@db/app")}}
+env = {{"DATABASE_URL": Secret(os.environ.get("SECRET_URL", "postgresql://app:first@db/app"))}}
 '''
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from deploys.secrets import Secret, env_secret
 from deploys.settings import Settings, SettingsError, load_settings
 
 
@@ -107,3 +108,12 @@ def test_firewall_rules_accept_ports_and_profiles(rule):
 @pytest.mark.parametrize("rule", ["80; rm -rf /", "'quoted'", "8080/icmp"])
 def test_firewall_rules_refuse_shell_and_junk(rule):
     assert "firewall_allow" in error_for(firewall_allow=[rule])
+
+
+def test_env_secret_is_masked_in_reprs_and_none_when_unset(monkeypatch):
+    monkeypatch.setenv("FLASK_SECRET_KEY", "hunter2")
+    value = env_secret("FLASK_SECRET_KEY")
+    assert value == "hunter2" and "hunter2" not in repr({"env": {"K": value}})
+    monkeypatch.delenv("FLASK_SECRET_KEY")
+    assert env_secret("FLASK_SECRET_KEY") is None
+    assert load_settings({"env": {"K": Secret("x")}}).env["K"].get_secret_value() == "x"

@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYINFRA := .venv/bin/pyinfra
 
-.PHONY: demo test up deploy verify down prune lint bench
+.PHONY: demo test unit up deploy verify down prune lint bench
 
 demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify it, print its URL
 	@$(PY) -c 'from tests.testbed import *; [print(f"open {h.url}  (ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1)") for h in read_state(LOCAL_STATE)]'
@@ -10,6 +10,10 @@ demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify i
 test:  ## unit and integration tests (boots and removes its own hosts)
 	@scripts/prereqs.sh
 	$(PY) -m pytest
+
+unit:  ## the tests that need no Docker engine (seconds)
+	@scripts/prereqs.sh --python-only
+	$(PY) -m pytest -m "not integration"
 
 up:
 	@scripts/prereqs.sh

@@ -78,9 +78,18 @@ def apply_pending(stamp: str, levels: list[Level]):
         return
     yield from pending[0].commands
     wanted = {level.name: level.fingerprint for level in levels}
-    record = shlex.quote(json.dumps(wanted, sort_keys=True))
-    tmp = shlex.quote(stamp + ".tmp")
-    yield f"echo {record} > {tmp} && mv -f {tmp} {shlex.quote(stamp)}"
+    # uploaded, never echoed: fingerprints may cover secrets, and command lines are public
+    yield upload_command(json.dumps(wanted, sort_keys=True).encode(), stamp)
+
+
+def upload_command(data: bytes, path: str) -> FileUploadCommand:
+    """Upload ``data`` to ``path`` through the private upload folder (deploys/context.py)."""
+    temp_dir = host.current_op_global_arguments.get("_temp_dir")
+    return FileUploadCommand(
+        BytesIO(data),
+        path,
+        remote_temp_filename=host.get_temp_filename(path, temp_directory=temp_dir),
+    )
 
 
 @operation()
@@ -114,12 +123,7 @@ def secret_file(path: str, content: str, user: str, group: str, mode: str = "640
     host.log(f"Will write {path} (contents hidden)")
     quoted = shlex.quote(path)
     yield f"touch {quoted} && chown {user}:{group} {quoted} && chmod {mode} {quoted}"
-    temp_dir = host.current_op_global_arguments.get("_temp_dir")
-    yield FileUploadCommand(
-        BytesIO(data),
-        path,
-        remote_temp_filename=host.get_temp_filename(path, temp_directory=temp_dir),
-    )
+    yield upload_command(data, path)
     yield f"chown {user}:{group} {quoted} && chmod {mode} {quoted}"
 
 

@@ -80,6 +80,11 @@ class Layout:
         return f"{self.etc}/pip.conf"
 
     @property
+    def pip_netrc(self) -> str:
+        """Private index credentials for pip: root only."""
+        return f"{self.etc}/pip.netrc"
+
+    @property
     def unit_name(self) -> str:
         return f"{self.app}.service"
 

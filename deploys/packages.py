@@ -7,7 +7,7 @@ from deploys.render import put_text
 from deploys.settings import Settings
 
 BASE_PACKAGES = ["nginx", "python3-venv", "ufw"]
-BUILD_PACKAGES = ["build-essential", "python3-dev"]
+BUILD_PACKAGES = ["build-essential", "python3-dev", "libpcre3-dev"]  # PCRE: uWSGI routing
 APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 
 

@@ -9,15 +9,14 @@ The checks themselves run on the host (files/release_gate.py, standard library o
 from __future__ import annotations
 
 import shlex
-from io import BytesIO
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, deploy, operation
+from pyinfra.api import FactBase, deploy, operation
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files
 
-from deploys.converge import switch_link
+from deploys.converge import switch_link, upload_command
 from deploys.layout import Layout
 from deploys.render import digest
 from deploys.settings import Settings
@@ -52,14 +51,15 @@ class LiveRelease(FactBase):
     """The release uWSGI really runs, from its stats server (the master's working directory is
     the release's resolved ``app`` folder): ``{"release": dir, "workers": count}``, or
     ``{"release": None, "workers": 0}`` when it does not answer (or before the first deploy).
-    Read as the app user: the stats socket lives in the app's own folder, where root follows
-    no path."""
+    The stats socket lives in the app's own folder, so the gate reads it in a child that
+    dropped root for the app's uid without exec'ing: a process the app could neither follow
+    a planted path with, nor inspect (``runuser ... python3`` would be both)."""
 
     def command(self, gate_script: str, stats_socket: str, user: str) -> str:
         return (
             f"test -f {gate_script} && id -u {shlex.quote(user)} >/dev/null 2>&1 || exit 0;"
-            f" runuser -u {shlex.quote(user)} --"
             f" python3 {gate_script} live --stats={shlex.quote(stats_socket)}"
+            f" --user={shlex.quote(user)}"
         )
 
     @staticmethod
@@ -158,12 +158,7 @@ def release_unpacked(release: str, src: Path, group: str):
     folder, tarball = shlex.quote(release), shlex.quote(f"{release}/app.tar.gz")
     yield f"rm -rf {folder}/app {folder}/app.new && install -d -m 750 {folder}/app.new"
     yield f"install -m 600 /dev/null {tarball}"
-    temp_dir = host.current_op_global_arguments.get("_temp_dir")
-    yield FileUploadCommand(
-        BytesIO(archive(src)),
-        f"{release}/app.tar.gz",
-        remote_temp_filename=host.get_temp_filename(release, temp_directory=temp_dir),
-    )
+    yield upload_command(archive(src), f"{release}/app.tar.gz")
     yield (
         f"tar -xzf {tarball} -C {folder}/app.new --no-same-owner"
         f" && chgrp -R {shlex.quote(group)} {folder}/app.new && chmod 750 {folder}/app.new"

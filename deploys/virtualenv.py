@@ -4,6 +4,7 @@ switched to only once complete, so unchanged requirements cost nothing."""
 from __future__ import annotations
 
 import shlex
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pyinfra import host
 from pyinfra.api import deploy, operation
@@ -31,19 +32,44 @@ def venv_id(settings: Settings) -> str:
     return digest(requirements, *venv_packages(settings))
 
 
+def index_urls(settings: Settings) -> list[tuple[str, str]]:
+    """(pip option, URL) for each index setting, credentials included."""
+    urls = [("index-url", settings.pip_index_url)] if settings.pip_index_url else []
+    urls += [("extra-index-url", url) for url in settings.pip_extra_index_url]
+    return [(option, url.get_secret_value()) for option, url in urls]
+
+
+def without_credentials(url: str) -> str:
+    """The URL with any ``user:password@`` removed."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def pip_config(settings: Settings) -> str:
-    """pip's settings for private indexes and TLS-intercepting proxies, as a pip.conf. It is
-    a root-only file named by PIP_CONFIG_FILE: index credentials never appear on a command
-    line (visible in /proc and in sudo's journal entries)."""
+    """pip's settings for private indexes and TLS-intercepting proxies, as a pip.conf named by
+    PIP_CONFIG_FILE. Index URLs go in without their credentials: pip copies index URLs onto
+    the command line of the pip it starts to build a source package, where every user can
+    read them (/proc); credentials go to pip_netrc instead."""
     lines = ["[global]", "disable-pip-version-check = true", "no-cache-dir = true"]
-    if settings.pip_index_url:
-        lines.append(f"index-url = {settings.pip_index_url.get_secret_value()}")
-    if settings.pip_extra_index_url:
-        extra = " ".join(url.get_secret_value() for url in settings.pip_extra_index_url)
-        lines.append(f"extra-index-url = {extra}")
+    options: dict[str, list[str]] = {}
+    for option, url in index_urls(settings):
+        options.setdefault(option, []).append(without_credentials(url))
+    lines += [f"{option} = {' '.join(urls)}" for option, urls in options.items()]
     if settings.pip_cert:
         lines.append(f"cert = {settings.pip_cert}")
     return "\n".join(lines) + "\n"
+
+
+def pip_netrc(settings: Settings) -> str:
+    """A netrc with the index credentials (root only; named by NETRC, which pip honours and
+    passes on to the pip it starts for builds through the environment, not the command line)."""
+    entries = []
+    for _option, url in index_urls(settings):
+        parts = urlsplit(url)
+        if parts.username is not None:
+            login, password = unquote(parts.username), unquote(parts.password or "")
+            entries.append(f"machine {parts.hostname} login {login} password {password}")
+    return "".join(f"{entry}\n" for entry in entries)
 
 
 @operation()
@@ -75,14 +101,18 @@ def build_virtualenv(settings: Settings):
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
     requirements = f"{layout.venvs}/{vid}.requirements.txt"
-    secret_file(
-        name=f"pip settings {layout.pip_conf}",
-        path=layout.pip_conf,
-        content=pip_config(settings),
-        user="root",
-        group="root",
-        mode="600",
-    )
+    for path, content in (
+        (layout.pip_conf, pip_config(settings)),
+        (layout.pip_netrc, pip_netrc(settings)),
+    ):
+        secret_file(
+            name=f"pip settings {path}",
+            path=path,
+            content=content,
+            user="root",
+            group="root",
+            mode="600",
+        )
     put_text(
         f"Requirements {requirements}",
         (settings.app_path / settings.requirements).read_text(),
@@ -93,6 +123,6 @@ def build_virtualenv(settings: Settings):
         path=path,
         requirements=requirements,
         packages=venv_packages(settings),
-        _env={"PIP_CONFIG_FILE": layout.pip_conf},
+        _env={"PIP_CONFIG_FILE": layout.pip_conf, "NETRC": layout.pip_netrc},
     )
     return build

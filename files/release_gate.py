@@ -14,9 +14,9 @@
         state/releases.history and prune old releases; on failure switch ``current`` back to
         the previous healthy release, reload, and exit 1 with the reason.
 
-    release_gate.py live --stats STATS_SOCKET
+    release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
-        answer); the deploy's LiveRelease fact reads this.
+        answer), read as the app user; the deploy's LiveRelease fact reads this.
 
     HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S]
 
@@ -59,7 +59,10 @@ def sandbox_properties(drop_in: str) -> list[str]:
 
 def as_user(user: str, func, *args):
     """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
-    other groups) and return its JSON-able result; RuntimeError if the child failed."""
+    other groups) and return its JSON-able result; RuntimeError if the child failed. The child
+    never execs: having dropped root, the kernel keeps it undumpable, so the app cannot ptrace
+    it or reach into it through /proc (a process exec'd as the app outside its sandbox would
+    hand the app a way out of it)."""
     entry = pwd.getpwnam(user)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -317,9 +320,10 @@ def main(argv=None) -> int:
         each.add_argument("--timeout", type=float, default=30)
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
+    live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.command == "live":
-        release, workers = live_release(args.stats)
+        release, workers = as_user(args.user, live_release, args.stats)
         if release:
             print(release, workers)
         return 0

@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
 # Make this machine able to run the test bed: Docker engine, debootstrap, ssh client, a Python
 # venv with the pinned requirements. Idempotent; installs only what is missing. Needs root for
-# apt and dockerd (sudo is used when not root).
+# apt and dockerd (sudo is used when not root). --python-only: just the venv (for `make unit`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+venv() {
+    if [ ! -x .venv/bin/pyinfra ] || [ requirements.txt -nt .venv/.installed ]; then
+        echo "prereqs: creating .venv with requirements.txt"
+        python3 -m venv .venv
+        .venv/bin/pip install --quiet -r requirements.txt
+        touch .venv/.installed
+    fi
+}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v ssh >/dev/null || missing+=(openssh-client)
-command -v make >/dev/null || missing+=(make)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+if [ "${1:-}" != --python-only ]; then
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v make >/dev/null || missing+=(make)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "prereqs: installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+if [ "${1:-}" = --python-only ]; then venv; exit 0; fi
 
 if ! docker info >/dev/null 2>&1; then
     echo "prereqs: starting dockerd (log: /var/log/dockerd.log)"
@@ -26,9 +39,4 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "prereqs: dockerd did not start:" >&2; tail -20 /var/log/dockerd.log >&2; exit 1; }
 fi
 
-if [ ! -x .venv/bin/pyinfra ] || [ requirements.txt -nt .venv/.installed ]; then
-    echo "prereqs: creating .venv with requirements.txt"
-    python3 -m venv .venv
-    .venv/bin/pip install --quiet -r requirements.txt
-    touch .venv/.installed
-fi
+venv

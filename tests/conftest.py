@@ -39,3 +39,11 @@ def converged(boot, workdir):
     (host,) = boot(1)
     run = pyinfra([host], workdir).check()
     return host, run
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that boot test-bed hosts (through the base_image fixture) are integration tests;
+    ``pytest -m "not integration"`` (``make unit``) runs the rest without Docker."""
+    for item in items:
+        if "base_image" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)

@@ -143,6 +143,7 @@ PRIVATE = {
     "code listing": f"ls /srv/{APP}/releases",
     "env file": f"cat /etc/{APP}/env",
     "pip settings": f"cat /etc/{APP}/pip.conf",
+    "pip credentials": f"cat /etc/{APP}/pip.netrc",
     "stats socket": f"{CLIENT} /run/{APP}/stats.sock | grep -v 'connect failed' && exit 0; exit 1",
     "data directory": f"ls /var/lib/{APP}",
     "deploy state": f"ls /srv/{APP}/state",
@@ -182,14 +183,26 @@ def test_secret_never_readable_while_a_deploy_writes_it(sec, workdir):
     assert int(re.search(r"reads: (\d+)", report).group(1)) > 1000  # it really polled
 
 
+SOURCE_PACKAGE = (  # an sdist only, so pip starts a second pip to fetch its build backend
+    "mkdir -p /srv/index/simple/fdprobe /root/fdprobe-0.1 && cd /root"
+    ' && printf \'[build-system]\\nrequires = ["setuptools"]\\n'
+    'build-backend = "setuptools.build_meta"\\n[project]\\nname = "fdprobe"\\n'
+    'version = "0.1"\\n\' > fdprobe-0.1/pyproject.toml'
+    " && printf 'Metadata-Version: 2.1\\nName: fdprobe\\nVersion: 0.1\\n' > fdprobe-0.1/PKG-INFO"
+    " && echo 'X = 1' > fdprobe-0.1/fdprobe.py"
+    " && tar -czf /srv/index/fdprobe-0.1.tar.gz fdprobe-0.1"
+    " && echo '<a href=\"../../fdprobe-0.1.tar.gz\">fdprobe-0.1.tar.gz</a>'"
+    " > /srv/index/simple/fdprobe/index.html"
+    " && cd /srv/index && (setsid python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 &)"
+)
+
+
 def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, workdir):
-    """A venv build against a private index with credentials (a local stand-in that knows no
-    package, so pip falls through to its default index)."""
+    """A venv build against a private index with credentials (a local one on the host that
+    serves one source-only package and nothing else, so pip falls through to its default index
+    for the rest and builds that package with a second pip)."""
     token = f"tok{time.time_ns()}"
-    sec.exec(
-        "install -d /srv/empty-index && cd /srv/empty-index &&"
-        " (setsid python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 &)"
-    )
+    sec.exec(SOURCE_PACKAGE)
     since = sec.exec("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     stop = threading.Event()
     cmdlines: list[str] = []
@@ -210,18 +223,21 @@ def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, work
             "--data",
             f"pip_extra_index_url=http://ci:{token}@127.0.0.1:8765/simple/",
             "--data",
-            "python_packages=blinker>=1.9",  # a new venv: pip runs
+            "python_packages=fdprobe==0.1",  # a new venv: pip runs, and builds
         ).check()
     finally:
         stop.set()
         watcher.join()
     assert "Build virtualenv" in " ".join(run.changed_ops())
+    assert sec.exec(f"ls /srv/{APP}/current/venv/lib/python3*/site-packages/fdprobe.py").stdout
     assert len(cmdlines) > 20 and any("pip install" in c for c in cmdlines)
     assert not [c for c in cmdlines if token in c]
     assert token not in sec.exec(f"journalctl --since {shq(since)} --no-pager").stdout
     assert token not in run.output
-    assert token in sec.exec(f"cat /etc/{APP}/pip.conf").stdout
-    assert sec.exec(f"stat -c '%a %U' /etc/{APP}/pip.conf").stdout.split() == ["600", "root"]
+    assert token in sec.exec(f"cat /etc/{APP}/pip.netrc").stdout
+    assert token not in sec.exec(f"cat /etc/{APP}/pip.conf").stdout
+    modes = sec.exec(f"stat -c '%a %U' /etc/{APP}/pip.conf /etc/{APP}/pip.netrc").stdout
+    assert modes.split() == ["600", "root", "600", "root"]
 
 
 def test_debug_output_never_shows_a_secret(sec, workdir):
@@ -235,7 +251,7 @@ def test_debug_output_never_shows_a_secret(sec, workdir):
 def test_unknown_host_header_gets_no_app(sec):
     assert HELLO in (served(sec) or "")
     status, error = testbed.http_get(sec.http_port, host_header="evil.example")
-    assert status is None and "RemoteDisconnected" in error  # nginx closed it: 444
+    assert (status, error) == (None, "Remote end closed connection without response")  # 444
     head = sec.exec(f"curl -sI -H 'Host: {NAME}' http://127.0.0.1/").stdout
     assert re.search(r"^Server: nginx\r?$", head, re.MULTILINE)  # no version
     assert "X-Content-Type-Options: nosniff" in head

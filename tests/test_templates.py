@@ -9,6 +9,7 @@ from deploys.nginx import nginx_site
 from deploys.render import digest
 from deploys.settings import load_settings
 from deploys.shipping import archive, folder_digest, shipped_files
+from deploys.virtualenv import pip_config, pip_netrc
 
 DEFAULTS = load_settings({})
 
@@ -187,3 +188,26 @@ def test_archive_is_root_owned_and_private_to_the_app_group(tmp_path):
         "pkg/app.py": (0, 0, "0o640", tarfile.REGTYPE),
         "run.sh": (0, 0, "0o750", tarfile.REGTYPE),
     }
+
+
+def test_pip_gets_index_credentials_from_a_netrc_never_from_urls():
+    s = load_settings(
+        {
+            "pip_index_url": "https://u%40x:p%3Aw@idx.example/simple",
+            "pip_extra_index_url": [
+                "http://ci:tok@127.0.0.1:8765/simple/",
+                "https://pub.example/s",
+            ],
+            "pip_cert": "/etc/ssl/ca.pem",
+        }
+    )
+    assert pip_config(s).splitlines()[3:] == [
+        "index-url = https://idx.example/simple",
+        "extra-index-url = http://127.0.0.1:8765/simple/ https://pub.example/s",
+        "cert = /etc/ssl/ca.pem",
+    ]
+    assert pip_netrc(s).splitlines() == [
+        "machine idx.example login u@x password p:w",
+        "machine 127.0.0.1 login ci password tok",
+    ]
+    assert pip_netrc(DEFAULTS) == ""

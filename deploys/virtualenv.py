@@ -101,13 +101,13 @@ def build_virtualenv(settings: Settings):
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
     requirements = f"{layout.venvs}/{vid}.requirements.txt"
-    for path, content in (
+    for pip_file, content in (
         (layout.pip_conf, pip_config(settings)),
         (layout.pip_netrc, pip_netrc(settings)),
     ):
         secret_file(
-            name=f"pip settings {path}",
-            path=path,
+            name=f"pip settings {pip_file}",
+            path=pip_file,
             content=content,
             user="root",
             group="root",

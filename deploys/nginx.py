@@ -4,17 +4,15 @@ host-wide, a catch-all that closes requests for unknown host names and no versio
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
 from deploys.converge import Level, apply_pending
 from deploys.layout import Layout
-from deploys.render import digest, put_text, render
+from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
 
-FILES = Path(__file__).resolve().parent.parent / "files"
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CATCH_ALL = "/etc/nginx/sites-available/flask-deploy-catch-all"
 CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"

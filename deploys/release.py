@@ -18,14 +18,14 @@ from pyinfra.operations import files
 
 from deploys.converge import switch_link, upload_command
 from deploys.layout import Layout
-from deploys.render import digest
+from deploys.render import FILES, digest
 from deploys.settings import Settings
 from deploys.shipping import archive, folder_digest
 from deploys.virtualenv import venv_id
 
 UNPACKED_MARKER = ".unpacked"
 
-GATE_SOURCE = Path(__file__).resolve().parent.parent / "files" / "release_gate.py"
+GATE_SOURCE = FILES / "release_gate.py"
 
 
 def release_id(settings: Settings) -> str:
@@ -155,10 +155,11 @@ def release_unpacked(release: str, src: Path, group: str):
     if host.get_fact(File, path=f"{release}/{UNPACKED_MARKER}"):
         host.noop(f"{release} is unpacked")
         return
-    folder, tarball = shlex.quote(release), shlex.quote(f"{release}/app.tar.gz")
+    packed = f"{release}/app.tar.gz"
+    folder, tarball = shlex.quote(release), shlex.quote(packed)
     yield f"rm -rf {folder}/app {folder}/app.new && install -d -m 750 {folder}/app.new"
     yield f"install -m 600 /dev/null {tarball}"
-    yield upload_command(archive(src), f"{release}/app.tar.gz")
+    yield upload_command(archive(src), packed)
     yield (
         f"tar -xzf {tarball} -C {folder}/app.new --no-same-owner"
         f" && chgrp -R {shlex.quote(group)} {folder}/app.new && chmod 750 {folder}/app.new"

@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra.operations import files
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+FILES = TEMPLATES.parent / "files"  # shipped to hosts as they are
 
 
 @cache

@@ -168,7 +168,7 @@ def check_candidate(args) -> int:
         check=True,
     )
     try:  # the socket is in the app's own folder: connect as the app
-        problem = as_user(args.user, health, args, UnixHTTPConnection, sock)
+        problem = as_user(args.user, health, args, lambda: UnixHTTPConnection(sock, timeout=10))
     finally:
         subprocess.run(["systemctl", "stop", unit], capture_output=True)
     if problem:
@@ -197,12 +197,18 @@ def live_release(stats_socket: str) -> tuple[str | None, int]:
     return str(Path(stats["cwd"]).parent), len(workers)
 
 
+def running(args) -> tuple[str | None, int]:
+    """live_release of ``args.stats``, read as the app user ``args.user`` (the stats socket is
+    in the app's own folder)."""
+    return tuple(as_user(args.user, live_release, args.stats))
+
+
 def wait_for_generation(args, release: str) -> str | None:
     """Wait until uWSGI runs ``release`` with all ``processes`` workers; None, or what was
     seen at the timeout."""
     deadline = time.monotonic() + args.timeout
     while True:
-        live, workers = as_user(args.user, live_release, args.stats)
+        live, workers = running(args)
         if live == release and workers == args.processes:
             return None
         if time.monotonic() > deadline:
@@ -210,16 +216,15 @@ def wait_for_generation(args, release: str) -> str | None:
         time.sleep(0.2)
 
 
-def through_nginx(_address=None, timeout: float = 10) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection("127.0.0.1", 80, timeout=timeout)
+def through_nginx() -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
 
 
-def health(args, connection, address=None) -> str | None:
-    """None when GET args.path answers 200 (with the expected text) within the timeout;
-    ``connection(address, timeout=...)`` makes each connection."""
+def health(args, connect) -> str | None:
+    """None when GET args.path answers 200 (with the expected text) within the timeout."""
     deadline = time.monotonic() + args.timeout
     while True:
-        conn = connection(address, timeout=10)
+        conn = connect()
         try:
             conn.request("GET", args.path, headers={"Host": args.host_header})
             resp = conn.getresponse()
@@ -252,7 +257,7 @@ def switch(current: Path, target: str) -> None:
 
 def serve(args, release: str) -> str | None:
     """Make uWSGI serve ``release`` and check its health; None on success."""
-    if as_user(args.user, live_release, args.stats)[0] != release:
+    if running(args)[0] != release:
         subprocess.run(["systemctl", "reload-or-restart", args.service], check=True)
     return wait_for_generation(args, release) or health(args, through_nginx)
 
@@ -323,7 +328,7 @@ def main(argv=None) -> int:
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.command == "live":
-        release, workers = as_user(args.user, live_release, args.stats)
+        release, workers = running(args)
         if release:
             print(release, workers)
         return 0

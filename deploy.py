@@ -9,7 +9,13 @@ from deploys.context import prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
-from deploys.release import gate_release, install_release_gate, switch_release, upload_release
+from deploys.release import (
+    create_shared_folders,
+    gate_release,
+    install_release_gate,
+    switch_release,
+    upload_release,
+)
 from deploys.virtualenv import build_virtualenv
 
 settings = prepare_host()
@@ -21,6 +27,7 @@ venv = build_virtualenv(settings)
 release = upload_release(settings)
 install_release_gate(settings)
 env = write_app_environment(settings)
+create_shared_folders(settings)
 switch_release(settings)
 configure_app_service(settings, code_changes=[release, venv], env_changes=env)
 configure_nginx(settings)

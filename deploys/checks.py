@@ -13,6 +13,7 @@ from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
     SandboxExposure,
+    ServiceWritable,
     UnitStatus,
     UserCanReadWrite,
 )
@@ -86,10 +87,50 @@ def _socket_check(layout: Layout) -> list[Check]:
 
 
 def _data_checks(settings: Settings, layout: Layout) -> list[Check]:
-    """The data directory: the app's own, private, writable (systemd makes it at start)."""
+    """The data directory: the app's own, private, writable inside the service's sandbox
+    (systemd makes it at start); each shared path linked into the live release from it."""
     info = host.get_fact(Directory, path=layout.data)
     observed = f"{info['user']}:{info['group']} {info['mode']:03d}" if info else "missing"
-    return [_check("data directory", f"{settings.user}:{settings.user} 750", observed)]
+    writable = host.get_fact(ServiceWritable, unit=layout.unit_name, path=layout.data)
+    checks = [
+        _check("data directory", f"{settings.user}:{settings.user} 750", observed),
+        _check(
+            "data directory writable by the service",
+            "read-write",
+            {True: "read-write", False: "read-only"}.get(writable, "service not running"),
+        ),
+    ]
+    for path in settings.shared_paths:
+        link = host.get_fact(Link, path=f"{layout.current}/app/{path}") or {}
+        checks.append(
+            _check(f"shared {path} linked", layout.shared(path), link.get("link_target", "missing"))
+        )
+    for path in settings.shared_folders:
+        found = host.get_fact(Directory, path=layout.shared(path))
+        checks.append(_check(f"shared folder {path}", "present", "present" if found else "missing"))
+    return checks
+
+
+def _static_checks(settings: Settings, host_header: str) -> list[Check]:
+    """Each static location answers a file of its folder from nginx, with caching headers."""
+    checks = []
+    shipped = settings.app_files.files()
+    for prefix, folder in sorted(settings.static.items()):
+        base = settings.app_path / folder
+        sample = next(p for p in shipped if p.is_relative_to(base)).relative_to(base).as_posix()
+        response = host.get_fact(
+            HttpResponse, url=f"http://127.0.0.1{prefix}/{sample}", host_header=host_header
+        )
+        cached = settings.static_expires == "off" or "max-age" in response["cache_control"]
+        checks.append(
+            Check(
+                f"static {prefix}/ served by nginx",
+                f"{prefix}/{sample}: 200 with Cache-Control max-age",
+                f"HTTP {response['status']}, Cache-Control: {response['cache_control'] or '-'}",
+                response["status"] == 200 and cached,
+            )
+        )
+    return checks
 
 
 def _sandbox_check(layout: Layout) -> Check:
@@ -145,10 +186,9 @@ def run_checks(settings: Settings) -> list[Check]:
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     link = host.get_fact(Link, path=layout.site_enabled)
     server_name = settings.server_name[0]
+    host_header = "localhost" if server_name == "_" else server_name
     response = host.get_fact(
-        HttpResponse,
-        url=f"http://127.0.0.1{settings.health_path}",
-        host_header="localhost" if server_name == "_" else server_name,
+        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=host_header
     )
     checks = [
         *_unit_checks("app unit", app),
@@ -180,6 +220,7 @@ def run_checks(settings: Settings) -> list[Check]:
         _applied_check("nginx", nginx, layout.stamp("nginx"), [layout.site_available]),
         *(_firewall_checks(settings) if settings.firewall else []),
         _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
+        *_static_checks(settings, host_header),
         *_unknown_host_check(settings),
     ]
     if settings.expected_text:

@@ -91,13 +91,14 @@ except urllib.error.HTTPError as err:
     resp = err
 except Exception as err:
     print(0); print(type(err).__name__, err); sys.exit(0)
-print(resp.status); print(resp.read(4096).decode("utf-8", "replace"))
+print(resp.status); print("cache-control:", resp.headers.get("Cache-Control", ""))
+print(resp.read(4096).decode("utf-8", "replace"))
 """
 
 
 class HttpResponse(FactBase):
-    """A GET made on the host itself: ``{"status": 200, "body": first 4 KiB}``; status 0 with
-    the error as body when nothing answered."""
+    """A GET made on the host itself: ``{"status": 200, "cache_control": header or "",
+    "body": first 4 KiB}``; status 0 with the error as body when nothing answered."""
 
     requires_command = "python3"
 
@@ -106,11 +107,18 @@ class HttpResponse(FactBase):
 
     @staticmethod
     def default():
-        return {"status": 0, "body": "python3 is not installed"}
+        return {"status": 0, "cache_control": "", "body": "python3 is not installed"}
 
     def process(self, output):
-        status, *body = output
-        return {"status": int(status) if status.strip().isdigit() else 0, "body": "\n".join(body)}
+        status, *rest = output
+        cache_control = ""
+        if rest and rest[0].startswith("cache-control:"):
+            cache_control = rest.pop(0).removeprefix("cache-control:").strip()
+        return {
+            "status": int(status) if status.strip().isdigit() else 0,
+            "cache_control": cache_control,
+            "body": "\n".join(rest),
+        }
 
 
 class SandboxExposure(FactBase):
@@ -127,3 +135,60 @@ class SandboxExposure(FactBase):
     def process(self, output):
         match = EXPOSURE_RE.search("\n".join(output))
         return float(match.group(1)) if match else None
+
+
+class ServiceWritable(FactBase):
+    """Whether the running service's processes may write ``path``: the mount covering it in
+    the main process's mount namespace (its sandbox) is read-write. None when the service
+    is not running."""
+
+    def command(self, unit: str, path: str) -> str:
+        return (
+            f"echo {shlex.quote(path)}; pid=$(systemctl show -P MainPID {shlex.quote(unit)});"
+            ' [ "${pid:-0}" -gt 0 ] && cat /proc/$pid/mountinfo || true'
+        )
+
+    @staticmethod
+    def default():
+        return None
+
+    def process(self, output):
+        path, *mounts = output
+        covering = []
+        for index, line in enumerate(mounts):
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            if path == point or path.startswith(point.rstrip("/") + "/"):
+                covering.append((len(point), index, fields[5].split(",")))
+        if not covering:
+            return None
+        return "rw" in max(covering)[2]
+
+
+class JournalTail(FactBase):
+    """The last ``lines`` lines the units logged (journalctl, ISO timestamps), oldest first."""
+
+    def command(self, units: list[str], lines: int) -> str:
+        selected = " ".join(f"-u {shlex.quote(unit)}" for unit in units)
+        return f"journalctl --no-pager -o short-iso -n {int(lines)} {selected} 2>&1 || true"
+
+    @staticmethod
+    def default():
+        return []
+
+    def process(self, output):
+        return list(output)
+
+
+class FileTail(FactBase):
+    """The last ``lines`` lines of a file (``[]`` when it is missing)."""
+
+    def command(self, path: str, lines: int) -> str:
+        return f"tail -n {int(lines)} {shlex.quote(path)} 2>/dev/null || true"
+
+    @staticmethod
+    def default():
+        return []
+
+    def process(self, output):
+        return list(output)

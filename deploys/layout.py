@@ -34,7 +34,8 @@ class Layout:
         return f"{self.root}/venvs"
 
     def release(self, release_id: str) -> str:
-        """A release: its code in ``app/``, a ``venv`` link to the virtualenv it runs with."""
+        """A release: its code in ``app/`` (with links to the shared paths), a ``venv`` link to
+        the virtualenv it runs with, nginx's copy of the static folders in ``static/``."""
         return f"{self.releases}/{release_id}"
 
     @property
@@ -126,6 +127,20 @@ class Layout:
     def data(self) -> str:
         """The app's persistent data (systemd StateDirectory=, app only, mode 750)."""
         return f"/var/lib/{self.app}"
+
+    def shared(self, path: str) -> str:
+        """Where a shared path (settings.shared_paths) lives: in the data directory."""
+        return f"{self.data}/{path}"
+
+    def live_static(self, folder: str) -> str:
+        """nginx's copy of a static folder in the live release (group www-data): nginx
+        reads only these, never the app's code."""
+        return f"{self.current}/static/{folder}"
+
+    @property
+    def site_error_log(self) -> str:
+        """nginx's error log for the app's site."""
+        return f"/var/log/nginx/{self.app}.error.log"
 
     @property
     def site_available(self) -> str:

@@ -1,9 +1,11 @@
 """App releases: upload, pre-flight checks, atomic switch and a health gate with automatic
 switch-back, plus the facts rollback and the verifier read.
 
-A release is ``/srv/<app>/releases/<id>/`` with the code in ``app/`` and a ``venv`` link to
-its virtualenv; ``id`` fingerprints both, so unchanged code and requirements create nothing.
-The checks themselves run on the host (files/release_gate.py, standard library only).
+A release is ``/srv/<app>/releases/<id>/`` with the code in ``app/`` (the shared paths
+linked into it from the data directory), nginx's copy of the static folders in ``static/``
+and a ``venv`` link to its virtualenv; ``id`` fingerprints all of it, so unchanged code and
+requirements create nothing. The checks themselves run on the host (files/release_gate.py,
+standard library only), and so do the release commands.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
-from pyinfra.facts.files import File, Link
+from pyinfra.facts.files import Directory, File, Link
 from pyinfra.operations import files
 
 from deploys.converge import switch_link, upload_command
 from deploys.layout import Layout
+from deploys.output import shown
 from deploys.render import FILES, digest
 from deploys.settings import Settings
-from deploys.shipping import archive, folder_digest
+from deploys.shipping import AppFiles
 from deploys.virtualenv import venv_id
 
 UNPACKED_MARKER = ".unpacked"
@@ -29,8 +32,21 @@ GATE_SOURCE = FILES / "release_gate.py"
 
 
 def release_id(settings: Settings) -> str:
-    """The release id: a fingerprint of the app's shipped files and its virtualenv."""
-    return digest(folder_digest(settings.app_path), venv_id(settings))
+    """The release id: a fingerprint of the app's shipped files, its virtualenv, the shared
+    paths linked into it and the static folders copied for nginx."""
+    layout_parts = [*settings.shared_paths, "|", *settings.static.values()]
+    extra = layout_parts if len(layout_parts) > 1 else []
+    return digest(settings.app_files.digest(), venv_id(settings), *extra)
+
+
+def app_command_args(layout: Layout, settings: Settings, release: str) -> str:
+    """release_gate.py's arguments that run the app's code in ``release``: which app, in
+    which sandbox, from which source root."""
+    source_root = f" --source-root={settings.source_root}" if settings.source_root else ""
+    return (
+        f"--release={shlex.quote(release)} --module={shlex.quote(settings.app_module)}"
+        f" --user={shlex.quote(settings.user)} --sandbox={layout.sandbox}{source_root}"
+    )
 
 
 class ReleaseHistory(FactBase):
@@ -90,8 +106,9 @@ def health_args(settings: Settings) -> str:
 @operation()
 def release_checked(layout: Layout, release: str, settings: Settings):
     """
-    Before ``release`` goes live: it must import and answer its health path from a throw-away
-    uWSGI. Nothing runs when it is live already.
+    Before ``release`` goes live: its app must load, its release commands (e.g. migrations)
+    succeed, and it must answer its health path from a throw-away uWSGI; their output is
+    shown. Nothing runs when it is live already.
 
     + layout, release, settings: where, which release, and its module, user and health path
     """
@@ -99,10 +116,10 @@ def release_checked(layout: Layout, release: str, settings: Settings):
     if link and link.get("link_target") == release:
         host.noop(f"{release} is live already")
         return
-    yield (
-        f"python3 {layout.gate_script} check --release={shlex.quote(release)}"
-        f" --module={shlex.quote(settings.app_module)} --user={shlex.quote(settings.user)}"
-        f" --sandbox={layout.sandbox} {health_args(settings)}"
+    commands = "".join(f" --command={shlex.quote(c)}" for c in settings.release_command)
+    yield shown(
+        f"python3 {layout.gate_script} check {app_command_args(layout, settings, release)}"
+        f"{commands} {health_args(settings)}"
     )
 
 
@@ -142,29 +159,81 @@ def live_release(layout: Layout, settings: Settings) -> dict:
 
 
 @operation()
-def release_unpacked(release: str, src: Path, group: str):
+def release_unpacked(release: str, files_: AppFiles, group: str, shared: dict, static: list):
     """
     Unpack the app's archive into ``release``/app, owned root:``group`` with the archive's
-    modes, unless a complete one is there (releases are immutable: their id fingerprints the
-    code). An interrupted unpack is redone; the archive passes only through private folders.
+    modes, link the shared paths into it and copy the static folders to ``release``/static
+    for nginx (root:www-data), unless a complete release is there (releases are immutable:
+    their id fingerprints all of it). An interrupted unpack is redone; the archive passes
+    only through private folders.
 
     + release: the release folder
-    + src: the local app folder, packed by deploys/shipping.py only when needed
+    + files_: what of the local app folder ships, packed only when needed
     + group: the app's group, the only one that may read the code
+    + shared: shared path inside the app -> its place in the data directory
+    + static: folders inside the app that nginx serves
     """
     if host.get_fact(File, path=f"{release}/{UNPACKED_MARKER}"):
         host.noop(f"{release} is unpacked")
         return
-    packed = f"{release}/app.tar.gz"
-    folder, tarball = shlex.quote(release), shlex.quote(packed)
-    yield f"rm -rf {folder}/app {folder}/app.new && install -d -m 750 {folder}/app.new"
-    yield f"install -m 600 /dev/null {tarball}"
-    yield upload_command(archive(src), packed)
+    folder = shlex.quote(release)
+    app, static_copy = f"{folder}/app.new", f"{folder}/static.new"
+    tarball = shlex.quote(f"{release}/app.tar.gz")
     yield (
-        f"tar -xzf {tarball} -C {folder}/app.new --no-same-owner"
-        f" && chgrp -R {shlex.quote(group)} {folder}/app.new && chmod 750 {folder}/app.new"
-        f" && mv {folder}/app.new {folder}/app && rm {tarball}"
-        f" && touch {folder}/{UNPACKED_MARKER}"
+        f"rm -rf {folder}/app {app} {folder}/static {static_copy}"
+        f" && install -d -m 750 {app} && install -m 600 /dev/null {tarball}"
+    )
+    yield upload_command(files_.archive(), f"{release}/app.tar.gz")
+    steps = [f"tar -xzf {tarball} -C {app} --no-same-owner && rm {tarball}"]
+    steps += [f"mkdir -p {app}/{shlex.quote(str(Path(path).parent))}" for path in shared]
+    # -R never follows a symlink it meets; the links to the app's data come after anyway
+    steps.append(f"chgrp -R {shlex.quote(group)} {app} && chmod -R u=rwX,g=rX,o= {app}")
+    steps += [f"ln -sn {shlex.quote(t)} {app}/{shlex.quote(p)}" for p, t in shared.items()]
+    if static:
+        steps.append(f"install -d -m 750 -g www-data {static_copy}")
+        for path in static:
+            steps.append(f"mkdir -p {static_copy}/{shlex.quote(path)}")
+            steps.append(f"cp -R {app}/{shlex.quote(path)}/. {static_copy}/{shlex.quote(path)}/")
+        steps.append(f"chgrp -R www-data {static_copy} && chmod -R u=rwX,g=rX,o= {static_copy}")
+        steps.append(f"mv {static_copy} {folder}/static")
+    steps.append(f"mv {app} {folder}/app && touch {folder}/{UNPACKED_MARKER}")
+    yield " && ".join(steps)
+
+
+@operation()
+def shared_folders(layout: Layout, settings: Settings, release: str):
+    """
+    Create the shared folders missing from the data directory, as the app in its sandbox (a
+    root command never writes into a folder the app owns).
+
+    + layout, settings: where, and which shared paths are folders
+    + release: the release whose environment the command runs in
+    """
+    missing = [
+        p for p in settings.shared_folders if not host.get_fact(Directory, path=layout.shared(p))
+    ]
+    if not missing:
+        host.noop("the shared folders exist")
+        return
+    paths = " ".join(shlex.quote(layout.shared(p)) for p in missing)
+    yield (
+        f"python3 {layout.gate_script} run {app_command_args(layout, settings, release)}"
+        f" --workdir=/ -- {shlex.quote(f'mkdir -p -m 750 -- {paths}')}"
+    )
+
+
+@operation()
+def app_command(layout: Layout, settings: Settings, command: str):
+    """
+    Run a one-off ``command`` in the live release like a release command (the app's user,
+    environment, data directory and sandbox) and show its output. Runs every time.
+
+    + layout, settings: where, and the app
+    + command: a shell command line, e.g. ``flask --app myapp init-db``
+    """
+    yield shown(
+        f"python3 {layout.gate_script} run {app_command_args(layout, settings, layout.current)}"
+        f" -- {shlex.quote(command)}"
     )
 
 
@@ -174,11 +243,15 @@ def upload_release(settings: Settings):
     release to its virtualenv. Returns the upload operation."""
     layout = Layout.of(settings)
     release = layout.release(release_id(settings))
+    local_shared = settings.app_files.skipped_shared()
     upload = release_unpacked(
-        name=f"Unpack {settings.app_src} into {release}/app",
+        name=f"Unpack {settings.app_src} into {release}/app"
+        + (f" (shared, not uploaded: {', '.join(local_shared)})" if local_shared else ""),
         release=release,
-        src=settings.app_path,
+        files_=settings.app_files,
         group=settings.user,
+        shared={path: layout.shared(path) for path in settings.shared_paths},
+        static=sorted(set(settings.static.values())),
     )
     files.link(
         name=f"{release}/venv links its virtualenv",
@@ -200,6 +273,19 @@ def install_release_gate(settings: Settings):
     )
 
 
+@deploy("Shared folders")
+def create_shared_folders(settings: Settings):
+    """The shared folders in the data directory, before the new release's checks use them."""
+    if settings.shared_folders:
+        layout = Layout.of(settings)
+        shared_folders(
+            name=f"Shared folders in {layout.data}: {', '.join(settings.shared_folders)}",
+            layout=layout,
+            settings=settings,
+            release=layout.release(release_id(settings)),
+        )
+
+
 @deploy("Release switch")
 def switch_release(settings: Settings, release: str | None = None):
     """Check the release (default: the one this deploy uploaded), then point ``current`` at it
@@ -207,7 +293,7 @@ def switch_release(settings: Settings, release: str | None = None):
     layout = Layout.of(settings)
     release = release or layout.release(release_id(settings))
     release_checked(
-        name=f"{release} imports and is healthy", layout=layout, release=release, settings=settings
+        name=f"{release} passes its checks", layout=layout, release=release, settings=settings
     )
     switch_link(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+from pathspec import GitIgnoreSpec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 from pyinfra.api.exceptions import PyinfraError
+
+from deploys.dependencies import requirements_text
+from deploys.shipping import AppFiles
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_APP_GREETING = "Hello There!"
@@ -42,12 +46,21 @@ PYINFRA_KEY_PREFIXES = (
     "mech_",
 )
 
-SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}  # never echoed in errors
+SECRET_KEYS = {
+    "env",
+    "pip_index_url",
+    "pip_extra_index_url",
+    "command",
+    "release_command",
+}  # never echoed in errors
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 HOSTNAME_RE = re.compile(r"^(_|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?)$")
 MODULE_RE = re.compile(
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?$"
 )
+APP_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+URL_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+SOURCE_LAYOUTS = ("", "src")  # where an app's top-level module may live: its folder, or src/
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UFW_RULE_RE = re.compile(r"^(\d{1,5}(:\d{1,5})?(/(tcp|udp))?|[A-Za-z][A-Za-z0-9 ._-]{0,63})$")
 PIP_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~ ;\"'+]*$")
@@ -90,7 +103,14 @@ class Settings(BaseModel):
     buffer_size: int = Field(32768, ge=4096, le=65535)
     request_log: bool = False
     client_max_body_size: str = Field("10m", pattern=r"^\d+[kmg]?$")
-    requirements: str = "requirements.txt"
+    requirements: str | None = None  # None: requirements.txt, else pyproject.toml's
+    exclude: list[str] = []
+    shared_paths: list[str] = []
+    static: dict[str, str] = {}
+    static_expires: str = Field("1h", pattern=r"^(off|max|\d+[smhdwMy]?)$")
+    release_command: list[str] = []
+    command: str | None = None  # run.py's one-off command
+    log_lines: int = Field(50, ge=1, le=100000)  # logs.py
     python_packages: list[PipRequirement] = []
     uwsgi_package: PipRequirement = "pyuwsgi==2.0.30.post1"
     uwsgi_from_source: bool = False
@@ -109,7 +129,14 @@ class Settings(BaseModel):
     release: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
 
     @field_validator(
-        "server_name", "python_packages", "firewall_allow", "pip_extra_index_url", mode="before"
+        "server_name",
+        "python_packages",
+        "firewall_allow",
+        "pip_extra_index_url",
+        "exclude",
+        "shared_paths",
+        "release_command",
+        mode="before",
     )
     @classmethod
     def _one_or_many(cls, value):
@@ -119,7 +146,55 @@ class Settings(BaseModel):
     @classmethod
     def _module_form(cls, value: str) -> str:
         if not MODULE_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not of the form module:callable, e.g. wsgi:app")
+            raise ValueError(
+                f"{value!r} is not of the form module:app or module:factory(),"
+                " e.g. wsgi:app or myapp:create_app()"
+            )
+        return value
+
+    @field_validator("shared_paths")
+    @classmethod
+    def _shared_paths(cls, value: list[str]) -> list[str]:
+        paths = [
+            _app_path(path.rstrip("/"), "a path inside the app such as instance") for path in value
+        ]
+        for path in paths:
+            inside = [other for other in paths if other != path and other.startswith(f"{path}/")]
+            if inside or paths.count(path) > 1:
+                raise ValueError(f"{path!r} is listed twice or holds another shared path")
+        return paths
+
+    @field_validator("static")
+    @classmethod
+    def _static_form(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for prefix, folder in value.items():
+            if not URL_PREFIX_RE.fullmatch(prefix.rstrip("/")):
+                raise ValueError(
+                    f"URL prefix {prefix!r} is not allowed: use a path such as /static"
+                    " (letters, digits, . _ ~ -; not / alone)"
+                )
+            checked[prefix.rstrip("/")] = _app_path(
+                folder.rstrip("/"), "a folder inside the app such as myapp/static"
+            )
+        return checked
+
+    @field_validator("release_command")
+    @classmethod
+    def _commands(cls, value: list[str]) -> list[str]:
+        for command in value:
+            if not command.strip() or "\n" in command or "\x00" in command:
+                raise ValueError(f"{command!r}: a command is one non-empty line")
+        return value
+
+    @field_validator("exclude")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                GitIgnoreSpec.from_lines([pattern])
+            except ValueError as err:
+                raise ValueError(f"{pattern!r} is not a .gitignore pattern: {err}") from None
         return value
 
     @field_validator("env", mode="before")
@@ -153,26 +228,40 @@ class Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _app_importable(self) -> Settings:
+    def _app_deployable(self) -> Settings:
+        """The app folder holds what the settings name (checked locally, before any host)."""
         src = self.app_path
         if not src.is_dir():
             raise ValueError(f"app_src: {src} is not a folder: point it at your app's folder")
-        module, callable_name = self.app_module.split(":")
-        module_file = src / (module.replace(".", "/") + ".py")
-        package_file = src / module.replace(".", "/") / "__init__.py"
-        found = next((f for f in (module_file, package_file) if f.is_file()), None)
-        if found is None:
-            raise ValueError(
-                f"app_module: {self.app_module!r} needs {module_file.relative_to(src)} in {src}"
-            )
-        if callable_name not in _top_level_names(found):
-            raise ValueError(
-                f"app_module: {found.name} defines or imports no {callable_name!r}"
-                f" at top level: fix app_module or the app"
-            )
-        if not (src / self.requirements).is_file():
-            raise ValueError(f"requirements: {src / self.requirements} does not exist")
+        problems = [
+            *_module_problems(src, self.app_module),
+            *_requirements_problems(src, self.requirements),
+            *self._static_problems(),
+        ]
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
+
+    def _static_problems(self) -> list[str]:
+        problems = []
+        for prefix, folder in self.static.items():
+            where = f"static: {prefix} -> {folder}"
+            shared = [p for p in self.shared_paths if folder == p or folder.startswith(f"{p}/")]
+            holds = [p for p in self.shared_paths if p.startswith(f"{folder}/")]
+            if holds:
+                problems.append(f"{where} holds the shared path {holds[0]!r}: move one of them")
+            elif shared:
+                problems.append(
+                    f"{where} is inside the shared path {shared[0]!r}: nginx serves only shipped"
+                    " code, never the app's data"
+                )
+            elif not (self.app_path / folder).is_dir():
+                problems.append(f"{where}: no such folder in {self.app_path}")
+            elif not any(p.is_relative_to(self.app_path / folder) for p in self.app_files.files()):
+                problems.append(
+                    f"{where}: no file of it is shipped (ignored by .gitignore or exclude?)"
+                )
+        return problems
 
     @property
     def app_path(self) -> Path:
@@ -188,18 +277,100 @@ class Settings(BaseModel):
         return SAMPLE_APP_GREETING if self.app_path == REPO / "app" else ""
 
     @property
+    def app_files(self) -> AppFiles:
+        """What of the app folder ships (see deploys/shipping.py)."""
+        return AppFiles(self.app_path, tuple(self.exclude), tuple(self.shared_paths))
+
+    @property
+    def requirements_text(self) -> str:
+        """The app's requirements (see deploys/dependencies.py)."""
+        return requirements_text(self.app_path, self.requirements)
+
+    @property
+    def shared_folders(self) -> list[str]:
+        """The shared paths that are folders: all but those that are files in the app."""
+        return [p for p in self.shared_paths if not (self.app_path / p).is_file()]
+
+    @property
+    def source_root(self) -> str:
+        """Where the app's top-level module lives inside the app folder: "" or "src"."""
+        return _module_file(self.app_path, self.app_module)[0]
+
+    @property
     def user(self) -> str:
         """The system user the app runs as."""
         return self.app_user or self.app_name
 
 
-def _top_level_names(path: Path) -> set[str]:
-    """Names bound at the top level of a Python file (assignments, defs, imports)."""
+def _app_path(value: str, example: str) -> str:
+    """A relative path inside the app folder, refused when it could leave it."""
+    if not APP_PATH_RE.fullmatch(value) or ".." in value.split("/"):
+        raise ValueError(f"{value!r} is not allowed: use {example} (relative, no .., no leading /)")
+    return value
+
+
+def _module_file(src: Path, app_module: str) -> tuple[str, Path | None]:
+    """(source root, file) of the module app_module names, looked for in the app folder and
+    its src/ folder; file None when missing."""
+    dotted = app_module.split(":")[0].replace(".", "/")
+    for root in SOURCE_LAYOUTS:
+        for candidate in (f"{dotted}.py", f"{dotted}/__init__.py"):
+            if (src / root / candidate).is_file():
+                return root, src / root / candidate
+    return "", None
+
+
+def _module_problems(src: Path, app_module: str) -> list[str]:
+    """Why uWSGI could not load ``app_module`` from the app folder (empty when it can)."""
+    module, name = app_module.split(":")
+    is_factory = name.endswith("()")
+    name = name.removesuffix("()")
+    _, found = _module_file(src, app_module)
+    if found is None:
+        wanted = module.replace(".", "/") + ".py"
+        return [f"app_module: {app_module!r} needs {wanted} (or its package) in {src}"]
+    names = _top_level_names(found)
+    if name not in names:
+        return [
+            f"app_module: {found.relative_to(src)} defines or imports no {name!r} at top"
+            " level: fix app_module or the app"
+        ]
+    node = names[name]
+    if not isinstance(node, ast.FunctionDef):
+        return []
+    required = [a.arg for a in node.args.args[: len(node.args.args) - len(node.args.defaults)]]
+    if is_factory and required:
+        return [
+            f"app_module: {name}() needs arguments ({', '.join(required)}) but uWSGI calls it"
+            f" with none: give them defaults, or add a wsgi.py with app = {name}(...) and"
+            " set app_module = 'wsgi:app'"
+        ]
+    takes_two = len(node.args.args) >= 2 or node.args.vararg is not None
+    if not is_factory and (not takes_two or len(required) > 2):
+        return [
+            f"app_module: {module}:{name} is a function of ({ast.unparse(node.args)}), not a"
+            f" WSGI app of (environ, start_response): for an app factory write"
+            f" app_module = '{module}:{name}()'"
+        ]
+    return []
+
+
+def _requirements_problems(src: Path, requirements: str | None) -> list[str]:
+    try:
+        requirements_text(src, requirements)
+    except ValueError as err:
+        return [f"requirements: {err}"]
+    return []
+
+
+def _top_level_names(path: Path) -> dict[str, ast.AST | None]:
+    """Names bound at the top level of a Python file: each def or class with its node,
+    assignments and imports with None."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except SyntaxError as exc:
         raise ValueError(f"app_module: {path} has a syntax error: {exc}") from None
-    names: set[str] = set()
+    names: dict[str, ast.AST | None] = {}
     for node in tree.body:
         targets = []
         if isinstance(node, ast.Assign):
@@ -207,10 +378,10 @@ def _top_level_names(path: Path) -> set[str]:
         elif isinstance(node, ast.AnnAssign | ast.AugAssign):
             targets = [node.target]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
+            names[node.name] = node
         elif isinstance(node, ast.Import | ast.ImportFrom):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        names.update(t.id for t in targets if isinstance(t, ast.Name))
+            names.update(dict.fromkeys((a.asname or a.name).split(".")[0] for a in node.names))
+        names.update(dict.fromkeys(t.id for t in targets if isinstance(t, ast.Name)))
     return names
 
 
@@ -232,10 +403,14 @@ def load_settings(data: dict, host_name: str = "") -> Settings:
         settings = Settings(**known)
     except ValidationError as exc:
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "settings"
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # the app checks: each line names its setting already
+                problems.append(message)
+                continue
+            key = ".".join(str(p) for p in err["loc"])
             shown = key in known and key not in SECRET_KEYS
             given = f" (given {err['input']!r})" if shown else ""
-            problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}{given}")
+            problems.append(f"{key}: {message}{given}")
         settings = None
     if problems:
         where = f" for host {host_name}" if host_name else ""

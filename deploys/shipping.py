@@ -1,66 +1,121 @@
 """What of the app's folder goes to the host, fingerprinted and packed as one archive.
 
-Only the app is shipped: caches, VCS data and virtualenvs stay behind, and so do a
-developer's local secrets and data (``.env``, ``.env.*`` and the top-level ``instance/``
-folder, Flask's home for local config and databases), even when the app has no .gitignore.
+Only the app is shipped: what its ``.gitignore`` files ignore (read with pathspec, git's
+rules), what the ``exclude`` setting names and the ``shared_paths`` (they live in the data
+directory) stay behind. So do caches, VCS data, virtualenvs and a developer's local secrets
+and data (``.env``, ``.env.*`` and the top-level ``instance/`` folder, Flask's home for local
+config and databases), even when the app has no .gitignore.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
-from fnmatch import fnmatch
-from pathlib import Path
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path, PurePosixPath
 
-SKIPPED_DIRS = frozenset({"__pycache__", ".git", ".pytest_cache", ".venv", "venv", ".mypy_cache"})
-SKIPPED_FILES = ("*.pyc", "*.pyo", ".env", ".env.*")
-SKIPPED_TOP_LEVEL = frozenset({"instance"})
+from pathspec import GitIgnoreSpec
+
+ALWAYS_SKIPPED = (  # gitignore patterns that win over everything else
+    "__pycache__/",
+    ".git/",
+    ".hg/",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".venv/",
+    "venv/",
+    "*.pyc",
+    "*.pyo",
+    ".env",
+    ".env.*",
+    "/instance/",
+)
 FILE_MODE, EXEC_MODE, DIR_MODE = 0o640, 0o750, 0o750  # root:<app>: nobody else reads the code
 
 
-def is_shipped(relative: Path) -> bool:
-    """Whether a path inside the app folder (relative to it) is shipped."""
-    parts = relative.parts
-    if parts[0] in SKIPPED_TOP_LEVEL or SKIPPED_DIRS.intersection(parts[:-1]):
-        return False
-    return not any(fnmatch(parts[-1], pattern) for pattern in SKIPPED_FILES)
+@dataclass(frozen=True)
+class AppFiles:
+    """The app folder and the rules for what of it ships."""
 
+    folder: Path
+    exclude: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
 
-def shipped_files(folder: Path) -> list[Path]:
-    """The files of the app folder that are shipped to hosts, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_shipped(p.relative_to(folder)))
+    @cached_property
+    def _gitignores(self) -> list[tuple[PurePosixPath, GitIgnoreSpec]]:
+        """Each folder's .gitignore rules, shallowest folder first."""
+        specs = []
+        for gitignore in self.folder.rglob(".gitignore"):
+            relative = PurePosixPath(gitignore.parent.relative_to(self.folder).as_posix())
+            lines = gitignore.read_text(errors="replace").splitlines()
+            specs.append((relative, GitIgnoreSpec.from_lines(lines)))
+        return sorted(specs, key=lambda item: (len(item[0].parts), str(item[0])))
 
+    @cached_property
+    def _deploy_rules(self) -> GitIgnoreSpec:
+        """The deploy's own rules, applied after every .gitignore: ``exclude`` (whose ``!``
+        patterns may ship what git ignores, e.g. built assets), then shared paths and
+        ALWAYS_SKIPPED, which nothing re-includes."""
+        shared = (f"/{path}" for path in self.shared)
+        return GitIgnoreSpec.from_lines([*self.exclude, *shared, *ALWAYS_SKIPPED])
 
-def folder_digest(folder: Path) -> str:
-    """A fingerprint of the shipped files' paths and contents."""
-    sha = hashlib.sha256()
-    for path in shipped_files(folder):
-        sha.update(str(path.relative_to(folder)).encode() + b"\0")
-        sha.update(path.read_bytes() + b"\0")
-    return sha.hexdigest()[:12]
+    def is_shipped(self, relative: str, is_dir: bool = False) -> bool:
+        """Whether a path inside the app folder (POSIX, relative to it) is shipped: as in
+        git, the deepest .gitignore with a matching rule decides; then the deploy's rules."""
+        path = PurePosixPath(relative)
+        suffix = "/" if is_dir else ""
+        ignored = False
+        for folder, spec in self._gitignores:
+            if folder == PurePosixPath(".") or folder in path.parents:
+                decision = spec.check_file(path.relative_to(folder).as_posix() + suffix).include
+                ignored = ignored if decision is None else decision
+        decision = self._deploy_rules.check_file(path.as_posix() + suffix).include
+        return not (ignored if decision is None else decision)
 
+    def files(self) -> list[Path]:
+        """The shipped files, sorted; ignored folders are not even entered."""
+        found = []
+        for root, dirs, names in os.walk(self.folder):
+            here = Path(root).relative_to(self.folder)
+            dirs[:] = [d for d in dirs if self.is_shipped((here / d).as_posix(), is_dir=True)]
+            found += [Path(root, n) for n in names if self.is_shipped((here / n).as_posix())]
+        return sorted(p for p in found if p.is_file())
 
-def archive(folder: Path) -> bytes:
-    """The shipped files as a gzipped tar: owned by root, files 640 (750 if executable),
-    folders 750; files keep their modification times (nginx derives ETags from them)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        folders: set[Path] = set()
-        for path in shipped_files(folder):
-            relative = path.relative_to(folder)
-            for parent in reversed(relative.parents[:-1]):
-                if parent not in folders:
-                    folders.add(parent)
-                    tar.addfile(_entry(str(parent), tarfile.DIRTYPE, DIR_MODE))
-            stat = path.stat()
-            data = path.read_bytes()
-            info = _entry(
-                str(relative), tarfile.REGTYPE, EXEC_MODE if stat.st_mode & 0o100 else FILE_MODE
-            )
-            info.size, info.mtime = len(data), int(stat.st_mtime)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    def skipped_shared(self) -> list[str]:
+        """Shared paths that exist in the app folder (and so are not uploaded)."""
+        return [path for path in self.shared if (self.folder / path).exists()]
+
+    def digest(self) -> str:
+        """A fingerprint of the shipped files' paths and contents."""
+        sha = hashlib.sha256()
+        for path in self.files():
+            sha.update(str(path.relative_to(self.folder)).encode() + b"\0")
+            sha.update(path.read_bytes() + b"\0")
+        return sha.hexdigest()[:12]
+
+    def archive(self) -> bytes:
+        """The shipped files as a gzipped tar: owned by root, files 640 (750 if executable),
+        folders 750; files keep their modification times (nginx derives ETags from them)."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+            folders: set[Path] = set()
+            for path in self.files():
+                relative = path.relative_to(self.folder)
+                for parent in reversed(relative.parents[:-1]):
+                    if parent not in folders:
+                        folders.add(parent)
+                        tar.addfile(_entry(str(parent), tarfile.DIRTYPE, DIR_MODE))
+                stat = path.stat()
+                data = path.read_bytes()
+                mode = EXEC_MODE if stat.st_mode & 0o100 else FILE_MODE
+                info = _entry(str(relative), tarfile.REGTYPE, mode)
+                info.size, info.mtime = len(data), int(stat.st_mtime)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
 
 
 def _entry(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:

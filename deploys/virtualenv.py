@@ -28,8 +28,7 @@ def venv_packages(settings: Settings) -> list[str]:
 
 def venv_id(settings: Settings) -> str:
     """Fingerprint of everything that goes into the virtualenv."""
-    requirements = (settings.app_path / settings.requirements).read_text()
-    return digest(requirements, *venv_packages(settings))
+    return digest(settings.requirements_text, *venv_packages(settings))
 
 
 def index_urls(settings: Settings) -> list[tuple[str, str]]:
@@ -115,7 +114,7 @@ def build_virtualenv(settings: Settings):
         )
     put_text(
         f"Requirements {requirements}",
-        (settings.app_path / settings.requirements).read_text(),
+        settings.requirements_text,
         requirements,
     )
     build = built_venv(

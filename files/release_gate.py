@@ -1,11 +1,19 @@
 """Release checks run on the host by the deploy (shipped to /usr/local/lib/flask-deploy/).
 
-    release_gate.py check --release DIR --module wsgi:app --user U --sandbox DROP_IN [HEALTH]
-        Before a release goes live: import its app with its own venv, as the app user with the
-        app's environment and the service's sandbox (a transient systemd unit taking every
-        setting of the service's DROP_IN) and make sure the callable exists; then serve it
-        from a throw-away uWSGI on its own socket, in the same sandbox, and require a healthy
-        answer.
+    release_gate.py check --release DIR --module wsgi:app --user U --sandbox DROP_IN
+                          [--source-root src] [--command CMD ...] [HEALTH]
+        Before a release goes live: build its app the way uWSGI will (import the module, call
+        a ``factory()``) with its own venv, as the app user with the app's environment and the
+        service's sandbox (a transient systemd unit taking every setting of the service's
+        DROP_IN) and make sure it is a WSGI app; run each release command in the same sandbox;
+        then serve it from a throw-away uWSGI on its own socket, in the same sandbox, and
+        require a healthy answer.
+
+    release_gate.py run --release DIR --module wsgi:app --user U --sandbox DROP_IN
+                        [--source-root src] [--workdir DIR] -- CMD
+        Run the shell command CMD in the release DIR (default working directory: its app
+        folder) exactly like a release command: app user, environment, sandbox, the release's
+        venv first on PATH, FLASK_APP set to the app. Exits with CMD's status.
 
     release_gate.py gate --root /srv/APP --service APP.service --stats STATS_SOCKET --user U
                          --processes N [--keep K] [HEALTH]
@@ -39,11 +47,23 @@ import sys
 import time
 from pathlib import Path
 
-IMPORT_CHECK = (
-    "import importlib, sys; module, name = sys.argv[1].split(':'); "
-    "app = getattr(importlib.import_module(module), name, None); "
-    "sys.exit(0 if callable(app) else f'{sys.argv[1]} is not a WSGI callable: {app!r}')"
-)
+IMPORT_CHECK = """
+import importlib, inspect, sys
+spec = sys.argv[1]
+module, name = spec.split(":")
+factory = name.endswith("()")
+found = getattr(importlib.import_module(module), name.removesuffix("()"), None)
+if found is None:
+    sys.exit(f"{module} has no {name.removesuffix('()')!r}")
+app = found() if factory else found  # as uWSGI does with module:factory()
+hint = "" if factory else f": for an app factory write app_module = '{spec}()'"
+try:
+    inspect.signature(app).bind({}, print)
+except TypeError:
+    sys.exit(f"{spec} gives {app!r}, which is not a WSGI app of (environ, start_response){hint}")
+except ValueError:
+    pass  # no signature to read (a builtin): uWSGI will tell
+"""
 
 
 def sandbox_properties(drop_in: str) -> list[str]:
@@ -96,32 +116,81 @@ def unit_log(unit: str, lines: int = 20) -> str:
     return proc.stdout.strip()
 
 
-def check_import(args) -> int:
-    release = Path(args.release)
-    cmd = [
+def app_environment(release: Path, module: str, source_root: str) -> list[str]:
+    """systemd-run ``--setenv`` arguments for the app's code run outside uWSGI: the release's
+    venv first on PATH, its source root on PYTHONPATH, FLASK_APP naming the app (the app's
+    env file, read after these, may override any of them)."""
+    env = {
+        "PATH": f"{release / 'venv/bin'}:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(release / "venv"),
+        "FLASK_APP": module,
+    }
+    if source_root:
+        env["PYTHONPATH"] = str(release / "app" / source_root)
+    return [f"--setenv={name}={value}" for name, value in env.items()]
+
+
+def sandboxed(
+    unit: str, sandbox: str, workdir: Path, environment: list[str], command: list[str]
+) -> list[str]:
+    """A systemd-run command line running ``command`` as the transient ``unit`` in the
+    service's sandbox (its user, environment file and hardening) in ``workdir``, its output
+    piped back, its exit status returned. A failed run of the unit before is cleared."""
+    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
+    return [
         "systemd-run",
         "--quiet",
         "--pipe",
         "--wait",
         "--collect",
-        f"--unit={args.user}-import-check",
+        f"--unit={unit}",
         "--service-type=exec",
-        *sandbox_properties(args.sandbox),
-        f"--property=WorkingDirectory={release / 'app'}",
-        str(release / "venv/bin/python3"),
-        "-c",
-        IMPORT_CHECK,
-        args.module,
+        *sandbox_properties(sandbox),
+        f"--property=WorkingDirectory={workdir}",
+        *environment,
+        *command,
     ]
-    subprocess.run(["systemctl", "reset-failed", f"{args.user}-import-check"], capture_output=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def check_import(args) -> int:
+    release = Path(args.release)
+    env = app_environment(release, args.module, args.source_root)
+    python = [str(release / "venv/bin/python3"), "-c", IMPORT_CHECK, args.module]
+    cmd = sandboxed(f"{args.user}-import-check", args.sandbox, release / "app", env, python)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         print(
-            f"release {release.name}: {args.module} does not import:\n{proc.stderr.strip()}",
+            f"release {release.name}: {args.module} does not load:\n{proc.stderr.strip()}",
             file=sys.stderr,
         )
         return 1
-    print(f"release {release.name}: {args.module} imports")
+    print(f"release {release.name}: {args.module} loads")
+    return 0
+
+
+def run_command(args, unit: str, command: str, workdir: Path | None = None) -> int:
+    """Run one shell command in the release like the app runs (see ``run``) as the transient
+    ``unit``; its output passes through; its exit status."""
+    release = Path(args.release)
+    env = app_environment(release, args.module, args.source_root)
+    shell = ["/bin/sh", "-c", command]
+    cmd = sandboxed(unit, args.sandbox, workdir or release / "app", env, shell)
+    sys.stdout.flush()
+    return subprocess.run(cmd).returncode
+
+
+def release_commands(args) -> int:
+    """The release commands, in order; the first failure stops the release."""
+    for command in args.command:
+        print(f"release {Path(args.release).name}: $ {command}", flush=True)
+        status = run_command(args, f"{args.user}-release-command", command)
+        if status != 0:
+            print(
+                f"release {Path(args.release).name}: release_command {command!r} failed"
+                f" (exit {status}): the release does not go live",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 
@@ -161,6 +230,7 @@ def check_candidate(args) -> int:
             "--need-app",
             "--processes=1",
             f"--chdir={release / 'app'}",
+            *([f"--pythonpath={release / 'app' / args.source_root}"] if args.source_root else []),
             f"--module={args.module}",
             f"--http-socket={sock}",
             "--die-on-term",
@@ -301,7 +371,8 @@ def gate(args) -> int:
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
-    print(message, file=sys.stderr)
+    print(f"{message}\n-- its log (journalctl -u {args.service}):", file=sys.stderr)
+    print(unit_log(args.service), file=sys.stderr)
     return 1
 
 
@@ -309,10 +380,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="subcommand", required=True)
     check = sub.add_parser("check")
-    for flag in ("--release", "--module", "--user", "--sandbox"):
-        check.add_argument(flag, required=True)
+    run = sub.add_parser("run")
+    for flag in ("--release", "--module", "--sandbox"):
+        for each in (check, run):
+            each.add_argument(flag, required=True)
+    check.add_argument("--command", action="append", default=[])
+    for each in (check, run):
+        each.add_argument("--user", required=True)
+        each.add_argument("--source-root", default="")
+    run.add_argument("--workdir")
+    run.add_argument("shell_command")
     g = sub.add_parser("gate")
     for flag in ("--root", "--service", "--stats", "--user"):
         g.add_argument(flag, required=True)
@@ -327,13 +406,16 @@ def main(argv=None) -> int:
     live.add_argument("--stats", required=True)
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
-    if args.command == "live":
+    if args.subcommand == "live":
         release, workers = running(args)
         if release:
             print(release, workers)
         return 0
-    if args.command == "check":
-        return check_import(args) or check_candidate(args)
+    if args.subcommand == "run":
+        workdir = Path(args.workdir) if args.workdir else None
+        return run_command(args, f"{args.user}-command", args.shell_command, workdir)
+    if args.subcommand == "check":
+        return check_import(args) or release_commands(args) or check_candidate(args)
     return gate(args)
 
 

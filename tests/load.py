@@ -23,6 +23,8 @@ class Load:
     ends, ``max_seconds`` pass or ``max_requests`` are made, whichever comes first."""
 
     port: int
+    path: str = "/"
+    host_header: str = "localhost"
     concurrency: int = 8
     max_seconds: float = 180
     max_requests: int = 50_000
@@ -59,7 +61,7 @@ class Load:
                 reused = conn is not None
                 conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
                 try:
-                    conn.request("GET", "/")
+                    conn.request("GET", self.path, headers={"Host": self.host_header})
                     resp = conn.getresponse()
                     body = resp.read().decode(errors="replace")
                     sample = Sample(started, resp.status, body, time.monotonic() - started)

@@ -6,6 +6,7 @@ from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
     SandboxExposure,
+    ServiceWritable,
     UnitStatus,
     UserCanReadWrite,
 )
@@ -53,7 +54,9 @@ def test_nginx_config_test_passing_and_failing():
 
 def test_http_response_statuses():
     ok = HttpResponse().process(lines("http-200.txt"))
-    assert ok["status"] == 200 and "Hello There!" in ok["body"]
+    assert ok == {"status": 200, "cache_control": "", "body": "ok\n"}
+    static = HttpResponse().process(lines("http-static.txt"))
+    assert static["cache_control"] == "max-age=3600" and "font-family" in static["body"]
     assert HttpResponse().process(lines("http-404.txt"))["status"] == 404
     refused = HttpResponse().process(lines("http-refused.txt"))
     assert refused["status"] == 0 and "Connection refused" in refused["body"]
@@ -84,3 +87,12 @@ def test_sandbox_exposure_of_a_rated_unit():
 
 def test_sandbox_exposure_of_a_missing_unit_is_none():
     assert SandboxExposure().process(lines("sandbox-exposure-missing.txt")) is None
+
+
+def test_service_writable_reads_the_mounts_of_the_service_sandbox():
+    mounts = lines("service-mountinfo.txt")[1:]  # captured for /var/lib/notes
+    assert ServiceWritable().process(["/var/lib/notes", *mounts]) is True
+    assert ServiceWritable().process(["/var/lib/notes/instance", *mounts]) is True
+    assert ServiceWritable().process(["/srv/notes", *mounts]) is False  # ProtectSystem=strict
+    assert ServiceWritable().process(["/var/lib/other", *mounts]) is False
+    assert ServiceWritable().process(lines("service-mountinfo-stopped.txt")) is None

@@ -66,7 +66,7 @@ def test_changed_app_goes_live_under_load_without_a_failed_request(host, workdir
 
 
 BROKEN = {
-    "fails to import": ("\nraise RuntimeError('broken at import')\n", "does not import"),
+    "fails to import": ("\nraise RuntimeError('broken at import')\n", "does not load"),
     "answers 500": (
         "\napp.view_functions['hello'] = lambda: ('broken', 500)\n",
         "is unhealthy before going live: GET / gave HTTP 500",

@@ -75,9 +75,137 @@ def test_app_module_with_a_syntax_error_is_refused(tmp_path):
     assert "syntax error" in error_for(app_src=str(tmp_path))
 
 
-@pytest.mark.parametrize("module", ["wsgi", "wsgi:", "wsgi:app:x", "1wsgi:app", "w-sgi:app"])
+@pytest.mark.parametrize(
+    "module", ["wsgi", "wsgi:", "wsgi:app:x", "1wsgi:app", "w-sgi:app", "m:f(x)", "m:f(", "m:()"]
+)
 def test_malformed_app_module_is_refused(module):
-    assert "module:callable" in error_for(app_module=module)
+    assert "is not of the form module:app or module:factory()" in error_for(app_module=module)
+
+
+NOTES = "examples/notes"
+
+
+def notes(**data):
+    """Settings for the example app, with ``data`` on top."""
+    return {"app_src": NOTES, "app_module": "notes:create_app()", **data}
+
+
+def test_the_example_app_deploys_with_settings_only():
+    s = load_settings(
+        notes(shared_paths="instance", static={"/static/": "notes/static/"}, release_command="x")
+    )
+    assert s.requirements_text == "# [project].dependencies of pyproject.toml\nflask==3.1.3\n"
+    assert (s.shared_paths, s.static, s.release_command) == (
+        ["instance"],
+        {"/static": "notes/static"},
+        ["x"],
+    )
+    assert s.shared_folders == ["instance"] and s.source_root == ""
+
+
+def test_a_factory_given_as_the_app_says_what_to_write():
+    message = error_for(**notes(app_module="notes:create_app"))
+    assert "app_module: notes:create_app is a function of (test_config=None), not a WSGI app" in (
+        message
+    )
+    assert "write app_module = 'notes:create_app()'" in message
+
+
+def test_a_factory_that_needs_arguments_is_refused(tmp_path):
+    (tmp_path / "requirements.txt").write_text("flask\n")
+    (tmp_path / "app.py").write_text("def make(config, debug=False):\n    pass\n")
+    message = error_for(app_src=str(tmp_path), app_module="app:make()")
+    assert "app_module: make() needs arguments (config) but uWSGI calls it with none" in message
+
+
+def test_a_missing_factory_is_refused():
+    assert "defines or imports no 'make_app'" in error_for(**notes(app_module="notes:make_app()"))
+
+
+def test_a_plain_wsgi_function_is_an_app(tmp_path):
+    (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / "wsgi.py").write_text("def app(environ, start_response):\n    return []\n")
+    assert load_settings({"app_src": str(tmp_path)}).app_module == "wsgi:app"
+
+
+def test_src_layout_modules_are_found(tmp_path):
+    (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / "src/shop").mkdir(parents=True)
+    (tmp_path / "src/shop/__init__.py").write_text("def create_app():\n    pass\n")
+    s = load_settings({"app_src": str(tmp_path), "app_module": "shop:create_app()"})
+    assert s.source_root == "src"
+
+
+@pytest.mark.parametrize("name", ["pyproject.toml", "setup.py", "setup.cfg"])
+def test_a_project_file_is_not_a_requirements_file(name):
+    message = error_for(**notes(requirements=name))
+    assert f"requirements: {name} is not a requirements file: leave requirements unset" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("[project]", "line 2 is not a pip requirement: '[project]'"),
+        ("-r base.txt", "names another file, which is not uploaded"),
+        ("./libs/mylib", "a local path does not exist on the host"),
+    ],
+)
+def test_requirements_files_are_read_before_any_host(tmp_path, line, problem):
+    (tmp_path / "wsgi.py").write_text("app = 1\n")
+    (tmp_path / "reqs.txt").write_text(f"flask==3.1.3\n{line}\n")
+    message = error_for(app_src=str(tmp_path), requirements="reqs.txt")
+    assert problem in message and "requirements:" in message
+
+
+def test_requirements_files_accept_what_pip_accepts(tmp_path):
+    (tmp_path / "wsgi.py").write_text("app = 1\n")
+    (tmp_path / "requirements.txt").write_text(
+        "# pinned\n--index-url https://idx.example/simple\nflask==3.1.3 # web\n"
+        'requests[socks]>=2; python_version >= "3.8"\n-e git+https://g.example/x.git#egg=x\n'
+    )
+    assert "flask==3.1.3" in load_settings({"app_src": str(tmp_path)}).requirements_text
+
+
+def test_an_app_without_dependencies_says_what_to_add(tmp_path):
+    (tmp_path / "wsgi.py").write_text("app = 1\n")
+    assert "has neither requirements.txt nor a pyproject.toml" in error_for(app_src=str(tmp_path))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["dependencies"]\n')
+    assert "declares its dependencies dynamic" in error_for(app_src=str(tmp_path))
+
+
+@pytest.mark.parametrize("path", ["../data", "/var/lib/x", "a/../../b", "", "a b", "~/x"])
+def test_shared_paths_stay_inside_the_app(path):
+    message = error_for(**notes(shared_paths=[path]))
+    assert "shared_paths:" in message and "relative, no .., no leading /" in message
+
+
+def test_shared_paths_do_not_nest():
+    assert "holds another shared path" in error_for(**notes(shared_paths=["a", "a/b"]))
+
+
+@pytest.mark.parametrize(
+    ("static", "problem"),
+    [
+        ({"/static": "notes/nope"}, "static: /static -> notes/nope: no such folder"),
+        ({"/static": "../etc"}, "static: '../etc' is not allowed"),
+        ({"/": "notes/static"}, "static: URL prefix '/' is not allowed"),
+        ({"/s;x": "notes/static"}, "URL prefix '/s;x' is not allowed"),
+        ({"/s": "instance"}, "is inside the shared path 'instance'"),
+        ({"/s": "notes"}, "holds the shared path 'notes/static/up'"),
+    ],
+)
+def test_bad_static_folders_are_refused(static, problem):
+    shared = ["instance"] if "instance" in static.values() else ["notes/static/up"]
+    assert problem in error_for(**notes(static=static, shared_paths=shared))
+
+
+def test_a_static_folder_nothing_of_which_ships_is_refused():
+    message = error_for(**notes(static={"/static": "notes/static"}, exclude=["*.css"]))
+    assert "no file of it is shipped (ignored by .gitignore or exclude?)" in message
+
+
+def test_release_commands_are_single_lines():
+    assert "a command is one non-empty line" in error_for(release_command=["a\nb"])
 
 
 @pytest.mark.parametrize("name", ["1ABC", "A-B", "A B", ""])

@@ -1,14 +1,11 @@
 """The rendered configuration carries the guide's settings and the design's fixes."""
 
 import configparser
-import io
-import tarfile
 
 from deploys.appservice import MAGIC_VARS, env_file, sandbox, socket_unit, systemd_unit, uwsgi_ini
 from deploys.nginx import nginx_site
 from deploys.render import digest
 from deploys.settings import load_settings
-from deploys.shipping import archive, folder_digest, shipped_files
 from deploys.virtualenv import pip_config, pip_netrc
 
 DEFAULTS = load_settings({})
@@ -146,48 +143,6 @@ def test_env_file_quotes_values_for_systemd():
 
 def test_digests_are_stable_and_sensitive():
     assert digest("a", "b") == digest("a", "b") != digest("ab")
-
-
-def test_folder_digest_ignores_caches(tmp_path):
-    (tmp_path / "wsgi.py").write_text("app = 1\n")
-    before = folder_digest(tmp_path)
-    (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "wsgi.cpython-311.pyc").write_bytes(b"\0")
-    assert folder_digest(tmp_path) == before
-    (tmp_path / "wsgi.py").write_text("app = 2\n")
-    assert folder_digest(tmp_path) != before
-
-
-def test_local_secrets_and_instance_data_are_never_shipped(tmp_path):
-    for name in (
-        "wsgi.py",
-        "pkg/__init__.py",
-        "pkg/instance/x.py",
-        ".env",
-        ".env.local",
-        "pkg/.env",
-        "instance/config.py",
-        "instance/app.sqlite",
-        "run.sh",
-    ):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text("x = 1\n")
-    shipped = [str(p.relative_to(tmp_path)) for p in shipped_files(tmp_path)]
-    assert shipped == ["pkg/__init__.py", "pkg/instance/x.py", "run.sh", "wsgi.py"]
-
-
-def test_archive_is_root_owned_and_private_to_the_app_group(tmp_path):
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "app.py").write_text("app = 1\n")
-    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
-    (tmp_path / "run.sh").chmod(0o755)
-    with tarfile.open(fileobj=io.BytesIO(archive(tmp_path))) as tar:
-        entries = {m.name: (m.uid, m.gid, oct(m.mode), m.type) for m in tar.getmembers()}
-    assert entries == {
-        "pkg": (0, 0, "0o750", tarfile.DIRTYPE),
-        "pkg/app.py": (0, 0, "0o640", tarfile.REGTYPE),
-        "run.sh": (0, 0, "0o750", tarfile.REGTYPE),
-    }
 
 
 def test_pip_gets_index_credentials_from_a_netrc_never_from_urls():

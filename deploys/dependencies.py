@@ -1,0 +1,94 @@
+"""The app's Python dependencies, read from its folder: a requirements file, or when it has
+none, the ``[project].dependencies`` of its ``pyproject.toml`` (PEP 621).
+
+Either way they become one requirements text: uploaded to the host, fingerprinted into the
+virtualenv's id (so a code change that leaves them alone reuses the virtualenv).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+DEFAULT_REQUIREMENTS = "requirements.txt"
+PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+URL_PREFIXES = ("http://", "https://", "git+", "hg+", "svn+", "bzr+", "file:")
+
+
+def requirements_text(app: Path, setting: str | None) -> str:
+    """The requirements text for the app folder ``app``: the file ``setting`` names, else
+    requirements.txt, else pyproject.toml's dependencies. ValueError says what to fix."""
+    if setting is not None:
+        return _requirements_file(app, setting)
+    if (app / DEFAULT_REQUIREMENTS).is_file():
+        return _requirements_file(app, DEFAULT_REQUIREMENTS)
+    if (app / "pyproject.toml").is_file():
+        return _project_dependencies(app / "pyproject.toml")
+    raise ValueError(
+        f"{app} has neither {DEFAULT_REQUIREMENTS} nor a pyproject.toml: add one listing the"
+        " app's dependencies, or set requirements to the requirements file's name"
+    )
+
+
+def _requirements_file(app: Path, name: str) -> str:
+    path = app / name
+    if Path(name).name in PROJECT_FILES:
+        raise ValueError(
+            f"{name} is not a requirements file: leave requirements unset and the"
+            " [project].dependencies of pyproject.toml are used when the app has no"
+            f" {DEFAULT_REQUIREMENTS}"
+        )
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist")
+    text = path.read_text()
+    for number, line in enumerate(text.splitlines(), 1):
+        problem = _requirement_problem(line)
+        if problem:
+            raise ValueError(f"{path} line {number} is not a pip requirement: {problem}")
+    return text
+
+
+def _requirement_problem(line: str) -> str | None:
+    """Why one line of a requirements file is not one pip accepts (None when it is)."""
+    text = line.split(" #", 1)[0].strip()
+    if text.startswith(("-r", "--requirement", "-c", "--constraint")):
+        return f"{text!r} names another file, which is not uploaded: merge it into this one"
+    if text.startswith(("-e", "--editable")):
+        text = text.split(None, 1)[-1] if " " in text else text.removeprefix("-e")
+    if not text or text.startswith(("#", "-")) or text.startswith(URL_PREFIXES):
+        return None  # blank, comment, an option (--index-url ...) or a URL
+    if text.startswith((".", "/")):
+        return f"{text!r}: a local path does not exist on the host; publish it or vendor it"
+    try:
+        Requirement(text)
+    except InvalidRequirement as err:
+        return f"{text!r} ({err})"
+    return None
+
+
+def _project_dependencies(pyproject: Path) -> str:
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{pyproject} is not valid TOML: {err}") from None
+    project = data.get("project")
+    if not isinstance(project, dict):
+        raise ValueError(
+            f"{pyproject} has no [project] table: list the dependencies there (PEP 621) or in"
+            f" a {DEFAULT_REQUIREMENTS}"
+        )
+    if "dependencies" in project.get("dynamic", []):
+        raise ValueError(
+            f"{pyproject} declares its dependencies dynamic: write them to a"
+            f" {DEFAULT_REQUIREMENTS} instead"
+        )
+    dependencies = project.get("dependencies", [])
+    for dependency in dependencies:
+        try:
+            Requirement(dependency)
+        except InvalidRequirement as err:
+            raise ValueError(f"{pyproject}: dependency {dependency!r}: {err}") from None
+    header = f"# [project].dependencies of {pyproject.name}\n"
+    return header + "".join(f"{dependency}\n" for dependency in dependencies)

@@ -1,0 +1,26 @@
+"""Commands whose output belongs in the run's output, success or not (release commands,
+run.py): pyinfra shows a command's output only when it fails, or with -vvv."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, StringCommand
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+
+
+def shown(command: str) -> FunctionCommand:
+    """``command`` run like any other (sudo etc.), each line of its output printed with the
+    host's prefix as it finishes; the operation fails when it does."""
+    arguments = {
+        key: value
+        for key, value in host.current_op_global_arguments.items()
+        if key in CONNECTOR_ARGUMENT_KEYS
+    }
+    return FunctionCommand(_run_and_print, (command, arguments), {})
+
+
+def _run_and_print(state, host, command: str, arguments: dict) -> bool:
+    ok, output = host.run_shell_command(StringCommand(command), print_output=False, **arguments)
+    for line in output:
+        host.log(line.line)
+    return ok

@@ -77,7 +77,7 @@ def _project_dependencies(pyproject: Path) -> str:
     if not isinstance(project, dict):
         raise ValueError(
             f"{pyproject} has no [project] table: list the dependencies there (PEP 621) or in"
-            f" a {DEFAULT_REQUIREMENTS}"
+            f" a {DEFAULT_REQUIREMENTS} (Poetry 1: poetry export -o {DEFAULT_REQUIREMENTS})"
         )
     if "dependencies" in project.get("dynamic", []):
         raise ValueError(

@@ -104,22 +104,23 @@ def health_args(settings: Settings) -> str:
 
 
 @operation()
-def release_checked(layout: Layout, release: str, settings: Settings):
+def release_checked(layout: Layout, release: str, settings: Settings, commands: list[str]):
     """
     Before ``release`` goes live: its app must load, its release commands (e.g. migrations)
     succeed, and it must answer its health path from a throw-away uWSGI; their output is
     shown. Nothing runs when it is live already.
 
     + layout, release, settings: where, which release, and its module, user and health path
+    + commands: the release commands to run in it
     """
     link = host.get_fact(Link, path=layout.current)
     if link and link.get("link_target") == release:
         host.noop(f"{release} is live already")
         return
-    commands = "".join(f" --command={shlex.quote(c)}" for c in settings.release_command)
+    command_args = "".join(f" --command={shlex.quote(c)}" for c in commands)
     yield shown(
         f"python3 {layout.gate_script} check {app_command_args(layout, settings, release)}"
-        f"{commands} {health_args(settings)}"
+        f"{command_args} {health_args(settings)}"
     )
 
 
@@ -288,12 +289,19 @@ def create_shared_folders(settings: Settings):
 
 @deploy("Release switch")
 def switch_release(settings: Settings, release: str | None = None):
-    """Check the release (default: the one this deploy uploaded), then point ``current`` at it
-    atomically."""
+    """Check the release, then point ``current`` at it atomically. The new release this deploy
+    uploaded (the default) runs the release commands first; a release rolled back to does
+    not (its data changes were made when it was new, and a migration tool may refuse to run
+    an older release's migrations against newer data)."""
     layout = Layout.of(settings)
+    commands = settings.release_command if release is None else []
     release = release or layout.release(release_id(settings))
     release_checked(
-        name=f"{release} passes its checks", layout=layout, release=release, settings=settings
+        name=f"{release} passes its checks",
+        layout=layout,
+        release=release,
+        settings=settings,
+        commands=commands,
     )
     switch_link(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
 

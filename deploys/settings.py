@@ -249,7 +249,11 @@ class Settings(BaseModel):
             shared = [p for p in self.shared_paths if folder == p or folder.startswith(f"{p}/")]
             holds = [p for p in self.shared_paths if p.startswith(f"{folder}/")]
             if holds:
-                problems.append(f"{where} holds the shared path {holds[0]!r}: move one of them")
+                problems.append(
+                    f"{where} holds the shared path {holds[0]!r}, the app's data, which nginx"
+                    " never serves: drop this static entry (Flask then serves the folder) or"
+                    " keep the data elsewhere"
+                )
             elif shared:
                 problems.append(
                     f"{where} is inside the shared path {shared[0]!r}: nginx serves only shipped"

@@ -1,6 +1,9 @@
 """The release checks' pure parts (files/release_gate.py runs on hosts, standard library only)."""
 
 import importlib.util
+import subprocess
+import sys
+from pathlib import Path
 
 from deploys.appservice import sandbox
 from deploys.release import GATE_SOURCE
@@ -24,3 +27,46 @@ def test_release_checks_take_every_setting_of_the_services_sandbox(tmp_path):
     assert "--property=User=myproject" in properties
     assert "--property=SystemCallFilter=~@privileged @resources" in properties
     assert len(properties) > 25
+
+
+NOTES = Path(__file__).resolve().parent.parent / "examples/notes"
+
+
+def load_check(spec: str, folder: Path = NOTES) -> subprocess.CompletedProcess:
+    """The gate's app-loading check, run here with this venv's Flask, as on a host."""
+    return subprocess.run(
+        [sys.executable, "-c", release_gate.IMPORT_CHECK, spec],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_load_check_builds_a_factory_app_like_uwsgi():
+    assert load_check("notes:create_app()").returncode == 0
+
+
+def test_the_load_check_refuses_a_factory_given_as_the_app():
+    result = load_check("notes:create_app")
+    assert result.returncode == 1
+    assert "notes:create_app gives <function create_app" in result.stderr
+    assert "not a WSGI app of (environ, start_response)" in result.stderr
+    assert "for an app factory write app_module = 'notes:create_app()'" in result.stderr
+
+
+def test_the_load_check_shows_a_factorys_own_error(tmp_path):
+    (tmp_path / "shop.py").write_text("def make():\n    raise RuntimeError('no DATABASE_URL')\n")
+    result = load_check("shop:make()", tmp_path)
+    assert result.returncode == 1 and "RuntimeError: no DATABASE_URL" in result.stderr
+    assert "has no 'other'" in load_check("shop:other", tmp_path).stderr
+
+
+def test_app_commands_get_the_release_venv_and_source_root():
+    env = release_gate.app_environment(Path("/srv/a/releases/1"), "shop:create_app()", "src")
+    assert env == [
+        "--setenv=PATH=/srv/a/releases/1/venv/bin:/usr/local/bin:/usr/bin:/bin",
+        "--setenv=VIRTUAL_ENV=/srv/a/releases/1/venv",
+        "--setenv=FLASK_APP=shop:create_app()",
+        "--setenv=PYTHONPATH=/srv/a/releases/1/app/src",
+    ]
+    assert not any("PYTHONPATH" in e for e in release_gate.app_environment(Path("/r"), "w:a", ""))

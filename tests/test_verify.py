@@ -24,6 +24,7 @@ FAULTS = {
             "live release is current",
             "HTTP / via nginx",
             "response content",
+            "data directory writable by the service",
         },
     ),
     "app unit disabled": (f"systemctl disable {APP}", {"app unit enabled"}),

@@ -1,0 +1,154 @@
+"""The release operations, facts in, commands out (pyinfra's own style of operation test):
+the order of the unpack's commands, the sandboxed app commands, and the no-op paths."""
+
+from __future__ import annotations
+
+import pytest
+from pyinfra.api import FileUploadCommand, FunctionCommand
+
+from deploys import release
+from deploys.layout import Layout
+from deploys.settings import load_settings
+
+NOTES = {
+    "app_name": "notes",
+    "app_src": "examples/notes",
+    "app_module": "notes:create_app()",
+    "shared_paths": ["instance", "uploads/avatars"],
+    "static": {"/static": "notes/static"},
+    "release_command": ["flask --app notes migrate"],
+}
+RELEASE = "/srv/notes/releases/0123456789abcdef"
+
+
+class FakeHost:
+    """The few parts of pyinfra's host the operations use: facts from a dict by (fact, path)."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+        self.noops: list[str] = []
+        self.current_op_global_arguments = {"_sudo": True, "_temp_dir": "/home/d/.cache/fd"}
+
+    def get_fact(self, fact, **kwargs):
+        return self.facts.get((fact.__name__, kwargs.get("path")), fact.default())
+
+    def noop(self, message: str) -> None:
+        self.noops.append(message)
+
+    def get_temp_filename(self, *args, **kwargs) -> str:
+        return "/home/d/.cache/fd/upload"
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def install(facts: dict | None = None) -> FakeHost:
+        host = FakeHost(facts or {})
+        for module in ("deploys.release", "deploys.output", "deploys.converge"):
+            monkeypatch.setattr(f"{module}.host", host)
+        return host
+
+    return install
+
+
+def commands(op, *args, **kwargs) -> list:
+    return list(op._inner(*args, **kwargs))
+
+
+def shown_text(command) -> str:
+    assert isinstance(command, FunctionCommand)
+    return command.args[0]
+
+
+def test_unpack_links_shared_paths_only_after_chgrp_and_copies_static_for_nginx(fake):
+    fake()
+    s = load_settings(NOTES)
+    layout = Layout.of(s)
+    prepare, upload, unpack = commands(
+        release.release_unpacked,
+        RELEASE,
+        s.app_files,
+        "notes",
+        {p: layout.shared(p) for p in s.shared_paths},
+        ["notes/static"],
+    )
+    assert prepare == (
+        f"rm -rf {RELEASE}/app {RELEASE}/app.new {RELEASE}/static {RELEASE}/static.new"
+        f" && install -d -m 750 {RELEASE}/app.new && install -m 600 /dev/null"
+        f" {RELEASE}/app.tar.gz"
+    )
+    assert isinstance(upload, FileUploadCommand)
+    steps = unpack.split(" && ")
+    chgrp = steps.index(f"chgrp -R notes {RELEASE}/app.new")
+    links = [i for i, step in enumerate(steps) if step.startswith("ln -sn")]
+    assert steps[links[0]] == f"ln -sn /var/lib/notes/instance {RELEASE}/app.new/instance"
+    assert steps[links[1]] == (
+        f"ln -sn /var/lib/notes/uploads/avatars {RELEASE}/app.new/uploads/avatars"
+    )
+    assert min(links) > chgrp  # no recursive root command ever meets a link to the app's data
+    assert f"mkdir -p {RELEASE}/app.new/uploads" in steps[:chgrp]
+    assert f"cp -R {RELEASE}/app.new/notes/static/. {RELEASE}/static.new/notes/static/" in steps
+    assert f"chgrp -R www-data {RELEASE}/static.new" in steps
+    assert steps[-2:] == [f"mv {RELEASE}/app.new {RELEASE}/app", f"touch {RELEASE}/.unpacked"]
+
+
+def test_an_unpacked_release_is_left_alone(fake):
+    host = fake({("File", f"{RELEASE}/.unpacked"): {"size": 0}})
+    s = load_settings(NOTES)
+    assert commands(release.release_unpacked, RELEASE, s.app_files, "notes", {}, []) == []
+    assert host.noops == [f"{RELEASE} is unpacked"]
+
+
+def test_missing_shared_folders_are_made_by_the_app_in_its_sandbox(fake):
+    fake({("Directory", "/var/lib/notes/instance"): {"mode": 750}})
+    s = load_settings(NOTES)
+    (command,) = commands(release.shared_folders, Layout.of(s), s, RELEASE)
+    assert command == (
+        "python3 /usr/local/lib/flask-deploy/release_gate.py run"
+        f" --release={RELEASE} --module='notes:create_app()' --user=notes"
+        " --sandbox=/etc/systemd/system/notes.service.d/sandbox.conf --workdir=/"
+        " -- 'mkdir -p -m 750 -- /var/lib/notes/uploads/avatars'"
+    )
+
+
+def test_existing_shared_folders_need_nothing(fake):
+    present = {"mode": 750}
+    host = fake(
+        {
+            ("Directory", "/var/lib/notes/instance"): present,
+            ("Directory", "/var/lib/notes/uploads/avatars"): present,
+        }
+    )
+    s = load_settings(NOTES)
+    assert commands(release.shared_folders, Layout.of(s), s, RELEASE) == []
+    assert host.noops == ["the shared folders exist"]
+
+
+def test_release_check_runs_the_release_commands_and_shows_their_output(fake):
+    fake()
+    s = load_settings(NOTES)
+    (command,) = commands(release.release_checked, Layout.of(s), RELEASE, s, s.release_command)
+    text = shown_text(command)
+    assert text.startswith(
+        f"python3 /usr/local/lib/flask-deploy/release_gate.py check --release={RELEASE}"
+    )
+    assert " --command='flask --app notes migrate' --path=/ " in text
+
+
+def test_a_live_release_is_not_checked_again(fake):
+    host = fake({("Link", "/srv/notes/current"): {"link_target": RELEASE}})
+    s = load_settings(NOTES)
+    assert commands(release.release_checked, Layout.of(s), RELEASE, s, ["x"]) == []
+    assert host.noops == [f"{RELEASE} is live already"]
+
+
+def test_one_off_commands_run_in_the_live_release(fake):
+    fake()
+    s = load_settings(NOTES)
+    (command,) = commands(release.app_command, Layout.of(s), s, "flask --app notes init-db")
+    assert shown_text(command) == (
+        "python3 /usr/local/lib/flask-deploy/release_gate.py run --release=/srv/notes/current"
+        " --module='notes:create_app()' --user=notes"
+        " --sandbox=/etc/systemd/system/notes.service.d/sandbox.conf"
+        " -- 'flask --app notes init-db'"
+    )
+    assert command.args[1]["_sudo"] is True  # run like every other command

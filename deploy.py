@@ -7,6 +7,7 @@ from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
 from deploys.context import prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
+from deploys.https import prepare_certificates
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
 from deploys.release import (
@@ -30,6 +31,8 @@ env = write_app_environment(settings)
 create_shared_folders(settings)
 switch_release(settings)
 configure_app_service(settings, code_changes=[release, venv], env_changes=env)
+if settings.https:
+    prepare_certificates(settings)
 configure_nginx(settings)
 gate_release(settings)
 if settings.firewall:

@@ -10,14 +10,19 @@ from pyinfra import host
 from deploys.context import prepare_host
 from deploys.facts import FileTail, JournalTail
 from deploys.layout import Layout
+from deploys.output import printable
 
-settings = prepare_host()
+settings = prepare_host(secrets=False)
 layout = Layout.of(settings)
 checks = ("import-check", "release-command", "candidate", "command")  # files/release_gate.py
-units = [layout.unit_name, layout.socket_unit_name] + [f"{settings.user}-{c}" for c in checks]
+app_units = [layout.unit_name, layout.socket_unit_name]
+check_units = [f"{settings.user}-{check}" for check in checks]
 sections = {
-    f"journal of {', '.join(units)}": host.get_fact(
-        JournalTail, units=units, lines=settings.log_lines
+    f"journal of {', '.join(app_units)}": host.get_fact(
+        JournalTail, units=app_units, lines=settings.log_lines
+    ),
+    "journal of the release checks and commands (run.py)": host.get_fact(
+        JournalTail, units=check_units, lines=settings.log_lines
     ),
     f"nginx error log {layout.site_error_log}": host.get_fact(
         FileTail, path=layout.site_error_log, lines=settings.log_lines
@@ -25,4 +30,4 @@ sections = {
 }
 for title, lines in sections.items():
     print(f"--- {host.name}: {title} (last {settings.log_lines} lines) ---")
-    print("\n".join(lines) if lines else "(empty)", flush=True)
+    print("\n".join(map(printable, lines)) if lines else "(empty)", flush=True)

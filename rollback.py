@@ -12,7 +12,7 @@ from deploys.context import prepare_host
 from deploys.layout import Layout
 from deploys.release import ReleaseHistory, gate_release, switch_release
 
-settings = prepare_host()
+settings = prepare_host(secrets=False)
 layout = Layout.of(settings)
 current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
 history = host.get_fact(ReleaseHistory, path=layout.history)

@@ -16,7 +16,7 @@ from deploys.layout import Layout
 from deploys.release import app_command
 from deploys.settings import SettingsError
 
-settings = prepare_host()
+settings = prepare_host(secrets=False)
 layout = Layout.of(settings)
 if not settings.command:
     raise SettingsError(

@@ -112,8 +112,14 @@ def configure_app_service(
         put_text(f"Unit {layout.socket_unit}", sock, layout.socket_unit),
         put_text(f"Unit {layout.unit}", unit, layout.unit),
     ]
-    for name in (layout.socket_unit_name, layout.unit_name):
-        daemon_reload_if_needed(name=f"systemd knows the current {name}", unit=name)
+    daemon_reload_if_needed(
+        name=f"systemd knows the current {layout.socket_unit_name}", unit=layout.socket_unit_name
+    )
+    daemon_reload_if_needed(
+        name=f"systemd knows the current {layout.unit_name}",
+        unit=layout.unit_name,
+        drop_ins=(layout.sandbox,),
+    )
     service, socket = layout.unit_name, layout.socket_unit_name
     apply_pending(
         name=f"Apply changes to {service}",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from pyinfra import host
 from pyinfra.facts.files import Directory, File, Link, Socket
@@ -14,6 +15,7 @@ from deploys.facts import (
     NginxConfigTest,
     SandboxExposure,
     ServiceWritable,
+    TlsCertificate,
     UnitStatus,
     UserCanReadWrite,
 )
@@ -24,6 +26,7 @@ from deploys.release import live_release
 from deploys.settings import Settings
 
 SANDBOX_TARGET = 2.0  # systemd-analyze security's exposure, 0 (best) to 10
+CERT_MIN_DAYS, CERT_WARN_DAYS = 7, 21  # a certificate's remaining validity: fail, warn
 UNKNOWN_HOST = "unknown-host.invalid"
 
 
@@ -119,17 +122,67 @@ def _static_checks(settings: Settings, host_header: str) -> list[Check]:
         base = settings.app_path / folder
         sample = next(p for p in shipped if p.is_relative_to(base)).relative_to(base).as_posix()
         response = host.get_fact(
-            HttpResponse, url=f"http://127.0.0.1{prefix}/{sample}", host_header=host_header
+            HttpResponse, url=site_url(settings, f"{prefix}/{sample}"), host_header=host_header
         )
-        cached = settings.static_expires == "off" or "max-age" in response["cache_control"]
+        cache_control = response["headers"]["cache-control"]
+        cached = settings.static_expires == "off" or "max-age" in cache_control
         checks.append(
             Check(
                 f"static {prefix}/ served by nginx",
                 f"{prefix}/{sample}: 200 with Cache-Control max-age",
-                f"HTTP {response['status']}, Cache-Control: {response['cache_control'] or '-'}",
+                f"HTTP {response['status']}, Cache-Control: {cache_control or '-'}",
                 response["status"] == 200 and cached,
             )
         )
+    return checks
+
+
+def site_url(settings: Settings, path: str) -> str:
+    """The URL of ``path`` on the host's own nginx: https once HTTPS is on."""
+    return f"{'https' if settings.https else 'http'}://127.0.0.1{path}"
+
+
+def _certificate_check(name: str, settings: Settings) -> Check:
+    """nginx serves ``name`` a certificate a client accepts, valid for CERT_MIN_DAYS more."""
+    cert = host.get_fact(TlsCertificate, server_name=name, cafile=settings.acme_ca_bundle or "")
+    expected = f"verifies, valid >= {CERT_MIN_DAYS} days"
+    if not cert["verified"]:
+        return Check(f"TLS certificate for {name}", expected, cert["error"], False)
+    days = (cert["not_after"] - time.time()) / 86400
+    until = datetime.fromtimestamp(cert["not_after"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    observed = f"verifies, until {until} ({days:.1f} days)"
+    if days < CERT_WARN_DAYS:
+        observed += f"; WARNING: under {CERT_WARN_DAYS} days, is certbot.timer renewing?"
+    return Check(f"TLS certificate for {name}", expected, observed, days >= CERT_MIN_DAYS)
+
+
+def _https_checks(settings: Settings) -> list[Check]:
+    """Per name: the certificate, the redirect from HTTP, HSTS; certbot's renewal timer."""
+    checks = _unit_checks("certbot.timer", host.get_fact(UnitStatus, unit="certbot.timer"))
+    for name in settings.server_name:
+        checks.append(_certificate_check(name, settings))
+        plain = host.get_fact(
+            HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=name
+        )
+        location = plain["headers"]["location"]
+        checks.append(
+            _check(
+                f"HTTP {name} redirects",
+                f"301 to https://{name}{settings.health_path}",
+                f"{plain['status']} to {location or '-'}" if plain["status"] else plain["body"],
+            )
+        )
+    if settings.hsts:
+        secure = host.get_fact(
+            HttpResponse,
+            url=site_url(settings, settings.health_path),
+            host_header=settings.server_name[0],
+        )
+        wanted = f"max-age={settings.hsts_max_age}" + (
+            "; includeSubDomains" if settings.hsts_include_subdomains else ""
+        )
+        observed = secure["headers"]["strict-transport-security"] or "missing"
+        checks.append(_check("HSTS header", wanted, observed))
     return checks
 
 
@@ -188,7 +241,7 @@ def run_checks(settings: Settings) -> list[Check]:
     server_name = settings.server_name[0]
     host_header = "localhost" if server_name == "_" else server_name
     response = host.get_fact(
-        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=host_header
+        HttpResponse, url=site_url(settings, settings.health_path), host_header=host_header
     )
     checks = [
         *_unit_checks("app unit", app),
@@ -219,7 +272,12 @@ def run_checks(settings: Settings) -> list[Check]:
         ),
         _applied_check("nginx", nginx, layout.stamp("nginx"), [layout.site_available]),
         *(_firewall_checks(settings) if settings.firewall else []),
-        _check(f"HTTP {settings.health_path} via nginx", 200, response["status"]),
+        *(_https_checks(settings) if settings.https else []),
+        _check(
+            f"{'HTTPS' if settings.https else 'HTTP'} {settings.health_path} via nginx",
+            200,
+            response["status"],
+        ),
         *_static_checks(settings, host_header),
         *_unknown_host_check(settings),
     ]

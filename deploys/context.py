@@ -15,10 +15,11 @@ from deploys.settings import Settings, load_settings
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
 
 
-def prepare_host() -> Settings:
+def prepare_host(secrets: bool = True) -> Settings:
     """Validate this host's settings (before anything else touches it), use sudo unless the
-    SSH user is root, and upload through a private folder (see private_upload_dir)."""
-    settings = load_settings(host.data.dict(), host.name)
+    SSH user is root, and upload through a private folder (see private_upload_dir).
+    ``secrets=False``: this entry point writes no secrets, so unset ``env`` values are fine."""
+    settings = load_settings(host.data.dict(), host.name, secrets=secrets)
     disable_nagle(host.connector)
     host.data._temp_dir = f"{host.get_fact(Home)}/{UPLOAD_DIR}"
     if host.get_fact(User) != "root":

@@ -3,6 +3,7 @@ nothing on the host; their parsers are tested on output captured from real hosts
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -16,6 +17,7 @@ UNIT_PROPERTIES = (
     "MainPID",
     "ExecMainStartTimestamp",
     "NeedDaemonReload",
+    "DropInPaths",
 )
 
 
@@ -23,7 +25,7 @@ class UnitStatus(FactBase):
     """A systemd unit's state: ``{"LoadState": "loaded", "ActiveState": "active",
     "UnitFileState": "enabled",
     "MainPID": 123, "ExecMainStartTimestamp": 1795522339 (unix seconds, 0 if never),
-    "NeedDaemonReload": False}``."""
+    "NeedDaemonReload": False, "DropInPaths": [the drop-in files systemd loaded]}``."""
 
     def command(self, unit: str) -> str:
         props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
@@ -43,6 +45,7 @@ class UnitStatus(FactBase):
             "MainPID": int(raw.get("MainPID") or 0),
             "ExecMainStartTimestamp": int(started) if started.isdigit() else 0,
             "NeedDaemonReload": raw.get("NeedDaemonReload") == "yes",
+            "DropInPaths": raw.get("DropInPaths", "").split(),
         }
 
 
@@ -83,42 +86,105 @@ class NginxConfigTest(FactBase):
 
 
 HTTP_PROBE = """
-import sys, urllib.request, urllib.error
-req = urllib.request.Request(sys.argv[1], headers={"Host": sys.argv[2]})
+import http.client, socket, ssl, sys, urllib.parse
+url, host_header = sys.argv[1], sys.argv[2]
+parts = urllib.parse.urlsplit(url)
+
+class SiteConnection(http.client.HTTPSConnection):
+    def connect(self):  # SNI names the site, not the address connected to
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=host_header)
+
+if parts.scheme == "https":
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # see TlsCertificate
+    conn = SiteConnection(parts.hostname, parts.port or 443, timeout=10, context=context)
+else:
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
 try:
-    resp = urllib.request.urlopen(req, timeout=10)
-except urllib.error.HTTPError as err:
-    resp = err
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn.request("GET", target, headers={"Host": host_header})
+    resp = conn.getresponse()
 except Exception as err:
     print(0); print(type(err).__name__, err); sys.exit(0)
-print(resp.status); print("cache-control:", resp.headers.get("Cache-Control", ""))
+print(resp.status)
+for name in HEADERS:
+    print(f"{name}:", resp.headers.get(name, ""))
 print(resp.read(4096).decode("utf-8", "replace"))
 """
+RESPONSE_HEADERS = ("cache-control", "location", "strict-transport-security")
 
 
 class HttpResponse(FactBase):
-    """A GET made on the host itself: ``{"status": 200, "cache_control": header or "",
-    "body": first 4 KiB}``; status 0 with the error as body when nothing answered."""
+    """A GET made on the host itself, never following redirects; over https with the Host
+    header as SNI and no certificate check (TlsCertificate checks certificates):
+    ``{"status": 200, "headers": {RESPONSE_HEADERS: value or ""}, "body": first 4 KiB}``;
+    status 0 with the error as body when nothing answered."""
 
     requires_command = "python3"
 
     def command(self, url: str, host_header: str) -> str:
-        return f"python3 -c {shlex.quote(HTTP_PROBE)} {shlex.quote(url)} {shlex.quote(host_header)}"
+        probe = HTTP_PROBE.replace("HEADERS", repr(RESPONSE_HEADERS))
+        return f"python3 -c {shlex.quote(probe)} {shlex.quote(url)} {shlex.quote(host_header)}"
 
     @staticmethod
     def default():
-        return {"status": 0, "cache_control": "", "body": "python3 is not installed"}
+        return {"status": 0, "headers": dict.fromkeys(RESPONSE_HEADERS, ""), "body": "no python3"}
 
     def process(self, output):
         status, *rest = output
-        cache_control = ""
-        if rest and rest[0].startswith("cache-control:"):
-            cache_control = rest.pop(0).removeprefix("cache-control:").strip()
+        headers = dict.fromkeys(RESPONSE_HEADERS, "")
+        while rest and rest[0].split(":", 1)[0] in headers:
+            name, value = rest.pop(0).split(":", 1)
+            headers[name] = value.strip()
         return {
             "status": int(status) if status.strip().isdigit() else 0,
-            "cache_control": cache_control,
+            "headers": headers,
             "body": "\n".join(rest),
         }
+
+
+TLS_PROBE = """
+import json, socket, ssl, sys
+name, cafile = sys.argv[1], sys.argv[2] or None
+context = ssl.create_default_context(cafile=cafile)
+try:
+    with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as tls:
+            cert = tls.getpeercert()
+except ssl.SSLCertVerificationError as err:
+    print(json.dumps({"verified": False, "error": err.verify_message or str(err)}))
+except OSError as err:
+    print(json.dumps({"verified": False, "error": f"{type(err).__name__}: {err}"}))
+else:
+    print(json.dumps({
+        "verified": True,
+        "error": "",
+        "not_after": int(ssl.cert_time_to_seconds(cert["notAfter"])),
+        "names": [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"],
+    }))
+"""
+
+
+class TlsCertificate(FactBase):
+    """The certificate nginx serves on 127.0.0.1:443 for the SNI ``server_name``, checked as a
+    client checks it (chain to the system store, or to ``cafile``; name; dates):
+    ``{"verified": True, "not_after": epoch, "names": [...]}`` or ``{"verified": False,
+    "error": why}``."""
+
+    requires_command = "python3"
+
+    def command(self, server_name: str, cafile: str) -> str:
+        return (
+            f"python3 -c {shlex.quote(TLS_PROBE)} {shlex.quote(server_name)} {shlex.quote(cafile)}"
+        )
+
+    @staticmethod
+    def default():
+        return {"verified": False, "error": "no python3"}
+
+    def process(self, output):
+        return json.loads("".join(output))
 
 
 class SandboxExposure(FactBase):

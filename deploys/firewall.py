@@ -1,4 +1,5 @@
-"""UFW: SSH allowed before the firewall is enabled, then 'Nginx HTTP', deny by default."""
+"""UFW: SSH allowed before the firewall is enabled, then 'Nginx HTTP' (or 'Nginx Full' with
+HTTPS), deny by default."""
 
 from pyinfra.api import deploy
 
@@ -6,16 +7,18 @@ from deploys import ufw
 from deploys.settings import Settings
 
 GUIDE_TEST_RULE = "5000"
-WEB_RULE = "Nginx HTTP"  # port 80 only: nothing serves TLS on 443
-UNUSED_RULES = (GUIDE_TEST_RULE, "Nginx Full", "Nginx HTTPS")
+HTTP_RULE, HTTPS_RULE = "Nginx HTTP", "Nginx Full"  # port 80; ports 80 and 443
+WEB_RULES = (HTTP_RULE, HTTPS_RULE, "Nginx HTTPS")
 
 
 def firewall_rules(settings: Settings) -> tuple[list[str], list[str]]:
     """The rules UFW must allow (SSH first) and those it must not have: the guide's port 5000
-    rule and the profiles that open 443, unless firewall_allow asks for them. The deploy
-    applies them; the verifier checks them."""
-    allow = [settings.ssh_allow, WEB_RULE, *settings.firewall_allow]
-    absent = [rule for rule in UNUSED_RULES if rule not in allow]
+    rule and the other nginx profiles (443 stays closed without HTTPS), unless
+    firewall_allow asks for them. The deploy applies them; the verifier checks them."""
+    web = HTTPS_RULE if settings.https else HTTP_RULE
+    allow = [settings.ssh_allow, web, *settings.firewall_allow]
+    unused = (GUIDE_TEST_RULE, *(rule for rule in WEB_RULES if rule != web))
+    absent = [rule for rule in unused if rule not in allow]
     return allow, absent
 
 

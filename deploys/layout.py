@@ -138,6 +138,19 @@ class Layout:
         return f"{self.current}/static/{folder}"
 
     @property
+    def certificate(self) -> str:
+        """The app's certificate, as certbot keeps it (lineage named after the app)."""
+        return f"/etc/letsencrypt/live/{self.app}/cert.pem"
+
+    @property
+    def fullchain(self) -> str:
+        return f"/etc/letsencrypt/live/{self.app}/fullchain.pem"
+
+    @property
+    def private_key(self) -> str:
+        return f"/etc/letsencrypt/live/{self.app}/privkey.pem"
+
+    @property
     def site_error_log(self) -> str:
         """nginx's error log for the app's site."""
         return f"/var/log/nginx/{self.app}.error.log"

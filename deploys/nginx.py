@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shlex
 
+from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
 from deploys.converge import Level, apply_pending
+from deploys.https import ACME_WEBROOT, Certificate, request_certificate
 from deploys.layout import Layout
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
@@ -17,15 +20,20 @@ DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CATCH_ALL = "/etc/nginx/sites-available/flask-deploy-catch-all"
 CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"
 HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"
+TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
 
 
-def nginx_site(settings: Settings) -> str:
-    """The server block text; with server_name ``_`` it is the default server."""
+def nginx_site(settings: Settings, tls: bool = False) -> str:
+    """The server block text; with server_name ``_`` it is the default server. With ``tls``
+    (the certificate exists), port 80 only answers ACME challenges and redirects to HTTPS."""
     return render(
         "nginx-site.conf.j2",
         s=settings,
         layout=Layout.of(settings),
         default_server=is_default_server(settings),
+        tls=tls,
+        acme_webroot=ACME_WEBROOT,
+        tls_settings=TLS_SETTINGS,
     )
 
 
@@ -35,11 +43,12 @@ def is_default_server(settings: Settings) -> bool:
     return settings.server_name == ["_"]
 
 
-def host_wide_files() -> dict[str, str]:
+def host_wide_files(settings: Settings) -> dict[str, str]:
     """nginx files shared by every app on the host: path -> text."""
     return {
-        CATCH_ALL: (FILES / "nginx-catch-all.conf").read_text(),
+        CATCH_ALL: render("nginx-catch-all.conf.j2", tls=settings.https),
         HARDENING: (FILES / "nginx-hardening.conf").read_text(),
+        TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
     }
 
 
@@ -60,16 +69,12 @@ def tested_reload(layout: Layout) -> list[str]:
     ]
 
 
-@deploy("Nginx site")
-def configure_nginx(settings: Settings):
-    """Write and enable the site, the catch-all (unless the app is the default server) and
-    the host-wide settings, disable the default site, test and reload when needed."""
+def _host_wide(settings: Settings, shared: dict[str, str]) -> list[OperationMeta]:
+    """Put the host-wide files, enable the site and the catch-all, disable Debian's default
+    site. Returns their operations."""
     layout = Layout.of(settings)
-    site = nginx_site(settings)
-    shared = host_wide_files()
     catch_all = not is_default_server(settings)
-    changes = [
-        put_text(f"Site {layout.site_available}", site, layout.site_available),
+    return [
         *(put_text(f"Host-wide {path}", text, path) for path, text in shared.items()),
         files.link(
             name=f"Enable {layout.site_enabled}",
@@ -84,18 +89,46 @@ def configure_nginx(settings: Settings):
         ),
         files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
     ]
+
+
+def _site(settings: Settings, tls: bool, host_wide: list[OperationMeta], **condition) -> None:
+    """Put the site (with or without TLS) and apply it and the host-wide changes with a
+    tested reload; ``condition``: pyinfra's ``_if`` for the second pass of a first
+    certificate."""
+    layout = Layout.of(settings)
+    site = nginx_site(settings, tls)
+    written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
     apply_pending(
-        name="Test and reload nginx",
+        name="Test and reload nginx" + (" with the new certificate" if condition else ""),
         stamp=layout.stamp("nginx"),
         levels=[
             Level(
                 "reload",
-                digest(site, *shared.values(), str(catch_all)),
+                digest(site, *host_wide_files(settings).values(), str(is_default_server(settings))),
                 tested_reload(layout),
-                changes,
+                [written, *host_wide],
             )
         ],
+        **condition,
     )
+
+
+@deploy("Nginx site")
+def configure_nginx(settings: Settings):
+    """Write and enable the site, the catch-all (unless the app is the default server) and
+    the host-wide settings, disable the default site, test and reload when needed. With
+    HTTPS: before the first certificate the site serves HTTP and the ACME challenge; once
+    certbot has it (in this run or an earlier one), TLS with a redirect from HTTP."""
+    host_wide = _host_wide(settings, host_wide_files(settings))
+    if not settings.https:
+        _site(settings, tls=False, host_wide=host_wide)
+    elif host.get_fact(Certificate, path=Layout.of(settings).certificate) is None:
+        _site(settings, tls=False, host_wide=host_wide)
+        issued = request_certificate(settings)
+        _site(settings, tls=True, host_wide=host_wide, _if=issued.did_change)
+    else:
+        _site(settings, tls=True, host_wide=host_wide)
+        request_certificate(settings)
     systemd.service(
         name="nginx enabled and running", service="nginx.service", running=True, enabled=True
     )

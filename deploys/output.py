@@ -1,11 +1,24 @@
 """Commands whose output belongs in the run's output, success or not (release commands,
-run.py): pyinfra shows a command's output only when it fails, or with -vvv."""
+run.py): pyinfra shows a command's output only when it fails, or with -vvv. Output that
+comes from the app or from the network is printed with its control characters escaped: it
+must not drive the operator's terminal."""
 
 from __future__ import annotations
+
+import re
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+
+CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(line: str) -> str:
+    """``line`` with control characters (but tab) escaped as \\xNN: no escape sequence
+    (colours, window titles, clearing the screen) and no forged extra line reaches a
+    terminal."""
+    return CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
 
 
 def shown(command: str) -> FunctionCommand:
@@ -22,5 +35,5 @@ def shown(command: str) -> FunctionCommand:
 def _run_and_print(state, host, command: str, arguments: dict) -> bool:
     ok, output = host.run_shell_command(StringCommand(command), print_output=False, **arguments)
     for line in output:
-        host.log(line.line)
+        host.log(printable(line.line))
     return ok

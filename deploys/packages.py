@@ -11,9 +11,17 @@ BUILD_PACKAGES = ["build-essential", "python3-dev", "libpcre3-dev"]  # PCRE: uWS
 APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 
 
+HTTPS_PACKAGES = ["certbot", "openssl"]
+
+
 def wanted_packages(settings: Settings) -> list[str]:
-    """Debian packages the stack needs; a compiler only to build uWSGI from source."""
-    return BASE_PACKAGES + (BUILD_PACKAGES if settings.uwsgi_from_source else [])
+    """Debian packages the stack needs; a compiler only to build uWSGI from source, certbot
+    only for HTTPS."""
+    return (
+        BASE_PACKAGES
+        + (BUILD_PACKAGES if settings.uwsgi_from_source else [])
+        + (HTTPS_PACKAGES if settings.https else [])
+    )
 
 
 @deploy("System packages")

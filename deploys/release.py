@@ -99,6 +99,7 @@ def health_args(settings: Settings) -> str:
             f"--host-header={'localhost' if server_name == '_' else server_name}",
             f"--expect={settings.expected_text}",
             f"--timeout={settings.health_timeout}",
+            *(["--https"] if settings.https else []),
         )
     )
 
@@ -182,7 +183,8 @@ def release_unpacked(release: str, files_: AppFiles, group: str, shared: dict, s
     tarball = shlex.quote(f"{release}/app.tar.gz")
     yield (
         f"rm -rf {folder}/app {app} {folder}/static {static_copy}"
-        f" && install -d -m 750 {app} && install -m 600 /dev/null {tarball}"
+        f" && install -d -m 750 {app} && chmod 711 {folder}"
+        f" && install -m 600 /dev/null {tarball}"
     )
     yield upload_command(files_.archive(), f"{release}/app.tar.gz")
     steps = [f"tar -xzf {tarball} -C {app} --no-same-owner && rm {tarball}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,7 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.dependencies import requirements_text
+from deploys.secrets import is_unset
 from deploys.shipping import AppFiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +48,8 @@ PYINFRA_KEY_PREFIXES = (
     "mech_",
 )
 
-SECRET_KEYS = {
-    "env",
-    "pip_index_url",
-    "pip_extra_index_url",
-    "command",
-    "release_command",
-}  # never echoed in errors
+# never echoed in errors; commands are not secrets (they show in the process list and logs)
+SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 HOSTNAME_RE = re.compile(r"^(_|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?)$")
 MODULE_RE = re.compile(
@@ -60,7 +57,9 @@ MODULE_RE = re.compile(
 )
 APP_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 URL_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo"})  # never served as static files
 SOURCE_LAYOUTS = ("", "src")  # where an app's top-level module may live: its folder, or src/
+EMAIL_RE = re.compile(r"^[^@\s\"'<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UFW_RULE_RE = re.compile(r"^(\d{1,5}(:\d{1,5})?(/(tcp|udp))?|[A-Za-z][A-Za-z0-9 ._-]{0,63})$")
 PIP_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~ ;\"'+]*$")
@@ -82,6 +81,16 @@ UnixName = Annotated[
 HostName = Annotated[str, _matches(HOSTNAME_RE, "a DNS name such as example.com, or _ for any")]
 UfwRule = Annotated[
     str, _matches(UFW_RULE_RE, "a port such as 8080/tcp, a range 6000:6007/udp or a ufw app name")
+]
+AcmeUrl = Annotated[
+    str,
+    _matches(
+        re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/%-]*)?$"),
+        "the https URL of an ACME directory, e.g. https://ca.example/directory",
+    ),
+]
+HostPath = Annotated[
+    str, _matches(re.compile(r"^/[A-Za-z0-9._/-]+$"), "an absolute path on the host")
 ]
 PipRequirement = Annotated[str, _matches(PIP_REQ_RE, "a pip requirement such as requests==2.32.3")]
 
@@ -122,6 +131,13 @@ class Settings(BaseModel):
     pip_extra_index_url: list[SecretStr] = []
     pip_cert: str | None = None
     apt_cache_time: int = Field(3600, ge=0)
+    https: bool = False
+    acme_email: str | None = None
+    acme_server: AcmeUrl | None = None  # None: certbot's default CA
+    acme_ca_bundle: HostPath | None = None
+    hsts: bool = True
+    hsts_max_age: int = Field(63072000, ge=0, le=63072000 * 5)
+    hsts_include_subdomains: bool = False
     health_path: str = Field("/", pattern=r"^/[^\s]*$")
     health_text: str | None = None
     health_timeout: int = Field(30, ge=1, le=600)
@@ -200,11 +216,15 @@ class Settings(BaseModel):
     @field_validator("env", mode="before")
     @classmethod
     def _env_values_set(cls, value):
-        unset = sorted(name for name, val in dict(value).items() if val is None)
+        unset = sorted((str(k), v) for k, v in dict(value).items() if is_unset(v))
         if unset:
+            named = ", ".join(
+                name + (f" (read from ${val.variable}, not set here)" if val else "")
+                for name, val in unset
+            )
             raise ValueError(
-                f"no value for {', '.join(map(str, unset))}: set it where your settings read it"
-                " from (e.g. export it before running pyinfra)"
+                f"no value for {named}: set it where your settings read it from (e.g. export"
+                " it before running pyinfra)"
             )
         return value
 
@@ -233,16 +253,46 @@ class Settings(BaseModel):
         src = self.app_path
         if not src.is_dir():
             raise ValueError(f"app_src: {src} is not a folder: point it at your app's folder")
+        try:
+            shipped = self.app_files.files()
+        except ValueError as err:
+            raise ValueError(f"app_src: {err}") from None
         problems = [
             *_module_problems(src, self.app_module),
             *_requirements_problems(src, self.requirements),
-            *self._static_problems(),
+            *self._static_problems(shipped),
+            *self._https_problems(),
         ]
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
 
-    def _static_problems(self) -> list[str]:
+    def _https_problems(self) -> list[str]:
+        """HTTPS needs names a public CA can check over HTTP-01, and an address for the CA."""
+        if not self.https:
+            return []
+        problems = []
+        for name in self.server_name:
+            if name == "_" or name.startswith("*."):
+                problems.append(
+                    f"server_name: {name!r} cannot get a certificate with https = true (the"
+                    " HTTP-01 challenge needs each exact name): list the site's names"
+                )
+            elif _is_ip_address(name):
+                problems.append(
+                    f"server_name: {name!r} is an IP address; ACME CAs issue for DNS names:"
+                    " point a name at the host and list it"
+                )
+        if not self.acme_email:
+            problems.append(
+                "acme_email: https = true needs an address for the CA's expiry and account"
+                " notices, e.g. acme_email = 'ops@example.com'"
+            )
+        elif not EMAIL_RE.fullmatch(self.acme_email):
+            problems.append(f"acme_email: {self.acme_email!r} is not an email address")
+        return problems
+
+    def _static_problems(self, shipped: list[Path]) -> list[str]:
         problems = []
         for prefix, folder in self.static.items():
             where = f"static: {prefix} -> {folder}"
@@ -260,11 +310,22 @@ class Settings(BaseModel):
                     " code, never the app's data"
                 )
             elif not (self.app_path / folder).is_dir():
-                problems.append(f"{where}: no such folder in {self.app_path}")
-            elif not any(p.is_relative_to(self.app_path / folder) for p in self.app_files.files()):
-                problems.append(
-                    f"{where}: no file of it is shipped (ignored by .gitignore or exclude?)"
+                hint = (
+                    " (did you mean src/...?)" if (self.app_path / "src" / folder).is_dir() else ""
                 )
+                problems.append(f"{where}: no such folder in {self.app_path}{hint}")
+            else:
+                served = [p for p in shipped if p.is_relative_to(self.app_path / folder)]
+                code = [p for p in served if p.suffix in CODE_SUFFIXES]
+                if not served:
+                    problems.append(
+                        f"{where}: no file of it is shipped (ignored by .gitignore or exclude?)"
+                    )
+                elif code:
+                    problems.append(
+                        f"{where} holds the app's code ({code[0].relative_to(self.app_path)}):"
+                        " nginx would serve it to anyone; point static at the public assets"
+                    )
         return problems
 
     @property
@@ -311,6 +372,14 @@ def _app_path(value: str, example: str) -> str:
     if not APP_PATH_RE.fullmatch(value) or ".." in value.split("/"):
         raise ValueError(f"{value!r} is not allowed: use {example} (relative, no .., no leading /)")
     return value
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.rstrip("."))
+    except ValueError:
+        return False
+    return True
 
 
 def _module_file(src: Path, app_module: str) -> tuple[str, Path | None]:
@@ -393,10 +462,14 @@ class SettingsError(PyinfraError):
     """Settings that cannot be deployed; the message names each bad key and the fix."""
 
 
-def load_settings(data: dict, host_name: str = "") -> Settings:
-    """Validate a host's data into Settings, or raise SettingsError naming every bad key."""
+def load_settings(data: dict, host_name: str = "", secrets: bool = True) -> Settings:
+    """Validate a host's data into Settings, or raise SettingsError naming every bad key.
+    ``secrets=False`` (entry points that write no secrets) leaves out ``env`` values that
+    are not set instead of refusing them."""
     fields = Settings.model_fields
     ours = {k: v for k, v in data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
+    if not secrets and isinstance(ours.get("env"), dict):
+        ours["env"] = {k: v for k, v in ours["env"].items() if not is_unset(v)}
     problems = []
     for key in sorted(set(ours) - set(fields)):
         close = difflib.get_close_matches(key, list(fields), n=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,6 +34,7 @@ ALWAYS_SKIPPED = (  # gitignore patterns that win over everything else
     ".env",
     ".env.*",
     "/instance/",
+    "/src/instance/",  # Flask's instance folder of a package in src/
 )
 FILE_MODE, EXEC_MODE, DIR_MODE = 0o640, 0o750, 0o750  # root:<app>: nobody else reads the code
 
@@ -47,13 +49,18 @@ class AppFiles:
 
     @cached_property
     def _gitignores(self) -> list[tuple[PurePosixPath, GitIgnoreSpec]]:
-        """Each folder's .gitignore rules, shallowest folder first."""
-        specs = []
+        """Each folder's .gitignore rules, shallowest folder first; the top folder's also
+        hold .git/info/exclude when the app folder is a git repository."""
+        specs: dict[PurePosixPath, list[str]] = {}
         for gitignore in self.folder.rglob(".gitignore"):
             relative = PurePosixPath(gitignore.parent.relative_to(self.folder).as_posix())
-            lines = gitignore.read_text(errors="replace").splitlines()
-            specs.append((relative, GitIgnoreSpec.from_lines(lines)))
-        return sorted(specs, key=lambda item: (len(item[0].parts), str(item[0])))
+            specs[relative] = gitignore.read_text(errors="replace").splitlines()
+        local = self.folder / ".git/info/exclude"
+        if local.is_file():
+            top = PurePosixPath(".")
+            specs[top] = local.read_text(errors="replace").splitlines() + specs.get(top, [])
+        ordered = sorted(specs.items(), key=lambda item: (len(item[0].parts), str(item[0])))
+        return [(folder, GitIgnoreSpec.from_lines(lines)) for folder, lines in ordered]
 
     @cached_property
     def _deploy_rules(self) -> GitIgnoreSpec:
@@ -77,13 +84,24 @@ class AppFiles:
         return not (ignored if decision is None else decision)
 
     def files(self) -> list[Path]:
-        """The shipped files, sorted; ignored folders are not even entered."""
+        """The shipped files, sorted; ignored folders are not even entered. A symbolic link
+        that would ship is an error (ValueError): it could pull in anything from the
+        developer's machine (keys, .env, /proc/self/environ) under an innocent name."""
         found = []
         for root, dirs, names in os.walk(self.folder):
             here = Path(root).relative_to(self.folder)
             dirs[:] = [d for d in dirs if self.is_shipped((here / d).as_posix(), is_dir=True)]
+            links = [d for d in dirs if Path(root, d).is_symlink()]
             found += [Path(root, n) for n in names if self.is_shipped((here / n).as_posix())]
-        return sorted(p for p in found if p.is_file())
+            found += [Path(root, d) for d in links]
+        for path in found:
+            if path.is_symlink():
+                raise ValueError(
+                    f"{path} is a symbolic link: links are not shipped (one could pull in any"
+                    " file of this machine); put the real file there, or add the link to"
+                    " exclude"
+                )
+        return sorted(p for p in found if stat.S_ISREG(p.lstat().st_mode))
 
     def skipped_shared(self) -> list[str]:
         """Shared paths that exist in the app folder (and so are not uploaded)."""
@@ -93,8 +111,8 @@ class AppFiles:
         """A fingerprint of the shipped files' paths and contents."""
         sha = hashlib.sha256()
         for path in self.files():
-            sha.update(str(path.relative_to(self.folder)).encode() + b"\0")
-            sha.update(path.read_bytes() + b"\0")
+            sha.update(os.fsencode(path.relative_to(self.folder)) + b"\0")
+            sha.update(_read(path) + b"\0")
         return sha.hexdigest()[:12]
 
     def archive(self) -> bytes:
@@ -109,13 +127,20 @@ class AppFiles:
                     if parent not in folders:
                         folders.add(parent)
                         tar.addfile(_entry(str(parent), tarfile.DIRTYPE, DIR_MODE))
-                stat = path.stat()
-                data = path.read_bytes()
-                mode = EXEC_MODE if stat.st_mode & 0o100 else FILE_MODE
+                info_stat = path.lstat()
+                data = _read(path)
+                mode = EXEC_MODE if info_stat.st_mode & 0o100 else FILE_MODE
                 info = _entry(str(relative), tarfile.REGTYPE, mode)
-                info.size, info.mtime = len(data), int(stat.st_mtime)
+                info.size, info.mtime = len(data), int(info_stat.st_mtime)
                 tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
+
+
+def _read(path: Path) -> bytes:
+    """A file's bytes, never through a symbolic link swapped in after it was listed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
 
 
 def _entry(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:

@@ -26,7 +26,7 @@
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
         answer), read as the app user; the deploy's LiveRelease fact reads this.
 
-    HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S]
+    HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S] [--https]
 
 Standard library only: it runs with the host's python3, as root. It follows no path in a
 folder the app can write (its runtime folder: the stats and candidate sockets) as root: it
@@ -42,6 +42,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ def as_user(user: str, func, *args):
     return json.loads(data)
 
 
-def unit_log(unit: str, lines: int = 20) -> str:
+def unit_log(unit: str, lines: int = 60) -> str:
     """The last lines a unit logged, to show why a release failed."""
     proc = subprocess.run(
         ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
@@ -234,6 +235,8 @@ def check_candidate(args) -> int:
             f"--module={args.module}",
             f"--http-socket={sock}",
             "--die-on-term",
+            "--single-interpreter",  # as uwsgi.ini runs the app
+            "--enable-threads",
         ],
         check=True,
     )
@@ -286,13 +289,36 @@ def wait_for_generation(args, release: str) -> str | None:
         time.sleep(0.2)
 
 
-def through_nginx() -> http.client.HTTPConnection:
+class SiteConnection(http.client.HTTPSConnection):
+    """HTTPS to the host's own nginx with the site's name as SNI; the certificate is not
+    checked (the verifier does that): this asks the app, not the CA."""
+
+    def __init__(self, name: str, timeout: float):
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        super().__init__("127.0.0.1", 443, timeout=timeout, context=context)
+        self.name = name
+
+    def connect(self):
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.name)
+
+
+def through_nginx(args) -> http.client.HTTPConnection:
+    """A connection to the site through nginx: HTTPS when it serves TLS."""
+    if args.https:
+        return SiteConnection(args.host_header, timeout=10)
     return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
 
 
+ERRORS_BEFORE_GIVING_UP = 3  # HTTP 500s in a row: the app's own error, not a slow start
+
+
 def health(args, connect) -> str | None:
-    """None when GET args.path answers 200 (with the expected text) within the timeout."""
+    """None when GET args.path answers 200 (with the expected text) within the timeout; the
+    problem seen otherwise. Repeated HTTP 500s end the wait early."""
     deadline = time.monotonic() + args.timeout
+    errors = 0
     while True:
         conn = connect()
         try:
@@ -301,13 +327,16 @@ def health(args, connect) -> str | None:
             body = resp.read(65536).decode("utf-8", "replace")
             if resp.status != 200:
                 problem = f"HTTP {resp.status}"
+            elif args.expect in body:
+                problem = None
             else:
-                problem = None if args.expect in body else f"200 without {args.expect!r}"
+                problem = f"200 without {args.expect!r} (the page began {body[:160]!r})"
+            errors = errors + 1 if resp.status == 500 else 0
         except (OSError, http.client.HTTPException) as err:
             problem = f"{type(err).__name__}: {err}"
         finally:
             conn.close()
-        if problem is None or time.monotonic() > deadline:
+        if problem is None or errors >= ERRORS_BEFORE_GIVING_UP or time.monotonic() > deadline:
             return problem
         time.sleep(0.5)
 
@@ -329,7 +358,7 @@ def serve(args, release: str) -> str | None:
     """Make uWSGI serve ``release`` and check its health; None on success."""
     if running(args)[0] != release:
         subprocess.run(["systemctl", "reload-or-restart", args.service], check=True)
-    return wait_for_generation(args, release) or health(args, through_nginx)
+    return wait_for_generation(args, release) or health(args, lambda: through_nginx(args))
 
 
 def prune(root: Path, keep: int, live: str) -> None:
@@ -402,6 +431,7 @@ def main(argv=None) -> int:
         each.add_argument("--host-header", default="localhost")
         each.add_argument("--expect", default="")
         each.add_argument("--timeout", type=float, default=30)
+        each.add_argument("--https", action="store_true")
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
     live.add_argument("--user", required=True)
@@ -413,7 +443,10 @@ def main(argv=None) -> int:
         return 0
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None
-        return run_command(args, f"{args.user}-command", args.shell_command, workdir)
+        status = run_command(args, f"{args.user}-command", args.shell_command, workdir)
+        if status:
+            print(f"the command failed (exit {status})", file=sys.stderr)
+        return status
     if args.subcommand == "check":
         return check_import(args) or release_commands(args) or check_candidate(args)
     return gate(args)

@@ -7,9 +7,11 @@ from deploys.facts import (
     NginxConfigTest,
     SandboxExposure,
     ServiceWritable,
+    TlsCertificate,
     UnitStatus,
     UserCanReadWrite,
 )
+from deploys.https import Certificate
 from deploys.release import LiveRelease, ReleaseHistory
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -24,9 +26,10 @@ def test_unit_status_of_a_running_unit():
         "LoadState": "loaded",
         "ActiveState": "active",
         "UnitFileState": "enabled",
-        "MainPID": 3304,
-        "ExecMainStartTimestamp": 1795522986,
+        "MainPID": 2583,
+        "ExecMainStartTimestamp": 1795635502,
         "NeedDaemonReload": False,
+        "DropInPaths": ["/etc/systemd/system/notes.service.d/sandbox.conf"],
     }
 
 
@@ -38,7 +41,7 @@ def test_unit_status_of_a_missing_unit():
         0,
     )
     assert status["ExecMainStartTimestamp"] == 0
-    assert status["LoadState"] == "not-found"
+    assert status["LoadState"] == "not-found" and status["DropInPaths"] == []
 
 
 def test_unit_status_asks_for_unix_timestamps():
@@ -52,14 +55,38 @@ def test_nginx_config_test_passing_and_failing():
     assert 'unknown directive "garbage"' in broken["message"]
 
 
-def test_http_response_statuses():
+def test_http_response_statuses_and_headers():
     ok = HttpResponse().process(lines("http-200.txt"))
-    assert ok == {"status": 200, "cache_control": "", "body": "ok\n"}
+    assert ok["status"] == 200 and "Hello There!" in ok["body"]
+    assert ok["headers"]["strict-transport-security"] == "max-age=63072000"
+    moved = HttpResponse().process(lines("http-301.txt"))
+    assert (moved["status"], moved["headers"]["location"]) == (301, "https://app.test/x?y=1")
     static = HttpResponse().process(lines("http-static.txt"))
-    assert static["cache_control"] == "max-age=3600" and "font-family" in static["body"]
+    assert static["headers"]["cache-control"] == "max-age=3600" and "font-family" in static["body"]
     assert HttpResponse().process(lines("http-404.txt"))["status"] == 404
     refused = HttpResponse().process(lines("http-refused.txt"))
     assert refused["status"] == 0 and "Connection refused" in refused["body"]
+
+
+def test_tls_certificate_as_a_client_sees_it():
+    assert TlsCertificate().process(lines("tls-verified.txt")) == {
+        "verified": True,
+        "error": "",
+        "not_after": 1795721836,
+        "names": ["app.test"],
+    }
+    untrusted = TlsCertificate().process(lines("tls-untrusted.txt"))
+    assert untrusted == {"verified": False, "error": "unable to get local issuer certificate"}
+    unknown = TlsCertificate().process(lines("tls-unknown-name.txt"))
+    assert "TLSV1_UNRECOGNIZED_NAME" in unknown["error"]  # the catch-all refused the handshake
+
+
+def test_certificate_on_disk():
+    assert Certificate().process(lines("certificate.txt")) == {
+        "names": ["app.test"],
+        "not_after": 1795721836,
+    }
+    assert Certificate().process([]) is None
 
 
 def test_user_can_read_write():

@@ -73,8 +73,8 @@ def test_unpack_links_shared_paths_only_after_chgrp_and_copies_static_for_nginx(
     )
     assert prepare == (
         f"rm -rf {RELEASE}/app {RELEASE}/app.new {RELEASE}/static {RELEASE}/static.new"
-        f" && install -d -m 750 {RELEASE}/app.new && install -m 600 /dev/null"
-        f" {RELEASE}/app.tar.gz"
+        f" && install -d -m 750 {RELEASE}/app.new && chmod 711 {RELEASE}"
+        f" && install -m 600 /dev/null {RELEASE}/app.tar.gz"
     )
     assert isinstance(upload, FileUploadCommand)
     steps = unpack.split(" && ")

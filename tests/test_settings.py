@@ -199,6 +199,18 @@ def test_bad_static_folders_are_refused(static, problem):
     assert problem in error_for(**notes(static=static, shared_paths=shared))
 
 
+def test_a_static_folder_with_the_apps_code_is_refused():
+    message = error_for(**notes(static={"/static": "notes"}))
+    assert "static: /static -> notes holds the app's code (notes/__init__.py)" in message
+
+
+def test_a_symbolic_link_in_the_app_is_refused_before_any_host(tmp_path):
+    (tmp_path / "requirements.txt").write_text("flask\n")
+    (tmp_path / "wsgi.py").write_text("app = 1\n")
+    (tmp_path / "key.txt").symlink_to("/etc/hostname")
+    assert "app_src: " in error_for(app_src=str(tmp_path))
+
+
 def test_a_static_folder_nothing_of_which_ships_is_refused():
     message = error_for(**notes(static={"/static": "notes/static"}, exclude=["*.css"]))
     assert "no file of it is shipped (ignored by .gitignore or exclude?)" in message
@@ -238,10 +250,22 @@ def test_firewall_rules_refuse_shell_and_junk(rule):
     assert "firewall_allow" in error_for(firewall_allow=[rule])
 
 
-def test_env_secret_is_masked_in_reprs_and_none_when_unset(monkeypatch):
+def test_env_secret_is_masked_in_reprs(monkeypatch):
     monkeypatch.setenv("FLASK_SECRET_KEY", "hunter2")
     value = env_secret("FLASK_SECRET_KEY")
     assert value == "hunter2" and "hunter2" not in repr({"env": {"K": value}})
-    monkeypatch.delenv("FLASK_SECRET_KEY")
-    assert env_secret("FLASK_SECRET_KEY") is None
     assert load_settings({"env": {"K": Secret("x")}}).env["K"].get_secret_value() == "x"
+
+
+def test_an_unset_env_secret_names_the_variable_to_export(monkeypatch):
+    monkeypatch.delenv("QUILL_SECRET_KEY", raising=False)
+    message = error_for(env={"FLASK_SECRET_KEY": env_secret("QUILL_SECRET_KEY")})
+    assert "env: no value for FLASK_SECRET_KEY (read from $QUILL_SECRET_KEY, not set here)" in (
+        message
+    )
+
+
+def test_entry_points_that_write_no_secrets_run_without_them(monkeypatch):
+    monkeypatch.delenv("QUILL_SECRET_KEY", raising=False)
+    data = {"env": {"A": env_secret("QUILL_SECRET_KEY"), "B": "b"}}
+    assert list(load_settings(data, secrets=False).env) == ["B"]

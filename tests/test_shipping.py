@@ -2,7 +2,10 @@
 files that never leave the developer's machine; the archive's owners and modes."""
 
 import io
+import os
 import tarfile
+
+import pytest
 
 from deploys.shipping import AppFiles
 
@@ -100,3 +103,35 @@ def test_archive_is_root_owned_and_private_to_the_app_group(tmp_path):
         "pkg/app.py": (0, 0, "0o640", tarfile.REGTYPE),
         "run.sh": (0, 0, "0o750", tarfile.REGTYPE),
     }
+
+
+def test_a_link_that_would_ship_is_refused(tmp_path):
+    secret = tmp_path / "elsewhere" / "id_rsa"
+    make(tmp_path, "elsewhere/id_rsa", "app/app.py", "app/.env")
+    (tmp_path / "app/static").mkdir()
+    (tmp_path / "app/static/robots.txt").symlink_to(secret)
+    with pytest.raises(ValueError, match=r"robots\.txt is a symbolic link: links are not shipped"):
+        AppFiles(tmp_path / "app").files()
+    (tmp_path / "app/static/env.txt").symlink_to("../.env")
+    rules = {"exclude": ("static/robots.txt", "static/env.txt")}
+    assert shipped(tmp_path / "app", **rules) == ["app.py"]
+
+
+def test_a_linked_folder_is_refused_too(tmp_path):
+    make(tmp_path, "app/app.py", "home/.ssh/id_rsa")
+    os.symlink(tmp_path / "home", tmp_path / "app/assets")
+    with pytest.raises(ValueError, match="assets is a symbolic link"):
+        AppFiles(tmp_path / "app").files()
+
+
+def test_git_info_exclude_and_src_instance_stay_behind(tmp_path):
+    make(tmp_path, "app.py", "secret.json", "src/pkg/__init__.py", "src/instance/config.py")
+    (tmp_path / ".git/info").mkdir(parents=True)
+    (tmp_path / ".git/info/exclude").write_text("secret.json\n")
+    assert shipped(tmp_path) == ["app.py", "src/pkg/__init__.py"]
+
+
+def test_file_names_that_are_not_utf8_still_fingerprint(tmp_path):
+    make(tmp_path, "app.py")
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("x")
+    assert len(AppFiles(tmp_path).digest()) == 12

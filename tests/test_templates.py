@@ -166,3 +166,10 @@ def test_pip_gets_index_credentials_from_a_netrc_never_from_urls():
         "machine 127.0.0.1 login ci password tok",
     ]
     assert pip_netrc(DEFAULTS) == ""
+
+
+def test_app_output_cannot_drive_the_terminal():
+    from deploys.output import printable
+
+    line = "ok\t\x1b[2J\x1b]0;OWNED\x07\nFAKE\x9b"
+    assert printable(line) == "ok\t\\x1b[2J\\x1b]0;OWNED\\x07\\x0aFAKE\\x9b"

@@ -1,0 +1,59 @@
+"""A real ACME CA inside a test-bed host: Debian's Pebble (Let's Encrypt's test server) and its
+fake DNS, which answers 127.0.0.1 for every name, so certbot, Pebble and the HTTP-01 check
+through the host's real nginx never leave that host (recipe: ../shared/acme-testbed.md)."""
+
+from __future__ import annotations
+
+import time
+
+from tests.testbed import TestHost
+
+DIRECTORY = "https://127.0.0.1:14000/dir"
+CA_BUNDLE = "/etc/pebble/ca-bundle.pem"  # Pebble's API certificate and its issuing root
+CERT_VALIDITY = 10 * 86400  # inside certbot's 30-day renewal window, over verify's 7-day minimum
+
+CONFIG = f"""{{"pebble": {{"listenAddress": "127.0.0.1:14000",
+  "managementListenAddress": "127.0.0.1:15000",
+  "certificate": "/etc/pebble/cert.pem", "privateKey": "/etc/pebble/key.pem",
+  "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "",
+  "externalAccountBindingRequired": false, "certificateValidityPeriod": {CERT_VALIDITY}}}}}
+"""
+
+SETUP = f"""set -e
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pebble openssl curl >/dev/null
+mkdir -p /etc/pebble
+cd /etc/pebble
+test -f key.pem || openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem \\
+  -days 30 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+cat > config.json <<'JSON'
+{CONFIG}JSON
+"""
+
+
+def start(host: TestHost) -> None:
+    """Install and start Pebble and its DNS on ``host``; write CA_BUNDLE (its API certificate
+    for certbot, and the root its certificates chain to, which changes at every start)."""
+    host.exec(SETUP)
+    host.exec(
+        "systemd-run --unit=challtestsrv pebble-challtestsrv -defaultIPv4 127.0.0.1"
+        ' -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" -https01 "" -tlsalpn01 ""'
+        " -management 127.0.0.1:8055"
+    )
+    host.exec(
+        "systemd-run --unit=pebble -E PEBBLE_VA_NOSLEEP=1 -E PEBBLE_WFE_NONCEREJECT=0"
+        " pebble -config /etc/pebble/config.json -dnsserver 127.0.0.1:8053"
+    )
+    deadline = time.monotonic() + 60
+    while host.exec(f"curl -sf --cacert /etc/pebble/cert.pem {DIRECTORY}", check=False).returncode:
+        if time.monotonic() > deadline:
+            raise RuntimeError("Pebble did not start: " + host.exec("journalctl -u pebble").stdout)
+        time.sleep(0.5)
+    host.exec(
+        "curl -sf --cacert /etc/pebble/cert.pem https://127.0.0.1:15000/roots/0 > /tmp/root.pem"
+        f" && cat /etc/pebble/cert.pem /tmp/root.pem > {CA_BUNDLE}"
+    )
+
+
+def stop(host: TestHost) -> None:
+    """Stop Pebble: the CA stops answering."""
+    host.exec("systemctl stop pebble")

@@ -57,3 +57,22 @@ def start(host: TestHost) -> None:
 def stop(host: TestHost) -> None:
     """Stop Pebble: the CA stops answering."""
     host.exec("systemctl stop pebble")
+
+
+def main() -> int:
+    """``python -m tests.acme``: start Pebble on the local test-bed host(s) (make up) and print
+    the settings that make them use it."""
+    from tests.testbed import LOCAL_STATE, read_state
+
+    for host in read_state(LOCAL_STATE):
+        start(host)
+        print(f"{host.name}: Pebble answers at {DIRECTORY} inside the host")
+    print(
+        "deploy with: --data https=true --data server_name=app.test --data acme_email=ops@app.test"
+        f" --data acme_server={DIRECTORY} --data acme_ca_bundle={CA_BUNDLE}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

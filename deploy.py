@@ -8,6 +8,7 @@ from deploys.appuser import create_app_user
 from deploys.context import prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
 from deploys.https import prepare_certificates
+from deploys.lock import hold_deploy_lock
 from deploys.nginx import configure_nginx
 from deploys.packages import install_packages
 from deploys.release import (
@@ -20,9 +21,12 @@ from deploys.release import (
 from deploys.virtualenv import build_virtualenv
 
 settings = prepare_host()
+hold_deploy_lock(settings.app_name)
 
 private_upload_dir()
 install_packages(settings)
+if settings.firewall:  # first: a later failure (say, the CA's) must not leave it off
+    configure_firewall(settings)
 create_app_user(settings)
 venv = build_virtualenv(settings)
 release = upload_release(settings)
@@ -35,5 +39,3 @@ if settings.https:
     prepare_certificates(settings)
 configure_nginx(settings)
 gate_release(settings)
-if settings.firewall:
-    configure_firewall(settings)

@@ -2,13 +2,14 @@
 
 For each host: the last ``log_lines`` (default 50; ``--data log_lines=200``) lines of the
 journal of the app's service, its socket, its release checks and commands (run.py), then of
-nginx's error log for the app's site.
+nginx's error log for the app's site and, with HTTPS, of certbot's log (renewals).
 """
 
 from pyinfra import host
 
 from deploys.context import prepare_host
 from deploys.facts import FileTail, JournalTail
+from deploys.https import CERTBOT_LOG
 from deploys.layout import Layout
 from deploys.output import printable
 
@@ -28,6 +29,10 @@ sections = {
         FileTail, path=layout.site_error_log, lines=settings.log_lines
     ),
 }
+if settings.https:  # where a failed renewal shows
+    sections[f"certbot's log {CERTBOT_LOG}"] = host.get_fact(
+        FileTail, path=CERTBOT_LOG, lines=settings.log_lines
+    )
 for title, lines in sections.items():
     print(f"--- {host.name}: {title} (last {settings.log_lines} lines) ---")
     print("\n".join(map(printable, lines)) if lines else "(empty)", flush=True)

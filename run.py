@@ -13,10 +13,12 @@ from pyinfra.facts.files import Link
 
 from deploys.context import prepare_host
 from deploys.layout import Layout
+from deploys.lock import hold_deploy_lock
 from deploys.release import app_command
 from deploys.settings import SettingsError
 
 settings = prepare_host(secrets=False)
+hold_deploy_lock(settings.app_name)
 layout = Layout.of(settings)
 if not settings.command:
     raise SettingsError(

@@ -15,6 +15,7 @@ from deploys.converge import (
     socket_permissions,
 )
 from deploys.layout import Layout
+from deploys.release import live_release
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
 
@@ -121,6 +122,7 @@ def configure_app_service(
         drop_ins=(layout.sandbox,),
     )
     service, socket = layout.unit_name, layout.socket_unit_name
+    live = live_release(layout, settings)  # a master running other options than the ini's
     apply_pending(
         name=f"Apply changes to {service}",
         stamp=layout.stamp(service),
@@ -129,15 +131,23 @@ def configure_app_service(
                 "restart",
                 digest(unit, sock, sandbox(settings), env),
                 [f"systemctl stop {service} {socket}", f"systemctl start {socket} {service}"],
-                [*unit_ops, *env_changes],
+                (*unit_ops, *env_changes),
             ),
             Level(
                 "reload",
                 digest(ini),
                 [f"systemctl reload-or-restart {service}"],
-                [ini_op, *code_changes],
+                (ini_op, *code_changes),
+                drifted=live["release"] is not None and live["workers"] != settings.processes,
             ),
         ],
+        files={
+            layout.unit: unit,
+            layout.socket_unit: sock,
+            layout.sandbox: sandbox(settings),
+            layout.env_file: env,
+            layout.ini: ini,
+        },
     )
     for name in (socket, service):
         systemd.service(

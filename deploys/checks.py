@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from pyinfra import host
-from pyinfra.facts.files import Directory, File, Link, Socket
+from pyinfra.facts.files import Directory, File, Link, Sha256File, Socket
 
 from deploys import ufw
+from deploys.converge import StampFile
 from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
@@ -54,22 +55,20 @@ def _unit_checks(label: str, status: dict) -> list[Check]:
     ]
 
 
-def _epoch(info) -> int:
-    return int(info["mtime"].replace(tzinfo=UTC).timestamp()) if info else 0
-
-
-def _applied_check(label: str, status: dict, stamp: str, paths: list[str]) -> Check:
-    """Config files must be no newer than when the running service last applied them: its
-    start, or the deploy's stamp written after a successful reload."""
-    applied = max(status.get("ExecMainStartTimestamp", 0), _epoch(host.get_fact(File, path=stamp)))
-    newer = [p for p in paths if _epoch(host.get_fact(File, path=p)) > applied]
+def _applied_check(label: str, status: dict, stamp: str) -> Check:
+    """The config files on disk are, byte for byte, the ones the deploy last applied to the
+    running service (their hashes, recorded in its stamp after the restart or reload
+    succeeded), and systemd runs the current unit files."""
+    recorded = host.get_fact(StampFile, path=stamp).get("files") or {}
+    newer = [p for p, sha in recorded.items() if host.get_fact(Sha256File, path=p) != sha]
     if status.get("NeedDaemonReload"):
         newer.append("unit not reloaded by systemd")
+    applied = bool(recorded) and status.get("ExecMainStartTimestamp", 0) > 0
     return Check(
         f"{label} runs the deployed config",
         "no config change since last (re)load",
         "changed since: " + ", ".join(newer) if newer else "none",
-        not newer and applied > 0,
+        not newer and applied,
     )
 
 
@@ -159,6 +158,14 @@ def _certificate_check(name: str, settings: Settings) -> Check:
 def _https_checks(settings: Settings) -> list[Check]:
     """Per name: the certificate, the redirect from HTTP, HSTS; certbot's renewal timer."""
     checks = _unit_checks("certbot.timer", host.get_fact(UnitStatus, unit="certbot.timer"))
+    stranger = host.get_fact(TlsCertificate, server_name=UNKNOWN_HOST, cafile="")
+    checks.append(
+        _check(
+            "TLS for an unknown name refused",
+            "refused",
+            "refused" if "UNRECOGNIZED_NAME" in stranger.get("error", "") else "a certificate",
+        )
+    )
     for name in settings.server_name:
         checks.append(_certificate_check(name, settings))
         plain = host.get_fact(
@@ -246,12 +253,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [
         *_unit_checks("app unit", app),
         *_unit_checks("app socket unit", socket_unit),
-        _applied_check(
-            "app unit",
-            app,
-            layout.stamp(layout.unit_name),
-            [layout.ini, layout.env_file, layout.unit, layout.sandbox, layout.socket_unit],
-        ),
+        _applied_check("app unit", app, layout.stamp(layout.unit_name)),
         _sandbox_check(layout),
         *_socket_check(layout),
         *_data_checks(settings, layout),
@@ -270,7 +272,7 @@ def run_checks(settings: Settings) -> list[Check]:
             "absent",
             "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
         ),
-        _applied_check("nginx", nginx, layout.stamp("nginx"), [layout.site_available]),
+        _applied_check("nginx", nginx, layout.stamp("nginx")),
         *(_firewall_checks(settings) if settings.firewall else []),
         *(_https_checks(settings) if settings.https else []),
         _check(

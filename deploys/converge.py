@@ -48,7 +48,8 @@ class Level(NamedTuple):
     name: str
     fingerprint: str
     commands: list[str]
-    triggers: list[OperationMeta] = []
+    triggers: tuple[OperationMeta, ...] = ()
+    drifted: bool = False  # the live service disagrees with its config: apply it again
 
 
 def _changed(op: OperationMeta) -> bool:
@@ -56,28 +57,41 @@ def _changed(op: OperationMeta) -> bool:
     return op.did_change() if op.is_complete() else op.will_change
 
 
+def file_hashes(files: dict[str, str]) -> dict[str, str]:
+    """path -> sha256 of the text deployed there (what the stamp records, verify compares)."""
+    return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in files.items()}
+
+
 @operation()
-def apply_pending(stamp: str, levels: list[Level]):
+def apply_pending(stamp: str, levels: list[Level], files: dict[str, str]):
     """
-    Run the commands of the strongest level that is pending, then record all fingerprints.
+    Run the commands of the strongest level that is pending, then record all fingerprints
+    and the hash of each config file as applied (``files``: path -> deployed text), which
+    the verifier compares with what is on disk.
     A level is pending when its fingerprint differs from the stamp's (a change not yet
-    applied, even by an interrupted run) or one of its trigger operations changed the host
-    (a file put back after a hand edit). Nothing runs otherwise.
+    applied, even by an interrupted run), one of its trigger operations changed the host
+    (a file put back after a hand edit) or the live service drifted from its config (e.g.
+    a master started by hand with other options). Nothing runs otherwise.
 
     + stamp: path of the stamp file on the host
     + levels: strongest first, e.g. restart then reload
+    + files: the config files the levels apply, path -> text
     """
     recorded = host.get_fact(StampFile, path=stamp)
     pending = [
         level
         for level in levels
-        if recorded.get(level.name) != level.fingerprint or any(map(_changed, level.triggers))
+        if recorded.get(level.name) != level.fingerprint
+        or level.drifted
+        or any(map(_changed, level.triggers))
     ]
-    if not pending:
+    wanted = {level.name: level.fingerprint for level in levels}
+    wanted["files"] = file_hashes(files)
+    if not pending and recorded == wanted:
         host.noop(f"{stamp} is up to date")
         return
-    yield from pending[0].commands
-    wanted = {level.name: level.fingerprint for level in levels}
+    if pending:
+        yield from pending[0].commands
     # uploaded, never echoed: fingerprints may cover secrets, and command lines are public
     yield upload_command(json.dumps(wanted, sort_keys=True).encode(), stamp)
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, systemd
 
 from deploys.converge import daemon_reload_if_needed
@@ -19,20 +21,24 @@ from deploys.settings import Settings
 ACME_WEBROOT = "/var/www/flask-deploy-acme"  # certbot writes challenges, nginx serves them
 RENEWAL_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/flask-deploy-reload-nginx"
 CERTBOT_DROP_IN = "/etc/systemd/system/certbot.service.d/flask-deploy.conf"
+CERTBOT_DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"  # certbot's own
+CERTBOT_LOG = "/var/log/letsencrypt/letsencrypt.log"
 RELOAD_NGINX = "nginx -t -q && systemctl reload nginx"
 
 
 class Certificate(FactBase):
-    """The certificate at ``path``: ``{"names": [DNS names], "not_after": epoch seconds}``,
-    or None when there is none (or no openssl to read it)."""
+    """The certificate at ``path`` and the CA its certbot ``renewal`` file names:
+    ``{"names": [DNS names], "not_after": epoch seconds, "server": URL or None}``, or None
+    when there is none (or no openssl to read it)."""
 
     requires_command = "openssl"
 
-    def command(self, path: str) -> str:
+    def command(self, path: str, renewal: str) -> str:
         quoted = shlex.quote(path)
         return (
             f"test -f {quoted} || exit 0;"
-            f" openssl x509 -in {quoted} -noout -enddate -ext subjectAltName"
+            f" openssl x509 -in {quoted} -noout -enddate -ext subjectAltName;"
+            f" grep -m1 '^server = ' {shlex.quote(renewal)} 2>/dev/null || true"
         )
 
     @staticmethod
@@ -53,26 +59,45 @@ class Certificate(FactBase):
             for part in line.split(",")
             if part.strip().startswith("DNS:")
         ]
-        return {"names": names, "not_after": int(not_after.timestamp())}
+        server = next(
+            (line.split("=", 1)[1].strip() for line in lines if line.startswith("server =")), None
+        )
+        return {"names": names, "not_after": int(not_after.timestamp()), "server": server}
 
 
-def certbot_command(settings: Settings) -> str:
-    """certbot's certonly for the app's names over the webroot, never interactive."""
+def covers(cert: dict | None, settings: Settings) -> bool:
+    """Whether a certificate (the Certificate fact) covers every server_name, unexpired,
+    from the CA the settings name."""
+    return (
+        bool(cert)
+        and set(settings.server_name) <= set(cert["names"])
+        and cert["not_after"] > time.time()
+        and cert["server"] == (settings.acme_server or CERTBOT_DEFAULT_SERVER)
+    )
+
+
+def certificate(settings: Settings) -> dict | None:
+    """The Certificate fact of this app."""
+    layout = Layout.of(settings)
+    return host.get_fact(Certificate, path=layout.certificate, renewal=layout.renewal)
+
+
+def certbot_command(settings: Settings, new_ca: bool = False) -> str:
+    """certbot's certonly for the app's names over the webroot, never interactive;
+    ``new_ca``: the certificate on the host came from another CA, replace it now."""
     layout = Layout.of(settings)
     args = [
         "certbot",
         "certonly",
         "--webroot",
-        "-w",
-        ACME_WEBROOT,
-        "--cert-name",
-        layout.app,
-        *(arg for name in settings.server_name for arg in ("-d", name)),
+        f"--webroot-path={ACME_WEBROOT}",
+        f"--cert-name={layout.app}",
+        *(f"--domain={name}" for name in settings.server_name),
         "--non-interactive",
         "--agree-tos",
-        "-m",
-        settings.acme_email,
-        *(["--server", settings.acme_server] if settings.acme_server else []),
+        f"--email={settings.acme_email}",
+        *([f"--server={settings.acme_server}"] if settings.acme_server else []),
+        *(["--force-renewal"] if new_ca else []),
     ]
     return " ".join(shlex.quote(arg) for arg in args)
 
@@ -81,32 +106,58 @@ def certbot_command(settings: Settings) -> str:
 def certificate_issued(settings: Settings):
     """
     Ask the ACME CA for a certificate covering every ``server_name`` (one per app, expanded
-    when a name is added) and reload nginx with it, unless the certificate on the host
-    already covers them and has not expired: a valid certificate costs the CA nothing.
+    when a name is added, replaced when acme_server names another CA) and reload nginx with
+    it, unless the certificate on the host already covers them, from that CA, and has not
+    expired: a valid certificate costs the CA nothing.
     Renewing before expiry is certbot.timer's job. Never deletes a certificate.
 
     + settings: the names, acme_email, acme_server (and acme_ca_bundle, passed as _env)
     """
-    layout = Layout.of(settings)
-    cert = host.get_fact(Certificate, path=layout.certificate)
-    wanted = set(settings.server_name)
-    if cert and wanted <= set(cert["names"]) and cert["not_after"] > time.time():
-        host.noop(f"the certificate covers {', '.join(sorted(wanted))}")
+    cert = certificate(settings)
+    if covers(cert, settings):
+        host.noop(f"the certificate covers {', '.join(settings.server_name)}")
         return
+    new_ca = bool(cert) and cert["server"] != (settings.acme_server or CERTBOT_DEFAULT_SERVER)
     advice = (
         f"certbot got no certificate for {' '.join(settings.server_name)}: its reason is"
-        " above. Check that each name's DNS points at this host and that port 80 is open"
-        " from the internet (the CA connects to it); the site keeps serving as before and the"
+        " above. When the CA answered, check that each name's DNS points at this host and"
+        " that port 80 is open from the internet (the CA connects to it); when it did not,"
+        " check acme_server and the host's way out. The site keeps serving as before and the"
         " next run tries again."
     )
-    yield f"{certbot_command(settings)} || {{ echo {shlex.quote(advice)} >&2; exit 1; }}"
+    yield f"{certbot_command(settings, new_ca)} || {{ echo {shlex.quote(advice)} >&2; exit 1; }}"
     yield RELOAD_NGINX
+
+
+def writable_by_others(info: dict) -> bool:
+    """Whether a File/Directory fact shows a path someone other than root may change."""
+    return info["user"] != "root" or bool(int(str(info["mode"]), 8) & 0o022)
+
+
+def trusted_bundle(bundle: str) -> None:
+    """Refuse an acme_ca_bundle that is missing, or that anyone but root could change (the
+    app could then make certbot, running as root, trust a CA of its own)."""
+    info = host.get_fact(File, path=bundle)
+    folder = host.get_fact(Directory, path=bundle.rsplit("/", 1)[0] or "/")
+    if not info:
+        problem = "is not a file"
+    elif writable_by_others(info) or not folder or writable_by_others(folder):
+        problem = "or its folder is not root's alone (owned by root, writable by no one else)"
+    else:
+        return
+    raise PyinfraError(
+        f"acme_ca_bundle: {bundle} {problem} on {host.name}: put the private CA's"
+        " certificates in a root-owned file first (nothing was changed)"
+    )
 
 
 @deploy("HTTPS certificates")
 def prepare_certificates(settings: Settings):
     """The challenge folder, the renewal hook that reloads nginx, certbot's trust for a
-    private CA (acme_ca_bundle, renewals too) and certbot.timer enabled and running."""
+    private CA (acme_ca_bundle, renewals too) and certbot.timer enabled and running. A
+    missing acme_ca_bundle stops the run before anything changes."""
+    if settings.acme_ca_bundle:
+        trusted_bundle(settings.acme_ca_bundle)
     files.directory(
         name=f"ACME challenge folder {ACME_WEBROOT}", path=ACME_WEBROOT, user="root", mode="755"
     )

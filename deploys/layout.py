@@ -143,6 +143,11 @@ class Layout:
         return f"/etc/letsencrypt/live/{self.app}/cert.pem"
 
     @property
+    def renewal(self) -> str:
+        """certbot's renewal settings for the app's certificate (its CA among them)."""
+        return f"/etc/letsencrypt/renewal/{self.app}.conf"
+
+    @property
     def fullchain(self) -> str:
         return f"/etc/letsencrypt/live/{self.app}/fullchain.pem"
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
 from deploys.converge import Level, apply_pending
-from deploys.https import ACME_WEBROOT, Certificate, request_certificate
+from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import Layout
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
@@ -23,15 +22,19 @@ HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"
 TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
 
 
-def nginx_site(settings: Settings, tls: bool = False) -> str:
-    """The server block text; with server_name ``_`` it is the default server. With ``tls``
-    (the certificate exists), port 80 only answers ACME challenges and redirects to HTTPS."""
+def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
+    """The server block text; with server_name ``_`` it is the default server. With HTTPS,
+    ``certified`` are the names the certificate on the host covers (None: no certificate
+    yet, so the site serves HTTP and the ACME challenge): those are served over TLS with a
+    redirect from HTTP; names it does not cover yet get only the challenge, until it does."""
+    certified_names = set(certified or [])
     return render(
         "nginx-site.conf.j2",
         s=settings,
         layout=Layout.of(settings),
         default_server=is_default_server(settings),
-        tls=tls,
+        tls_names=[n for n in settings.server_name if n in certified_names],
+        waiting_names=[n for n in settings.server_name if certified and n not in certified_names],
         acme_webroot=ACME_WEBROOT,
         tls_settings=TLS_SETTINGS,
     )
@@ -46,7 +49,7 @@ def is_default_server(settings: Settings) -> bool:
 def host_wide_files(settings: Settings) -> dict[str, str]:
     """nginx files shared by every app on the host: path -> text."""
     return {
-        CATCH_ALL: render("nginx-catch-all.conf.j2", tls=settings.https),
+        CATCH_ALL: render("nginx-catch-all.conf.j2", tls=settings.https, tls_settings=TLS_SETTINGS),
         HARDENING: (FILES / "nginx-hardening.conf").read_text(),
         TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
     }
@@ -91,12 +94,15 @@ def _host_wide(settings: Settings, shared: dict[str, str]) -> list[OperationMeta
     ]
 
 
-def _site(settings: Settings, tls: bool, host_wide: list[OperationMeta], **condition) -> None:
-    """Put the site (with or without TLS) and apply it and the host-wide changes with a
-    tested reload; ``condition``: pyinfra's ``_if`` for the second pass of a first
-    certificate."""
+def _site(
+    settings: Settings, certified: list[str] | None, host_wide: list[OperationMeta], **condition
+) -> None:
+    """Put the site (for the names ``certified``, see nginx_site) and apply it and the
+    host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the pass
+    after certbot got a certificate."""
     layout = Layout.of(settings)
-    site = nginx_site(settings, tls)
+    site = nginx_site(settings, certified)
+    shared = host_wide_files(settings)
     written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
     apply_pending(
         name="Test and reload nginx" + (" with the new certificate" if condition else ""),
@@ -104,11 +110,12 @@ def _site(settings: Settings, tls: bool, host_wide: list[OperationMeta], **condi
         levels=[
             Level(
                 "reload",
-                digest(site, *host_wide_files(settings).values(), str(is_default_server(settings))),
+                digest(site, *shared.values(), str(is_default_server(settings))),
                 tested_reload(layout),
-                [written, *host_wide],
+                (written, *host_wide),
             )
         ],
+        files={layout.site_available: site, **shared},
         **condition,
     )
 
@@ -117,18 +124,20 @@ def _site(settings: Settings, tls: bool, host_wide: list[OperationMeta], **condi
 def configure_nginx(settings: Settings):
     """Write and enable the site, the catch-all (unless the app is the default server) and
     the host-wide settings, disable the default site, test and reload when needed. With
-    HTTPS: before the first certificate the site serves HTTP and the ACME challenge; once
-    certbot has it (in this run or an earlier one), TLS with a redirect from HTTP."""
+    HTTPS: until the certificate covers every name the site serves what it served before
+    plus the ACME challenge; once certbot has it (in this run or an earlier one), TLS with a
+    redirect from HTTP."""
     host_wide = _host_wide(settings, host_wide_files(settings))
+    cert = certificate(settings)
     if not settings.https:
-        _site(settings, tls=False, host_wide=host_wide)
-    elif host.get_fact(Certificate, path=Layout.of(settings).certificate) is None:
-        _site(settings, tls=False, host_wide=host_wide)
+        _site(settings, None, host_wide)
+    elif covers(cert, settings):
+        _site(settings, cert["names"], host_wide)
+        request_certificate(settings)  # no-op; renews a certificate found expired
+    else:  # a first certificate, or a new name: the challenge first, TLS once it is issued
+        _site(settings, cert["names"] if cert else None, host_wide)
         issued = request_certificate(settings)
-        _site(settings, tls=True, host_wide=host_wide, _if=issued.did_change)
-    else:
-        _site(settings, tls=True, host_wide=host_wide)
-        request_certificate(settings)
+        _site(settings, settings.server_name, host_wide, _if=issued.did_change)
     systemd.service(
         name="nginx enabled and running", service="nginx.service", running=True, enabled=True
     )

@@ -51,7 +51,9 @@ PYINFRA_KEY_PREFIXES = (
 # never echoed in errors; commands are not secrets (they show in the process list and logs)
 SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-HOSTNAME_RE = re.compile(r"^(_|(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?)$")
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^(_|(?=.{{1,253}}$)(\*\.)?{LABEL}(\.{LABEL})*)$")
+MAX_CERT_NAMES = 100  # Let's Encrypt's limit of names per certificate
 MODULE_RE = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?$"
 )
@@ -59,7 +61,7 @@ APP_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9.
 URL_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo"})  # never served as static files
 SOURCE_LAYOUTS = ("", "src")  # where an app's top-level module may live: its folder, or src/
-EMAIL_RE = re.compile(r"^[^@\s\"'<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+EMAIL_RE = re.compile(r"^[^@\s\"'<>,;-][^@\s\"'<>,;]*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UFW_RULE_RE = re.compile(r"^(\d{1,5}(:\d{1,5})?(/(tcp|udp))?|[A-Za-z][A-Za-z0-9 ._-]{0,63})$")
 PIP_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~ ;\"'+]*$")
@@ -78,7 +80,14 @@ UnixName = Annotated[
     str,
     _matches(NAME_RE, "a lowercase letter, then up to 31 of a-z 0-9 _ - (no slash, space or ..)"),
 ]
-HostName = Annotated[str, _matches(HOSTNAME_RE, "a DNS name such as example.com, or _ for any")]
+HostName = Annotated[
+    str,
+    _matches(
+        HOSTNAME_RE,
+        "a DNS name such as example.com, or _ for any (several: a list; on the command line"
+        """ as JSON, --data 'server_name=["a.example","b.example"]')""",
+    ),
+]
 UfwRule = Annotated[
     str, _matches(UFW_RULE_RE, "a port such as 8080/tcp, a range 6000:6007/udp or a ufw app name")
 ]
@@ -143,6 +152,14 @@ class Settings(BaseModel):
     health_timeout: int = Field(30, ge=1, le=600)
     keep_releases: int = Field(5, ge=1, le=100)
     release: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
+
+    @field_validator("server_name", mode="before")
+    @classmethod
+    def _names_as_served(cls, value):
+        """DNS names as nginx and certbot compare them: lowercase, no trailing dot, once."""
+        names = [value] if isinstance(value, str) else list(value)
+        cleaned = [n.lower().rstrip(".") if isinstance(n, str) and n != "_" else n for n in names]
+        return list(dict.fromkeys(cleaned))
 
     @field_validator(
         "server_name",
@@ -283,6 +300,11 @@ class Settings(BaseModel):
                     f"server_name: {name!r} is an IP address; ACME CAs issue for DNS names:"
                     " point a name at the host and list it"
                 )
+        if len(self.server_name) > MAX_CERT_NAMES:
+            problems.append(
+                f"server_name: {len(self.server_name)} names; a certificate holds at most"
+                f" {MAX_CERT_NAMES}: split the site"
+            )
         if not self.acme_email:
             problems.append(
                 "acme_email: https = true needs an address for the CA's expiry and account"

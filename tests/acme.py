@@ -10,7 +10,7 @@ from tests.testbed import TestHost
 
 DIRECTORY = "https://127.0.0.1:14000/dir"
 CA_BUNDLE = "/etc/pebble/ca-bundle.pem"  # Pebble's API certificate and its issuing root
-CERT_VALIDITY = 10 * 86400  # inside certbot's 30-day renewal window, over verify's 7-day minimum
+CERT_VALIDITY = 25 * 86400  # inside certbot's 30-day renewal window, over verify's 21-day warning
 
 CONFIG = f"""{{"pebble": {{"listenAddress": "127.0.0.1:14000",
   "managementListenAddress": "127.0.0.1:15000",
@@ -34,6 +34,9 @@ def start(host: TestHost) -> None:
     """Install and start Pebble and its DNS on ``host``; write CA_BUNDLE (its API certificate
     for certbot, and the root its certificates chain to, which changes at every start)."""
     host.exec(SETUP)
+    if host.exec("systemctl is-active --quiet pebble", check=False).returncode == 0:
+        return  # already running (its root, and certbot's account with it, stay as they are)
+    host.exec("systemctl reset-failed challtestsrv pebble", check=False)
     host.exec(
         "systemd-run --unit=challtestsrv pebble-challtestsrv -defaultIPv4 127.0.0.1"
         ' -defaultIPv6 "" -dns01 127.0.0.1:8053 -http01 "" -https01 "" -tlsalpn01 ""'
@@ -59,18 +62,26 @@ def stop(host: TestHost) -> None:
     host.exec("systemctl stop pebble")
 
 
-def main() -> int:
-    """``python -m tests.acme``: start Pebble on the local test-bed host(s) (make up) and print
-    the settings that make them use it."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.acme``: start Pebble on the local test-bed host(s) (make up) and say
+    how to deploy and reach the site over HTTPS with it."""
+    import argparse
+
     from tests.testbed import LOCAL_STATE, read_state
 
+    argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
     for host in read_state(LOCAL_STATE):
         start(host)
         print(f"{host.name}: Pebble answers at {DIRECTORY} inside the host")
-    print(
-        "deploy with: --data https=true --data server_name=app.test --data acme_email=ops@app.test"
-        f" --data acme_server={DIRECTORY} --data acme_ca_bundle={CA_BUNDLE}"
-    )
+        print(
+            "Put these settings in inventories/group_data/local.py (every command needs them):\n"
+            '  https = True\n  server_name = ["app.test"]\n  acme_email = "ops@app.test"\n'
+            f'  acme_server = "{DIRECTORY}"\n  acme_ca_bundle = "{CA_BUNDLE}"\n'
+            "then: make deploy verify; and from this machine:\n"
+            f"  docker cp {host.container}:{CA_BUNDLE} pebble-ca.pem\n"
+            f"  curl --resolve app.test:{host.https_port}:127.0.0.1 --cacert pebble-ca.pem"
+            f" https://app.test:{host.https_port}/"
+        )
     return 0
 
 

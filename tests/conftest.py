@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests import testbed
+from tests.fakehost import OPERATION_MODULES, FakeHost
 from tests.pyinfra_run import pyinfra
 
 
@@ -39,6 +40,19 @@ def converged(boot, workdir):
     (host,) = boot(1)
     run = pyinfra([host], workdir).check()
     return host, run
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """``fake(facts)``: a FakeHost with those facts where our operations look for ``host``."""
+
+    def install(facts: dict | None = None) -> FakeHost:
+        host = FakeHost(facts or {})
+        for module in OPERATION_MODULES:
+            monkeypatch.setattr(f"{module}.host", host)
+        return host
+
+    return install
 
 
 def pytest_collection_modifyitems(items):

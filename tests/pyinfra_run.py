@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.testbed import REPO, TestHost, write_state
 
 DRY_CHANGE_RE = re.compile(r"^\s{4}\S.*?\s{2,}(\d+) \(", re.MULTILINE)
+TEST_INVENTORY = "tests/testbed_hosts.py"  # not inventories/local.py: see its docstring
 GRAND_TOTAL_RE = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 SUMMARY_ROW_RE = re.compile(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", re.MULTILINE)
 
@@ -48,7 +49,7 @@ class Run:
 
 
 def inventory_for(hosts: list[TestHost], tmp: Path) -> dict[str, str]:
-    """Environment that points inventories/local.py at these hosts."""
+    """Environment that points the test inventory (TEST_INVENTORY) at these hosts."""
     state = tmp / f"hosts-{'-'.join(h.name for h in hosts)}.json"
     write_state(hosts, state)
     return {**os.environ, "TESTBED_STATE": str(state)}
@@ -63,9 +64,9 @@ def pyinfra(
     timeout: int = 900,
     env_extra: dict[str, str] | None = None,
 ) -> Run:
-    """``pyinfra inventories/local.py ENTRY ARGS`` against ``hosts`` (``-y`` unless dry)."""
+    """``pyinfra TEST_INVENTORY ENTRY ARGS`` against ``hosts`` (``-y`` unless dry)."""
     env = {**inventory_for(hosts, tmp), **(env_extra or {})}
-    return pyinfra_cli("inventories/local.py", entry, *args, env=env, dry=dry, timeout=timeout)
+    return pyinfra_cli(TEST_INVENTORY, entry, *args, env=env, dry=dry, timeout=timeout)
 
 
 def pyinfra_cli(*args: str, env: dict[str, str], dry: bool = False, timeout: int = 900) -> Run:

@@ -85,6 +85,7 @@ def test_certificate_on_disk():
     assert Certificate().process(lines("certificate.txt")) == {
         "names": ["app.test"],
         "not_after": 1795721836,
+        "server": "https://127.0.0.1:14000/dir",
     }
     assert Certificate().process([]) is None
 

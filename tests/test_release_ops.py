@@ -3,12 +3,12 @@ the order of the unpack's commands, the sandboxed app commands, and the no-op pa
 
 from __future__ import annotations
 
-import pytest
 from pyinfra.api import FileUploadCommand, FunctionCommand
 
 from deploys import release
 from deploys.layout import Layout
 from deploys.settings import load_settings
+from tests.fakehost import commands
 
 NOTES = {
     "app_name": "notes",
@@ -19,39 +19,6 @@ NOTES = {
     "release_command": ["flask --app notes migrate"],
 }
 RELEASE = "/srv/notes/releases/0123456789abcdef"
-
-
-class FakeHost:
-    """The few parts of pyinfra's host the operations use: facts from a dict by (fact, path)."""
-
-    def __init__(self, facts: dict):
-        self.facts = facts
-        self.noops: list[str] = []
-        self.current_op_global_arguments = {"_sudo": True, "_temp_dir": "/home/d/.cache/fd"}
-
-    def get_fact(self, fact, **kwargs):
-        return self.facts.get((fact.__name__, kwargs.get("path")), fact.default())
-
-    def noop(self, message: str) -> None:
-        self.noops.append(message)
-
-    def get_temp_filename(self, *args, **kwargs) -> str:
-        return "/home/d/.cache/fd/upload"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    def install(facts: dict | None = None) -> FakeHost:
-        host = FakeHost(facts or {})
-        for module in ("deploys.release", "deploys.output", "deploys.converge"):
-            monkeypatch.setattr(f"{module}.host", host)
-        return host
-
-    return install
-
-
-def commands(op, *args, **kwargs) -> list:
-    return list(op._inner(*args, **kwargs))
 
 
 def shown_text(command) -> str:

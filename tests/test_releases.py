@@ -5,6 +5,7 @@ old releases are pruned."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import pytest
@@ -128,3 +129,46 @@ def test_old_releases_are_pruned_to_keep_releases(host, workdir, tmp_path):
     assert len(releases) == 2
     venvs = host.exec(f"find /srv/{APP}/venvs -mindepth 1 -maxdepth 1 -type d").stdout.split()
     assert len(venvs) == 1  # all releases share one requirements set
+
+
+def test_concurrent_deploys_take_turns(host, workdir, tmp_path):
+    """Two deploys of different releases started together: the second waits for the first
+    (naming it) and then deploys on what the first left; the host ends consistent."""
+    owner = f"/run/flask-deploy/{APP}.deploy-lock.owner"
+    host.exec(f"rm -f {owner}")
+    runs, apps = {}, {}
+
+    def start(greeting: str) -> threading.Thread:
+        app = apps[greeting] = app_saying(tmp_path, greeting)
+        thread = threading.Thread(
+            target=lambda: runs.setdefault(greeting, deploy(host, workdir, app, greeting))
+        )
+        thread.start()
+        return thread
+
+    first = start("First!")
+    deadline = time.monotonic() + 60
+    while host.exec(f"test -s {owner}", check=False).returncode:
+        assert time.monotonic() < deadline, "the first deploy never took the lock"
+        time.sleep(0.2)
+    second = start("Second!")
+    first.join()
+    second.join()
+    assert all(run.returncode == 0 for run in runs.values()), runs
+    assert "waiting for deploy.py by" not in runs["First!"].output
+    assert "waiting for deploy.py by" in runs["Second!"].output
+    assert "Second!" in (body_of(host) or "")
+    again = deploy(host, workdir, apps["Second!"], "Second!")
+    assert again.check().changed == 0
+    assert (
+        pyinfra(
+            [host],
+            workdir,
+            "verify.py",
+            "--data",
+            f"app_src={apps['Second!']}",
+            "--data",
+            "health_text=Second!",
+        ).returncode
+        == 0
+    )

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests import testbed
-from tests.pyinfra_run import inventory_for, pyinfra
+from tests.pyinfra_run import TEST_INVENTORY, inventory_for, pyinfra
 from tests.test_deploy import HELLO, body_of, uwsgi_workers, wait_until
 from tests.test_verify import failing, verify
 
@@ -109,7 +109,7 @@ def test_run_killed_between_config_change_and_reload_converges_next_time(host, w
         "-m",
         "pyinfra",
         "-y",
-        "inventories/local.py",
+        TEST_INVENTORY,
         "deploy.py",
         "--data",
         "processes=3",

@@ -1,6 +1,7 @@
 """Settings are validated before any host is touched, with messages naming key and fix."""
 
 import pytest
+from pydantic import ValidationError
 
 from deploys.secrets import Secret, env_secret
 from deploys.settings import Settings, SettingsError, load_settings
@@ -236,7 +237,7 @@ def test_env_values_are_never_echoed():
 
 
 def test_settings_are_frozen():
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's own error type
+    with pytest.raises(ValidationError, match="frozen"):
         Settings().processes = 3  # type: ignore[misc]
 
 
@@ -269,3 +270,25 @@ def test_entry_points_that_write_no_secrets_run_without_them(monkeypatch):
     monkeypatch.delenv("QUILL_SECRET_KEY", raising=False)
     data = {"env": {"A": env_secret("QUILL_SECRET_KEY"), "B": "b"}}
     assert list(load_settings(data, secrets=False).env) == ["B"]
+
+
+def test_names_are_kept_as_nginx_and_certbot_compare_them():
+    names = load_settings({"server_name": ["App.Test.", "app.test", "www.app.test"]}).server_name
+    assert names == ["app.test", "www.app.test"]
+
+
+@pytest.mark.parametrize("name", ["app-.test", "-a.test", "a..test", "x" * 254, "a_b.test"])
+def test_names_that_are_not_dns_names_are_refused(name):
+    assert "server_name" in error_for(server_name=name)
+
+
+def test_https_needs_names_a_ca_can_check_and_an_email():
+    https = {"https": True, "acme_email": "ops@a.test"}
+    for name in ("_", "*.a.test", "192.0.2.1"):
+        assert "server_name" in error_for(**https, server_name=name)
+    assert "at most 100" in error_for(**https, server_name=[f"n{i}.a.test" for i in range(101)])
+    assert "acme_email: https = true needs" in error_for(https=True, server_name="a.test")
+    for email in ("nobody", "--server=https://x@x.com"):
+        message = error_for(https=True, server_name="a.test", acme_email=email)
+        assert "is not an email address" in message
+    assert "https URL of an ACME directory" in error_for(acme_server="http://ca.example/dir")

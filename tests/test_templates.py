@@ -173,3 +173,23 @@ def test_app_output_cannot_drive_the_terminal():
 
     line = "ok\t\x1b[2J\x1b]0;OWNED\x07\nFAKE\x9b"
     assert printable(line) == "ok\t\\x1b[2J\\x1b]0;OWNED\\x07\\x0aFAKE\\x9b"
+
+
+def test_https_site_serves_tls_only_for_the_names_the_certificate_covers():
+    from deploys.nginx import nginx_site
+
+    s = load_settings(
+        {"https": True, "server_name": ["a.test", "b.test"], "acme_email": "ops@a.test"}
+    )
+    before = nginx_site(s)  # no certificate yet: HTTP and the challenge for every name
+    assert "listen 443" not in before and "server_name a.test b.test;" in before
+    assert "location ^~ /.well-known/acme-challenge/" in before and "uwsgi_pass" in before
+    partial = nginx_site(s, ["a.test"])  # b.test was just added
+    tls, waiting = partial.split("# names the certificate does not cover yet")
+    assert "server_name a.test;" in tls and "listen 443 ssl http2;" in tls
+    assert "return 301 https://$host$request_uri;" in tls
+    assert "server_name b.test;" in waiting and "return 444;" in waiting
+    assert "uwsgi_pass" not in waiting and "301" not in waiting
+    full = nginx_site(s, ["b.test", "a.test", "old.test"])
+    assert full.count("server_name a.test b.test;") == 2 and "return 444" not in full
+    assert 'add_header Strict-Transport-Security "max-age=63072000" always;' in full

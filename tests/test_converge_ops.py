@@ -1,0 +1,148 @@
+"""The converge operations, facts in and commands out: which level of apply_pending wins and
+what it records, the no-op paths, secret files, atomic links, socket repairs, daemon-reload."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FileUploadCommand
+
+from deploys import converge
+from deploys.converge import Level, file_hashes
+from tests.fakehost import commands
+
+STAMP = "/srv/a/state/a.service.applied"
+FILES = {"/etc/a/uwsgi.ini": "[uwsgi]\n"}
+
+
+class Changed:
+    """An operation that changed the host (as apply_pending's triggers see it)."""
+
+    def is_complete(self) -> bool:
+        return True
+
+    def did_change(self) -> bool:
+        return True
+
+
+def levels(drifted: bool = False, triggers: tuple = ()) -> list[Level]:
+    return [
+        Level("restart", "r1", ["systemctl restart a"]),
+        Level("reload", "l1", ["systemctl reload a"], triggers, drifted=drifted),
+    ]
+
+
+def recorded(**fingerprints) -> dict:
+    return {("StampFile", STAMP): {**fingerprints, "files": file_hashes(FILES)}}
+
+
+def stamp_written(command) -> dict:
+    assert isinstance(command, FileUploadCommand) and command.dest == STAMP
+    return json.loads(command.src.getvalue())
+
+
+def test_the_strongest_pending_level_runs_then_everything_is_recorded(fake):
+    fake(recorded(restart="old", reload="old"))
+    *run, stamp = commands(converge.apply_pending, STAMP, levels(), FILES)
+    assert run == ["systemctl restart a"]
+    assert stamp_written(stamp) == {"restart": "r1", "reload": "l1", "files": file_hashes(FILES)}
+
+
+def test_a_pending_reload_alone_reloads(fake):
+    fake(recorded(restart="r1", reload="old"))
+    assert commands(converge.apply_pending, STAMP, levels(), FILES)[:-1] == ["systemctl reload a"]
+
+
+def test_nothing_pending_runs_nothing(fake):
+    host = fake(recorded(restart="r1", reload="l1"))
+    assert commands(converge.apply_pending, STAMP, levels(), FILES) == []
+    assert host.noops == [f"{STAMP} is up to date"]
+
+
+def test_a_changed_trigger_or_a_drifted_service_applies_again(fake):
+    fake(recorded(restart="r1", reload="l1"))
+    for pending in (levels(triggers=(Changed(),)), levels(drifted=True)):
+        assert commands(converge.apply_pending, STAMP, pending, FILES)[:-1] == [
+            "systemctl reload a"
+        ]
+
+
+def test_a_stamp_without_file_hashes_is_completed_without_a_restart(fake):
+    fake({("StampFile", STAMP): {"restart": "r1", "reload": "l1"}})  # written before hashes
+    (stamp,) = commands(converge.apply_pending, STAMP, levels(), FILES)
+    assert stamp_written(stamp)["files"] == file_hashes(FILES)
+
+
+def test_a_secret_file_is_owned_and_private_before_it_has_content(fake):
+    host = fake()
+    first, upload, last = commands(converge.secret_file, "/etc/a/env", "K=v\n", "root", "a")
+    assert host.logs == ["Will write /etc/a/env (contents hidden)"]
+    assert first == "touch /etc/a/env && chown root:a /etc/a/env && chmod 640 /etc/a/env"
+    assert isinstance(upload, FileUploadCommand)
+    assert last == "chown root:a /etc/a/env && chmod 640 /etc/a/env"
+
+
+def test_an_unchanged_secret_file_is_not_shown(fake):
+    import hashlib
+
+    host = fake({("Sha256File", "/etc/a/env"): hashlib.sha256(b"K=v\n").hexdigest()})
+    assert commands(converge.secret_file, "/etc/a/env", "K=v\n", "root", "a") == []
+    assert host.noops == ["/etc/a/env is up to date (contents hidden)"]
+
+
+def test_links_switch_by_renaming_a_new_link_over_the_old(fake):
+    fake({("Link", "/srv/a/current"): {"link_target": "/srv/a/releases/1"}})
+    assert commands(converge.switch_link, "/srv/a/current", "/srv/a/releases/2") == [
+        "ln -sfn /srv/a/releases/2 /srv/a/current.new && mv -Tf /srv/a/current.new /srv/a/current"
+    ]
+    assert commands(converge.switch_link, "/srv/a/current", "/srv/a/releases/1") == []
+
+
+def test_a_socket_gets_its_mode_and_owner_back(fake):
+    sock = "/run/flask-deploy/a.sock"
+    fake({("Socket", sock): {"mode": 666, "user": "a", "group": "a"}})
+    assert commands(converge.socket_permissions, sock, "660", "root", "www-data") == [
+        f"chmod 660 {sock}",
+        f"chown root:www-data {sock}",
+    ]
+    fake({("Socket", sock): {"mode": 660, "user": "root", "group": "www-data"}})
+    assert commands(converge.socket_permissions, sock, "660", "root", "www-data") == []
+
+
+def unit(**status) -> dict:
+    return {("UnitStatus", None): {"LoadState": "loaded", "DropInPaths": [], **status}}
+
+
+def test_daemon_reload_when_systemd_has_a_stale_or_no_copy_or_misses_a_drop_in(fake):
+    drop_in = "/etc/systemd/system/a.service.d/sandbox.conf"
+    for status in ({"NeedDaemonReload": True}, {"LoadState": "not-found"}, {}):
+        fake(unit(**status))
+        reload = commands(converge.daemon_reload_if_needed, "a.service", (drop_in,))
+        assert reload == ["systemctl daemon-reload"]
+    fake(unit(DropInPaths=[drop_in]))
+    assert commands(converge.daemon_reload_if_needed, "a.service", (drop_in,)) == []
+
+
+def test_a_ca_bundle_the_app_could_change_is_refused(fake):
+    import pytest
+    from pyinfra.api.exceptions import PyinfraError
+
+    from deploys.https import trusted_bundle
+
+    root_file, root_dir = {"user": "root", "mode": 644}, {"user": "root", "mode": 755}
+    fake({("File", "/etc/ca/b.pem"): root_file, ("Directory", "/etc/ca"): root_dir})
+    trusted_bundle("/etc/ca/b.pem")
+    for facts in (
+        {},  # missing
+        {
+            ("File", "/etc/ca/b.pem"): {"user": "app", "mode": 644},
+            ("Directory", "/etc/ca"): root_dir,
+        },
+        {
+            ("File", "/etc/ca/b.pem"): root_file,
+            ("Directory", "/etc/ca"): {"user": "root", "mode": 777},
+        },
+    ):
+        fake(facts)
+        with pytest.raises(PyinfraError, match=r"acme_ca_bundle: /etc/ca/b\.pem"):
+            trusted_bundle("/etc/ca/b.pem")

@@ -2,10 +2,10 @@
 PY := .venv/bin/python
 PYINFRA := .venv/bin/pyinfra
 
-.PHONY: demo test unit up deploy verify down prune lint bench
+.PHONY: demo test unit up deploy verify down prune urls lint bench
 
 demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify it, print its URL
-	@$(PY) -c 'from tests.testbed import *; [print(f"open {h.url}  (ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1)") for h in read_state(LOCAL_STATE)]'
+	@$(PY) -m testbed urls
 
 test:  ## unit and integration tests (boots and removes its own hosts)
 	@scripts/prereqs.sh
@@ -17,7 +17,7 @@ unit:  ## the tests that need no Docker engine (seconds)
 
 up:
 	@scripts/prereqs.sh
-	$(PY) -m tests.testbed up
+	$(PY) -m testbed up
 
 deploy:
 	$(PYINFRA) -y inventories/local.py deploy.py
@@ -26,10 +26,10 @@ verify:
 	$(PYINFRA) -y inventories/local.py verify.py
 
 down:  ## remove the local host
-	$(PY) -m tests.testbed down
+	$(PY) -m testbed down
 
 prune:  ## remove every test-bed container, e.g. after a crashed run
-	$(PY) -m tests.testbed prune
+	$(PY) -m testbed prune
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
@@ -37,3 +37,6 @@ lint:
 bench:  ## benchmarks (not part of the tests): writes bench/results.md
 	@scripts/prereqs.sh
 	$(PY) -m bench.run
+
+urls:  ## how to reach the local hosts (HTTP, HTTPS, SSH)
+	$(PY) -m testbed urls

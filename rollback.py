@@ -11,7 +11,7 @@ from pyinfra.facts.files import Directory, Link
 from deploys.context import prepare_host
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
-from deploys.release import ReleaseHistory, gate_release, switch_release
+from deploys.release import ReleaseHistory, gate_release, release_gate, switch_release
 
 settings = prepare_host(secrets=False)
 hold_deploy_lock(settings.app_name)
@@ -19,7 +19,7 @@ layout = Layout.of(settings)
 current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
 history = host.get_fact(ReleaseHistory, path=layout.history)
 live = current.rsplit("/", 1)[-1]
-target = settings.release or next((r for r in reversed(history) if r != live), None)
+target = settings.release or release_gate.previous_release(history, live)
 if not target:
     raise PyinfraError(f"{host.name}: no previous release in {layout.history} to roll back to")
 if not host.get_fact(Directory, path=layout.release(target)):

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import testbed
+import testbed
 from tests.pyinfra_run import pyinfra
 
 BENCH = Path(__file__).resolve().parent
@@ -47,7 +47,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def guide_script(host: testbed.TestHost) -> None:
+def guide_script(host: testbed.Host) -> None:
     script = (BENCH / "guide.sh").read_text()
     proc = subprocess.run(
         [
@@ -126,7 +126,7 @@ def testbed_boot(sizes: list[int], rounds: int) -> dict:
     return times
 
 
-def wrk(host: testbed.TestHost, url: str, header: str = "") -> dict:
+def wrk(host: testbed.Host, url: str, header: str = "") -> dict:
     out = host.exec(f"{WRK} {header} {url}").stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 

@@ -18,7 +18,8 @@ from deploys.settings import Settings
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CATCH_ALL = "/etc/nginx/sites-available/flask-deploy-catch-all"
 CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"
-HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"
+OLD_HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"  # server_tokens moved into each server:
+# http-level it clashes with Debian 13's nginx.conf, which sets it already
 TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
 
 
@@ -50,7 +51,6 @@ def host_wide_files(settings: Settings) -> dict[str, str]:
     """nginx files shared by every app on the host: path -> text."""
     return {
         CATCH_ALL: render("nginx-catch-all.conf.j2", tls=settings.https, tls_settings=TLS_SETTINGS),
-        HARDENING: (FILES / "nginx-hardening.conf").read_text(),
         TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
     }
 
@@ -79,6 +79,7 @@ def _host_wide(settings: Settings, shared: dict[str, str]) -> list[OperationMeta
     catch_all = not is_default_server(settings)
     return [
         *(put_text(f"Host-wide {path}", text, path) for path, text in shared.items()),
+        files.file(name=f"No {OLD_HARDENING}", path=OLD_HARDENING, present=False),
         files.link(
             name=f"Enable {layout.site_enabled}",
             path=layout.site_enabled,

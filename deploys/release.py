@@ -10,6 +10,7 @@ standard library only), and so do the release commands.
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 from pathlib import Path
 
@@ -29,6 +30,18 @@ from deploys.virtualenv import venv_id
 UNPACKED_MARKER = ".unpacked"
 
 GATE_SOURCE = FILES / "release_gate.py"
+
+
+def _gate_module():
+    """files/release_gate.py as a module: the rules the host-side checks and the deploy
+    share live there once (it is standard library only)."""
+    spec = importlib.util.spec_from_file_location("release_gate", GATE_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+release_gate = _gate_module()
 
 
 def release_id(settings: Settings) -> str:

@@ -341,6 +341,13 @@ def health(args, connect) -> str | None:
         time.sleep(0.5)
 
 
+def previous_release(names: list[str], live: str) -> str | None:
+    """The release to go back to from ``live``: the newest healthy one in the history
+    (``names``, oldest first) that is not it. The gate's switch-back and rollback.py share
+    this rule."""
+    return next((name for name in reversed(names) if name != live), None)
+
+
 def history(root: Path) -> list[str]:
     path = root / "state/releases.history"
     return path.read_text().split() if path.exists() else []
@@ -392,7 +399,7 @@ def gate(args) -> int:
         prune(root, args.keep, release)
         print(f"release {Path(release).name} is live and healthy")
         return 0
-    previous = next((n for n in reversed(history(root)) if n != Path(release).name), None)
+    previous = previous_release(history(root), Path(release).name)
     message = f"release {Path(release).name} failed its health check: {problem}"
     if previous and (root / "releases" / previous).is_dir():
         switch(current, str(root / "releases" / previous))

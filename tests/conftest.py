@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import testbed
+import testbed
 from tests.fakehost import OPERATION_MODULES, FakeHost
 from tests.pyinfra_run import pyinfra
 
@@ -18,9 +18,9 @@ def base_image():
 @pytest.fixture(scope="module")
 def boot(base_image, request):
     """Boot hosts for this module: ``boot(n)``; every one is removed when the module ends."""
-    booted: list[testbed.TestHost] = []
+    booted: list[testbed.Host] = []
 
-    def _boot(count: int = 1) -> list[testbed.TestHost]:
+    def _boot(count: int = 1) -> list[testbed.Host]:
         hosts = testbed.boot(count, prefix=f"test-{request.module.__name__.rsplit('.', 1)[-1]}")
         booted.extend(hosts)
         return hosts

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed import REPO, TestHost, write_state
+from testbed import REPO, Host, write_state
 
 DRY_CHANGE_RE = re.compile(r"^\s{4}\S.*?\s{2,}(\d+) \(", re.MULTILINE)
 TEST_INVENTORY = "tests/testbed_hosts.py"  # not inventories/local.py: see its docstring
@@ -48,7 +48,7 @@ class Run:
         return self
 
 
-def inventory_for(hosts: list[TestHost], tmp: Path) -> dict[str, str]:
+def inventory_for(hosts: list[Host], tmp: Path) -> dict[str, str]:
     """Environment that points the test inventory (TEST_INVENTORY) at these hosts."""
     state = tmp / f"hosts-{'-'.join(h.name for h in hosts)}.json"
     write_state(hosts, state)
@@ -56,7 +56,7 @@ def inventory_for(hosts: list[TestHost], tmp: Path) -> dict[str, str]:
 
 
 def pyinfra(
-    hosts: list[TestHost],
+    hosts: list[Host],
     tmp: Path,
     entry: str = "deploy.py",
     *args: str,

@@ -7,47 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import pytest
 
-from tests import testbed
+import testbed
+from tests.helpers import APP, HELLO, body_of, main_pid, nginx_workers, uwsgi_workers, wait_for
 from tests.pyinfra_run import pyinfra, pyinfra_cli
-
-APP = "myproject"
-HELLO = "Hello There!"
-
-
-def wait_until(probe, timeout: float = 30, what: str = "condition"):
-    """Poll ``probe`` until it returns a truthy value (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def body_of(host) -> str | None:
-    status, body = testbed.http_get(host.http_port)
-    return body if status == 200 else None
-
-
-def pids(host, pattern: str) -> set[str]:
-    return set(host.exec(f"pgrep -f '{pattern}' || true").stdout.split())
-
-
-def uwsgi_workers(host) -> set[str]:
-    return set(host.exec(f"pgrep -P {main_pid(host, APP)} || true").stdout.split())
-
-
-def nginx_workers(host) -> set[str]:
-    return pids(host, "^nginx: worker")
-
-
-def main_pid(host, unit: str) -> str:
-    return host.exec(f"systemctl show -p MainPID --value {unit}").stdout.strip()
 
 
 def test_dry_run_diff_on_a_fresh_host_changes_nothing(boot, workdir):
@@ -96,12 +61,12 @@ def test_firewall_is_active_and_lets_http_in_only_through_nginx_http(converged, 
     assert "Status: active" in status and "deny (incoming)" in status
     assert "5000" not in status and "443" not in status
     host.exec("ufw delete allow 'Nginx HTTP'")
-    wait_until(
+    wait_for(
         lambda: testbed.http_get(host.http_port, timeout=2)[0] is None, 10, "HTTP to be blocked"
     )
     run = pyinfra([host], workdir).check()
     assert run.changed == 1  # the rule, nothing else
-    assert HELLO in wait_until(lambda: body_of(host), 10, "HTTP through 'Nginx HTTP'")
+    assert HELLO in wait_for(lambda: body_of(host), 10, "HTTP through 'Nginx HTTP'")
 
 
 def test_second_run_changes_nothing(converged, workdir):
@@ -152,11 +117,11 @@ def test_code_change_reloads_only_uwsgi(converged, workdir, tmp_path):
 
     run = pyinfra([host], workdir, "deploy.py", "--data", f"app_src={app}").check()
 
-    assert "Hello Again!" in wait_until(
+    assert "Hello Again!" in wait_for(
         lambda: (b := body_of(host)) and "Again" in b and b, 30, "the new code to serve"
     )
     assert main_pid(host, APP) == master  # a graceful reload, not a restart
-    wait_until(
+    wait_for(
         lambda: len(uwsgi_workers(host)) == 5 and not uwsgi_workers(host) & workers,
         30,
         "uWSGI to respawn its workers",
@@ -168,8 +133,8 @@ def test_code_change_reloads_only_uwsgi(converged, workdir, tmp_path):
 def test_nginx_change_reloads_only_nginx(converged, workdir):
     host, _ = converged
     pyinfra([host], workdir).check()  # back to the repo's app
-    wait_until(lambda: (b := body_of(host)) and HELLO in b, 30, "the original app")
-    wait_until(lambda: len(uwsgi_workers(host)) == 5, 30, "uWSGI workers")
+    wait_for(lambda: (b := body_of(host)) and HELLO in b, 30, "the original app")
+    wait_for(lambda: len(uwsgi_workers(host)) == 5, 30, "uWSGI workers")
     master, workers, web = main_pid(host, APP), uwsgi_workers(host), nginx_workers(host)
 
     run = pyinfra([host], workdir, "deploy.py", "--data", "client_max_body_size=20m").check()
@@ -178,7 +143,7 @@ def test_nginx_change_reloads_only_nginx(converged, workdir):
         "Nginx site | Site /etc/nginx/sites-available/myproject",
         "Nginx site | Test and reload nginx",
     ]
-    wait_until(lambda: nginx_workers(host) and not nginx_workers(host) & web, 15, "nginx to reload")
+    wait_for(lambda: nginx_workers(host) and not nginx_workers(host) & web, 15, "nginx to reload")
     assert "client_max_body_size 20m;" in host.exec(f"cat /etc/nginx/sites-enabled/{APP}").stdout
     assert (main_pid(host, APP), uwsgi_workers(host)) == (master, workers)
 
@@ -186,7 +151,7 @@ def test_nginx_change_reloads_only_nginx(converged, workdir):
 def test_reboot_brings_the_app_back(converged):
     host, _ = converged
     testbed.reboot(host)
-    assert HELLO in wait_until(lambda: body_of(host), 60, "the app after a reboot")
+    assert HELLO in wait_for(lambda: body_of(host), 60, "the app after a reboot")
     assert "Status: active" in host.exec("ufw status").stdout
 
 

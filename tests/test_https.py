@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from tests import acme, testbed
+import testbed
+from testbed import acme
+from tests.helpers import HELLO
 from tests.pyinfra_run import pyinfra
-from tests.test_deploy import HELLO
 
 NAMES = ["app.test", "www.app.test"]
 SETTINGS = {

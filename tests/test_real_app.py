@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests import testbed
+import testbed
 from tests.load import Load
 from tests.pyinfra_run import pyinfra
 

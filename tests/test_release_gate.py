@@ -1,17 +1,12 @@
 """The release checks' pure parts (files/release_gate.py runs on hosts, standard library only)."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 from deploys.appservice import sandbox
-from deploys.release import GATE_SOURCE
+from deploys.release import release_gate
 from deploys.settings import load_settings
-
-spec = importlib.util.spec_from_file_location("release_gate", GATE_SOURCE)
-release_gate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(release_gate)
 
 
 def test_release_checks_take_every_setting_of_the_services_sandbox(tmp_path):
@@ -70,3 +65,10 @@ def test_app_commands_get_the_release_venv_and_source_root():
         "--setenv=PYTHONPATH=/srv/a/releases/1/app/src",
     ]
     assert not any("PYTHONPATH" in e for e in release_gate.app_environment(Path("/r"), "w:a", ""))
+
+
+def test_the_previous_release_is_the_newest_healthy_one_that_is_not_live():
+    assert release_gate.previous_release(["a", "b", "c"], "c") == "b"
+    assert release_gate.previous_release(["a", "b", "c", "b"], "b") == "c"  # a second rollback
+    assert release_gate.previous_release(["a"], "a") is None
+    assert release_gate.previous_release([], "x") is None

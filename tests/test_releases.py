@@ -4,16 +4,14 @@ old releases are pruned."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
 import pytest
 
-from tests import testbed
+from tests.helpers import HELLO, app_saying, body_of
 from tests.load import Load
 from tests.pyinfra_run import pyinfra
-from tests.test_deploy import HELLO, body_of
 
 APP = "myproject"
 
@@ -23,15 +21,6 @@ def host(boot, workdir):
     (host,) = boot(1)
     pyinfra([host], workdir).check()
     return host
-
-
-def app_saying(tmp_path, greeting: str, extra: str = "") -> str:
-    """A copy of the sample app that greets with ``greeting`` (plus code ``extra``)."""
-    app = tmp_path / f"app-{abs(hash((greeting, extra)))}"
-    shutil.copytree(testbed.REPO / "app", app)
-    source = app / "myproject.py"
-    source.write_text(source.read_text().replace(HELLO, greeting) + extra)
-    return str(app)
 
 
 def deploy(host, workdir, app: str, expect: str, *args: str):

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from tests import testbed
+import testbed
+from tests.helpers import HELLO, body_of, failing, uwsgi_workers, verify, wait_for
 from tests.pyinfra_run import TEST_INVENTORY, inventory_for, pyinfra
-from tests.test_deploy import HELLO, body_of, uwsgi_workers, wait_until
-from tests.test_verify import failing, verify
 
 APP = "myproject"
 UNTOUCHED = (
@@ -65,7 +64,7 @@ def test_busy_apt_lock_is_waited_for(fresh, workdir):
         "nohup apt-get -o 'DPkg::Pre-Invoke::=sleep 25' install -y --reinstall sudo"
         " >/root/holder.log 2>&1 &"
     )
-    wait_until(lambda: "sleep 25" in fresh.exec("ps -eo args").stdout, 30, "apt to hold the lock")
+    wait_for(lambda: "sleep 25" in fresh.exec("ps -eo args").stdout, 30, "apt to hold the lock")
     started = time.monotonic()
     output = pyinfra([fresh], workdir, "deploy.py", "-vv").check().output  # shows commands
     assert time.monotonic() - started > 5  # it did have to wait
@@ -96,8 +95,8 @@ def test_drift_is_repaired_by_the_next_run(host, workdir, tmp_path, drift):
     host.exec(DRIFT[drift])
     run = pyinfra([host], workdir).check()
     assert run.changed > 0
-    wait_until(lambda: body_of(host), 30, "the app to serve")
-    wait_until(lambda: len(uwsgi_workers(host)) == 5, 30, "5 uWSGI workers")
+    wait_for(lambda: body_of(host), 30, "the app to serve")
+    wait_for(lambda: len(uwsgi_workers(host)) == 5, 30, "5 uWSGI workers")
     result, report = verify([host], workdir, tmp_path)
     assert result.returncode == 0, failing(report, host)
     assert pyinfra([host], workdir).check().changed == 0
@@ -137,11 +136,11 @@ def test_run_killed_between_config_change_and_reload_converges_next_time(host, w
 
     run = pyinfra([host], workdir, "deploy.py", "--data", "processes=3").check()
     assert "uWSGI service | Apply changes to myproject.service" in run.changed_ops()
-    wait_until(lambda: len(uwsgi_workers(host)) == 3, 30, "3 uWSGI workers")
+    wait_for(lambda: len(uwsgi_workers(host)) == 3, 30, "3 uWSGI workers")
     result, report = verify([host], workdir, tmp_path)
     assert result.returncode != 0 and failing(report, host) == {"uWSGI workers"}  # 5 wanted
     pyinfra([host], workdir).check()
-    wait_until(lambda: len(uwsgi_workers(host)) == 5, 30, "5 uWSGI workers again")
+    wait_for(lambda: len(uwsgi_workers(host)) == 5, 30, "5 uWSGI workers again")
 
 
 def test_config_failing_nginx_test_never_goes_live(host, workdir):

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import testbed
+import testbed
+from tests.helpers import HELLO, app_saying, wait_for
 from tests.pyinfra_run import inventory_for, pyinfra_cli
-from tests.test_deploy import HELLO, wait_until
-from tests.test_releases import app_saying
 
 APP = "myproject"
 NAME = "app.test"
@@ -33,7 +32,7 @@ PROBE_MARK = f"/var/lib/{APP}/probe-ran"
 INVENTORY = """
 import os
 from pathlib import Path
-from tests.testbed import read_state
+from testbed import read_state
 hosts = [(h.name, h.pyinfra_data()) for h in read_state(Path(os.environ["TESTBED_STATE"]))]
 """
 GROUP_DATA = f'''
@@ -276,7 +275,7 @@ def test_every_unit_running_app_code_is_sandboxed(sec, workdir, tmp_path):
     runner = threading.Thread(target=lambda: deploy(sec, workdir, "--data", f"app_src={app}"))
     runner.start()
     for unit in (f"{APP}-import-check", f"{APP}-candidate"):
-        scores[unit] = wait_until(lambda u=unit: exposure(sec, u), 60, f"{unit} to run")
+        scores[unit] = wait_for(lambda u=unit: exposure(sec, u), 60, f"{unit} to run")
     runner.join()
     print(f"\n[sandbox] systemd-analyze security: {scores}")
     assert all(score <= 2.0 for score in scores.values()), scores

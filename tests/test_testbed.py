@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests import testbed
+import testbed
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_reboot_brings_ssh_back(host):
 
 def test_unreachable_host_is_an_error():
     """The readiness check really fails on a host nobody answers for."""
-    ghost = testbed.TestHost(
+    ghost = testbed.Host(
         "ghost",
         "none",
         ssh_port=testbed.free_port(),

@@ -3,10 +3,9 @@ hides one host behind another, and changes nothing."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from tests.helpers import failing, verify
 from tests.pyinfra_run import pyinfra
 
 APP = "myproject"
@@ -64,16 +63,6 @@ def fleet(boot, workdir):
     hosts = boot(2)
     pyinfra(hosts, workdir).check()
     return hosts
-
-
-def verify(hosts, workdir, tmp_path):
-    report_file = tmp_path / "report.json"
-    run = pyinfra(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report_file)})
-    return run, json.loads(report_file.read_text())
-
-
-def failing(report: dict, host) -> set[str]:
-    return {c["name"] for c in report["hosts"][host.name]["checks"] if not c["ok"]}
 
 
 def test_converged_hosts_pass_every_check(fleet, workdir, tmp_path):

@@ -8,6 +8,6 @@ reach the tests; each test passes its settings with --data.
 import os
 from pathlib import Path
 
-from tests.testbed import read_state
+from testbed import read_state
 
 hosts = [(h.name, h.pyinfra_data()) for h in read_state(Path(os.environ["TESTBED_STATE"]))]

@@ -1,14 +1,16 @@
-"""Disposable Debian 12 hosts for tests and demos: systemd as PID 1, SSH and sudo, in Docker.
+"""Disposable Debian 12 (or 13) hosts for tests and demos: systemd as PID 1, SSH, sudo, Docker.
 
 Each host is a container booted from a cached debootstrap image, reachable only on
 127.0.0.1: SSH (key auth, user ``deploy`` with passwordless sudo; root takes the same key)
 and HTTP/HTTPS on published ports. The runner's CA certificates are trusted inside, for apt
 and pip behind a TLS-intercepting proxy.
 
-Command line (``python -m tests.testbed``):
-    up [--hosts N]   boot N hosts and write .testbed/local.json (read by inventories/local.py)
+Command line (``python -m testbed``):
+    up [--hosts N] [--debian 12|13]
+                     boot N hosts and write .testbed/local.json (read by inventories/local.py)
     down             remove the hosts that ``up`` booted
     prune            remove every test-bed container, from any run
+    urls             print the HTTP, HTTPS and SSH addresses of the hosts ``up`` booted
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ LOCAL_STATE = STATE_DIR / "local.json"
 KEY_FILE = STATE_DIR / "id_ed25519"
 LABEL = "flask-deploy.testbed"
 RUN_ID = os.environ.get("TESTBED_RUN", "manual")  # labels the containers of one CI run
-SUITE = "bookworm"
+SUITES = {"12": "bookworm", "13": "trixie"}  # Debian release -> debootstrap suite
+DEBIAN = "12"  # the default
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,ca-certificates,curl"
 RUNNER_CA_DIR = Path("/usr/local/share/ca-certificates")
 SSH_USER = "deploy"
@@ -92,7 +95,7 @@ class TestbedError(RuntimeError):
 
 
 @dataclass
-class TestHost:
+class Host:
     """One booted host and how to reach it from the runner."""
 
     name: str
@@ -170,23 +173,25 @@ def docker_usable() -> None:
         )
 
 
-def image_tag() -> str:
+def image_tag(debian: str = DEBIAN) -> str:
     """The base image's tag, keyed by the recipe so a changed recipe builds a new image."""
-    recipe = f"{SUITE}|minbase|{PACKAGES}|v1"
+    recipe = f"{SUITES[debian]}|minbase|{PACKAGES}|v1"
     return f"flask-deploy-base:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
-def ensure_image() -> str:
-    """Build the base image with debootstrap unless the cached one exists; return its tag."""
+def ensure_image(debian: str = DEBIAN) -> str:
+    """Build the Debian ``debian`` (12 or 13) base image with debootstrap unless the cached
+    one exists; return its tag."""
     docker_usable()
-    tag = image_tag()
+    tag = image_tag(debian)
     if _run(["docker", "image", "inspect", tag], check=False).returncode == 0:
         return tag
     if not shutil.which("debootstrap"):
         raise TestbedError("debootstrap is not installed: apt-get install debootstrap")
     with tempfile.TemporaryDirectory(prefix="testbed-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(rootfs)])
+        suite = SUITES[debian]
+        _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(rootfs)])
         for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
             key.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -215,7 +220,9 @@ def _published_port(container: str, port: int) -> int:
     return int(out.splitlines()[0].rsplit(":", 1)[1])
 
 
-def _wait_for(what: str, probe, timeout: float = BOOT_TIMEOUT):
+def wait_for(probe, timeout: float = BOOT_TIMEOUT, what: str = "a condition"):
+    """Poll ``probe`` every 0.5 s until it returns something truthy, and return that; fail
+    naming ``what`` after ``timeout`` seconds (the one polling helper of tests and tools)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = probe()
@@ -232,12 +239,12 @@ def _wait_for_systemd(container: str):
         ).stdout.strip()
         return state in ("running", "degraded")
 
-    _wait_for(f"systemd in {container[:12]}", probe)
+    wait_for(probe, what=f"systemd in {container[:12]}")
 
 
-def wait_for_ssh(host: TestHost, timeout: float = BOOT_TIMEOUT) -> None:
+def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
     """Wait until the host accepts an SSH login, or raise TestbedError."""
-    _wait_for(f"SSH on {host.name}", lambda: host.ssh("true", check=False).returncode == 0, timeout)
+    wait_for(lambda: host.ssh("true", check=False).returncode == 0, timeout, f"SSH on {host.name}")
 
 
 def free_port() -> int:
@@ -247,7 +254,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _boot_one(tag: str, name: str, session: str, key_file: str) -> TestHost:
+def _boot_one(tag: str, name: str, session: str, key_file: str) -> Host:
     container = _run(
         [
             "docker",
@@ -276,7 +283,7 @@ def _boot_one(tag: str, name: str, session: str, key_file: str) -> TestHost:
             ["docker", "exec", "-i", container, "bash", "-s"],
             input=PREPARE_SCRIPT.format(user=SSH_USER, pubkey=pubkey),
         )
-        host = TestHost(
+        host = Host(
             name=name,
             container=container,
             ssh_port=_published_port(container, 22),
@@ -291,9 +298,10 @@ def _boot_one(tag: str, name: str, session: str, key_file: str) -> TestHost:
         raise
 
 
-def boot(count: int = 1, prefix: str = "testbed") -> list[TestHost]:
-    """Boot ``count`` hosts in parallel; on any failure none is left running."""
-    tag = ensure_image()
+def boot(count: int = 1, prefix: str = "testbed", debian: str = DEBIAN) -> list[Host]:
+    """Boot ``count`` Debian ``debian`` hosts in parallel; on any failure none is left
+    running."""
+    tag = ensure_image(debian)
     key_file = ensure_key()
     session = uuid.uuid4().hex[:8]
     prefix = prefix.replace("_", "-")  # a valid hostname, or sudo cannot resolve it
@@ -312,7 +320,7 @@ def boot(count: int = 1, prefix: str = "testbed") -> list[TestHost]:
     return hosts
 
 
-def destroy(hosts: list[TestHost]) -> None:
+def destroy(hosts: list[Host]) -> None:
     """Remove the given hosts' containers (missing ones are fine)."""
     if hosts:
         _run(["docker", "rm", "-f", *[h.container for h in hosts]], check=False)
@@ -326,7 +334,7 @@ def prune() -> int:
     return len(ids)
 
 
-def reboot(host: TestHost) -> None:
+def reboot(host: Host) -> None:
     """Restart the host's container (a reboot), re-read its ports, wait for systemd and SSH."""
     _run(["docker", "restart", host.container])
     # Docker picks new ephemeral ports on a restart
@@ -337,15 +345,15 @@ def reboot(host: TestHost) -> None:
     wait_for_ssh(host)
 
 
-def write_state(hosts: list[TestHost], path: Path) -> None:
+def write_state(hosts: list[Host], path: Path) -> None:
     """Record booted hosts as JSON for an inventory file to read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(h) for h in hosts], indent=2) + "\n")
 
 
-def read_state(path: Path) -> list[TestHost]:
+def read_state(path: Path) -> list[Host]:
     """The hosts recorded by write_state."""
-    return [TestHost(**entry) for entry in json.loads(path.read_text())]
+    return [Host(**entry) for entry in json.loads(path.read_text())]
 
 
 def http_get(port: int, path: str = "/", host_header: str = "localhost", timeout: float = 5):
@@ -365,22 +373,24 @@ def http_get(port: int, path: str = "/", host_header: str = "localhost", timeout
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.testbed",
+        prog="python -m testbed",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="boot local hosts and write .testbed/local.json")
     up.add_argument("--hosts", type=int, default=1)
+    up.add_argument("--debian", choices=sorted(SUITES), default=DEBIAN)
     sub.add_parser("down", help="remove the hosts booted by `up`")
     sub.add_parser("prune", help="remove every test-bed container")
+    sub.add_parser("urls", help="print how to reach the hosts booted by `up`")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             if LOCAL_STATE.exists():
                 destroy(read_state(LOCAL_STATE))
             started = time.monotonic()
-            hosts = boot(args.hosts, prefix="local")
+            hosts = boot(args.hosts, prefix="local", debian=args.debian)
             write_state(hosts, LOCAL_STATE)
             for h in hosts:
                 print(
@@ -391,6 +401,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"booted {len(hosts)} host(s) in {time.monotonic() - started:.1f}s;"
                 f" inventory: inventories/local.py"
             )
+        elif args.command == "urls":
+            for h in read_state(LOCAL_STATE) if LOCAL_STATE.exists() else []:
+                print(
+                    f"{h.name}: {h.url}  https://127.0.0.1:{h.https_port}/"
+                    f"  ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1"
+                )
         elif args.command == "down":
             if LOCAL_STATE.exists():
                 destroy(read_state(LOCAL_STATE))
@@ -402,8 +418,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"testbed: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    os.chdir(REPO)
-    sys.exit(main())

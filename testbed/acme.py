@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tests.testbed import TestHost
+from testbed import Host
 
 DIRECTORY = "https://127.0.0.1:14000/dir"
 CA_BUNDLE = "/etc/pebble/ca-bundle.pem"  # Pebble's API certificate and its issuing root
@@ -30,7 +30,7 @@ cat > config.json <<'JSON'
 """
 
 
-def start(host: TestHost) -> None:
+def start(host: Host) -> None:
     """Install and start Pebble and its DNS on ``host``; write CA_BUNDLE (its API certificate
     for certbot, and the root its certificates chain to, which changes at every start)."""
     host.exec(SETUP)
@@ -57,17 +57,17 @@ def start(host: TestHost) -> None:
     )
 
 
-def stop(host: TestHost) -> None:
+def stop(host: Host) -> None:
     """Stop Pebble: the CA stops answering."""
     host.exec("systemctl stop pebble")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.acme``: start Pebble on the local test-bed host(s) (make up) and say
+    """``python -m testbed.acme``: start Pebble on the local test-bed host(s) (make up) and say
     how to deploy and reach the site over HTTPS with it."""
     import argparse
 
-    from tests.testbed import LOCAL_STATE, read_state
+    from testbed import LOCAL_STATE, read_state
 
     argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
     for host in read_state(LOCAL_STATE):

@@ -1,0 +1,54 @@
+"""What the integration tests share: the sample app's greeting, reading a host's state,
+copies of the sample app, and verify.py's JSON report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import testbed
+from testbed import wait_for  # noqa: F401 - the one polling helper, for the tests
+from tests.pyinfra_run import pyinfra
+
+APP = "myproject"
+HELLO = "Hello There!"
+
+
+def body_of(host) -> str | None:
+    status, body = testbed.http_get(host.http_port)
+    return body if status == 200 else None
+
+
+def pids(host, pattern: str) -> set[str]:
+    return set(host.exec(f"pgrep -f '{pattern}' || true").stdout.split())
+
+
+def uwsgi_workers(host) -> set[str]:
+    return set(host.exec(f"pgrep -P {main_pid(host, APP)} || true").stdout.split())
+
+
+def nginx_workers(host) -> set[str]:
+    return pids(host, "^nginx: worker")
+
+
+def main_pid(host, unit: str) -> str:
+    return host.exec(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+
+
+def app_saying(tmp_path, greeting: str, extra: str = "") -> str:
+    """A copy of the sample app that greets with ``greeting`` (plus code ``extra``)."""
+    app = tmp_path / f"app-{abs(hash((greeting, extra)))}"
+    shutil.copytree(testbed.REPO / "app", app)
+    source = app / "myproject.py"
+    source.write_text(source.read_text().replace(HELLO, greeting) + extra)
+    return str(app)
+
+
+def verify(hosts, workdir, tmp_path):
+    report_file = tmp_path / "report.json"
+    run = pyinfra(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report_file)})
+    return run, json.loads(report_file.read_text())
+
+
+def failing(report: dict, host) -> set[str]:
+    return {c["name"] for c in report["hosts"][host.name]["checks"] if not c["ok"]}

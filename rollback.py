@@ -11,13 +11,13 @@ from pyinfra.facts.files import Directory, Link
 from deploys.context import prepare_host
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
-from deploys.release import ReleaseHistory, gate_release, release_gate, switch_release
+from deploys.release import gate_release, release_gate, release_history, switch_release
 
 settings = prepare_host(secrets=False)
 hold_deploy_lock(settings.app_name)
 layout = Layout.of(settings)
 current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
-history = host.get_fact(ReleaseHistory, path=layout.history)
+history = release_history(layout.history)
 live = current.rsplit("/", 1)[-1]
 target = settings.release or release_gate.previous_release(history, live)
 if not target:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import testbed
-from tests.pyinfra_run import pyinfra
+from testbed.pyinfra_cli import pyinfra
 
 BENCH = Path(__file__).resolve().parent
 WRK_SECONDS = 8

@@ -7,17 +7,13 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
-from deploys.converge import (
-    Level,
-    apply_pending,
-    daemon_reload_if_needed,
-    secret_file,
-    socket_permissions,
-)
+from deploys.fileops import secret_file, socket_permissions
 from deploys.layout import Layout
 from deploys.release import live_release
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
+from deploys.stamps import Level, changes_applied
+from deploys.units import unit_loaded
 
 # uWSGI's per-request "magic variables" that load code, change directories, set the
 # environment, read files or reload the server (uWSGI's core/protocol.c); uwsgi.ini refuses
@@ -113,17 +109,17 @@ def configure_app_service(
         put_text(f"Unit {layout.socket_unit}", sock, layout.socket_unit),
         put_text(f"Unit {layout.unit}", unit, layout.unit),
     ]
-    daemon_reload_if_needed(
+    unit_loaded(
         name=f"systemd knows the current {layout.socket_unit_name}", unit=layout.socket_unit_name
     )
-    daemon_reload_if_needed(
+    unit_loaded(
         name=f"systemd knows the current {layout.unit_name}",
         unit=layout.unit_name,
         drop_ins=(layout.sandbox,),
     )
     service, socket = layout.unit_name, layout.socket_unit_name
     live = live_release(layout, settings)  # a master running other options than the ini's
-    apply_pending(
+    changes_applied(
         name=f"Apply changes to {service}",
         stamp=layout.stamp(service),
         levels=[

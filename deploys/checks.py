@@ -10,7 +10,6 @@ from pyinfra import host
 from pyinfra.facts.files import Directory, File, Link, Sha256File, Socket
 
 from deploys import ufw
-from deploys.converge import StampFile
 from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
@@ -25,6 +24,7 @@ from deploys.layout import Layout
 from deploys.nginx import DEFAULT_SITE, is_default_server
 from deploys.release import live_release
 from deploys.settings import Settings
+from deploys.stamps import recorded_stamp
 
 SANDBOX_TARGET = 2.0  # systemd-analyze security's exposure, 0 (best) to 10
 CERT_MIN_DAYS, CERT_WARN_DAYS = 7, 21  # a certificate's remaining validity: fail, warn
@@ -59,7 +59,7 @@ def _applied_check(label: str, status: dict, stamp: str) -> Check:
     """The config files on disk are, byte for byte, the ones the deploy last applied to the
     running service (their hashes, recorded in its stamp after the restart or reload
     succeeded), and systemd runs the current unit files."""
-    recorded = host.get_fact(StampFile, path=stamp).get("files") or {}
+    recorded = recorded_stamp(stamp).get("files") or {}
     newer = [p for p, sha in recorded.items() if host.get_fact(Sha256File, path=p) != sha]
     if status.get("NeedDaemonReload"):
         newer.append("unit not reloaded by systemd")

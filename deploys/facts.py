@@ -1,5 +1,10 @@
-"""Read-only facts the verifier needs and pyinfra lacks. Each runs one command that changes
-nothing on the host; their parsers are tested on output captured from real hosts."""
+"""Read-only facts pyinfra lacks, shared by several concerns (the verifier, logs.py, the
+units). Each runs one command that changes nothing on the host; their parsers are tested on
+output captured from real hosts.
+
+Where facts live: here when more than one module reads them; otherwise beside the one
+concern that does (Certificate in https.py, LiveRelease in release.py, UFW's state in
+ufw.py). A file's contents come from pyinfra's own FileContents, never a hand-written cat."""
 
 from __future__ import annotations
 
@@ -31,9 +36,7 @@ class UnitStatus(FactBase):
         props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
         return f"systemctl show --timestamp=unix {props} {shlex.quote(unit)}"
 
-    @staticmethod
-    def default():
-        return {}
+    default = dict
 
     def process(self, output):
         raw = dict(line.split("=", 1) for line in output if "=" in line)
@@ -238,9 +241,7 @@ class JournalTail(FactBase):
         selected = " ".join(f"-u {shlex.quote(unit)}" for unit in units)
         return f"journalctl --no-pager -o short-iso -n {int(lines)} {selected} 2>&1 || true"
 
-    @staticmethod
-    def default():
-        return []
+    default = list
 
     def process(self, output):
         return list(output)
@@ -252,9 +253,7 @@ class FileTail(FactBase):
     def command(self, path: str, lines: int) -> str:
         return f"tail -n {int(lines)} {shlex.quote(path)} 2>/dev/null || true"
 
-    @staticmethod
-    def default():
-        return []
+    default = list
 
     def process(self, output):
         return list(output)

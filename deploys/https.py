@@ -13,10 +13,10 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, systemd
 
-from deploys.converge import daemon_reload_if_needed
 from deploys.layout import Layout
 from deploys.render import put_text
 from deploys.settings import Settings
+from deploys.units import unit_loaded
 
 ACME_WEBROOT = "/var/www/flask-deploy-acme"  # certbot writes challenges, nginx serves them
 RENEWAL_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/flask-deploy-reload-nginx"
@@ -185,7 +185,7 @@ def prepare_certificates(settings: Settings):
         )
     else:
         files.file(name=f"No {CERTBOT_DROP_IN}", path=CERTBOT_DROP_IN, present=False)
-    daemon_reload_if_needed(
+    unit_loaded(
         name="systemd knows the current certbot.service",
         unit="certbot.service",
         drop_ins=(CERTBOT_DROP_IN,) if settings.acme_ca_bundle else (),

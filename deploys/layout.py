@@ -50,7 +50,7 @@ class Layout:
 
     @property
     def state(self) -> str:
-        """Records of what configuration each service last applied (see converge.py);
+        """Records of what configuration each service last applied (see stamps.py);
         root only (mode 700)."""
         return f"{self.root}/state"
 
@@ -60,7 +60,7 @@ class Layout:
         return "/usr/local/lib/flask-deploy/release_gate.py"
 
     def stamp(self, service: str) -> str:
-        """Fingerprints of the configuration ``service`` last applied (see converge.py)."""
+        """Fingerprints of the configuration ``service`` last applied (see stamps.py)."""
         return f"{self.state}/{service}.applied"
 
     @property

@@ -9,11 +9,11 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
-from deploys.converge import Level, apply_pending
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import Layout
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
+from deploys.stamps import Level, changes_applied
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CATCH_ALL = "/etc/nginx/sites-available/flask-deploy-catch-all"
@@ -105,7 +105,7 @@ def _site(
     site = nginx_site(settings, certified)
     shared = host_wide_files(settings)
     written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
-    apply_pending(
+    changes_applied(
         name="Test and reload nginx" + (" with the new certificate" if condition else ""),
         stamp=layout.stamp("nginx"),
         levels=[

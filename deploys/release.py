@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
+import sys
 from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
-from pyinfra.facts.files import Directory, File, Link
+from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.operations import files
 
-from deploys.converge import switch_link, upload_command
+from deploys.fileops import link_switched, upload_command
 from deploys.layout import Layout
 from deploys.output import shown
 from deploys.render import FILES, digest
@@ -37,6 +38,7 @@ def _gate_module():
     share live there once (it is standard library only)."""
     spec = importlib.util.spec_from_file_location("release_gate", GATE_SOURCE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 
@@ -62,18 +64,10 @@ def app_command_args(layout: Layout, settings: Settings, release: str) -> str:
     )
 
 
-class ReleaseHistory(FactBase):
+def release_history(path: str) -> list[str]:
     """Ids of the releases that went live healthy, oldest first (``[]`` before any)."""
-
-    def command(self, path: str) -> str:
-        return f"cat {shlex.quote(path)} 2>/dev/null || true"
-
-    @staticmethod
-    def default():
-        return []
-
-    def process(self, output):
-        return [line.strip() for line in output if line.strip()]
+    lines = host.get_fact(FileContents, path=path) or []
+    return [line.strip() for line in lines if line.strip()]
 
 
 class LiveRelease(FactBase):
@@ -151,12 +145,14 @@ def release_gated(layout: Layout, settings: Settings):
     link = host.get_fact(Link, path=layout.current) or {}
     current = link.get("link_target")
     live = live_release(layout, settings)
-    recorded = host.get_fact(ReleaseHistory, path=layout.history)
+    recorded = release_history(layout.history)
     if current and live["release"] == current and recorded and recorded[-1] == Path(current).name:
         host.noop(f"{current} is live and recorded healthy")
         return
     yield (
-        f"python3 {layout.gate_script} gate --root={layout.root} --service={layout.unit_name}"
+        f"python3 {layout.gate_script} gate --current={layout.current}"
+        f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
+        f" --service={layout.unit_name}"
         f" --stats={layout.stats_socket} --user={shlex.quote(settings.user)}"
         f" --processes={settings.processes} --keep={settings.keep_releases}"
         f" {health_args(settings)}"
@@ -318,7 +314,7 @@ def switch_release(settings: Settings, release: str | None = None):
         settings=settings,
         commands=commands,
     )
-    switch_link(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
+    link_switched(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
 
 
 @deploy("Release health gate")

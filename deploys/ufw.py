@@ -8,6 +8,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
+from pyinfra.api.exceptions import OperationValueError
 
 SECTION = "--- pyinfra-ufw "
 POLICY_WORDS = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
@@ -105,7 +106,7 @@ def policy(
     + active: whether UFW should be active
     """
     if incoming not in POLICY_WORDS.values():
-        raise ValueError(f"ufw default incoming {incoming!r} is not allow, deny or reject")
+        raise OperationValueError(f"ufw default incoming {incoming!r} is not allow, deny or reject")
     state = current_state()
     rules = state["rules"]
     commands = [f"ufw allow {shlex.quote(s)}" for s in allow if rule_key("allow", s) not in rules]

@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import File
 
-from deploys.converge import secret_file
+from deploys.fileops import secret_file
 from deploys.layout import Layout
 from deploys.render import digest, put_text
 from deploys.settings import Settings

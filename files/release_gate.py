@@ -15,12 +15,13 @@
         folder) exactly like a release command: app user, environment, sandbox, the release's
         venv first on PATH, FLASK_APP set to the app. Exits with CMD's status.
 
-    release_gate.py gate --root /srv/APP --service APP.service --stats STATS_SOCKET --user U
-                         --processes N [--keep K] [HEALTH]
+    release_gate.py gate --current LINK --history FILE --releases DIR --venvs DIR
+                         --service APP.service --stats STATS_SOCKET --user U --processes N
+                         [--keep K] [HEALTH]
         Make the running uWSGI serve the release ``current`` points to (graceful reload if it
-        does not yet), then health-check it through nginx. On success record it in
-        state/releases.history and prune old releases; on failure switch ``current`` back to
-        the previous healthy release, reload, and exit 1 with the reason.
+        does not yet), then health-check it through nginx. On success record it in the
+        history and prune old releases and venvs; on failure switch ``current`` back to the
+        previous healthy release, reload, and exit 1 with the reason.
 
     release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
@@ -46,6 +47,7 @@ import ssl
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 IMPORT_CHECK = """
@@ -65,6 +67,50 @@ except TypeError:
 except ValueError:
     pass  # no signature to read (a builtin): uWSGI will tell
 """
+
+
+@dataclass(frozen=True)
+class AppRun:
+    """How to run the app's code of one release: as ``user``, in the sandbox of the drop-in
+    ``sandbox``, importing ``module`` from the release's ``source_root``."""
+
+    release: Path
+    module: str
+    user: str
+    sandbox: str
+    source_root: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a healthy answer is: GET ``path`` with ``host_header`` gives 200 containing
+    ``expect`` within ``timeout`` seconds (through nginx over HTTPS when ``https``)."""
+
+    path: str = "/"
+    host_header: str = "localhost"
+    expect: str = ""
+    timeout: float = 30
+    https: bool = False
+
+
+@dataclass(frozen=True)
+class Service:
+    """The running uWSGI: its unit, its stats socket (read as ``user``), its worker count."""
+
+    unit: str
+    stats: str
+    user: str
+    processes: int
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The app's layout on the host, as the deploy names it (deploys/layout.py)."""
+
+    current: Path
+    history: Path
+    releases: Path
+    venvs: Path
 
 
 def sandbox_properties(drop_in: str) -> list[str]:
@@ -153,41 +199,40 @@ def sandboxed(
     ]
 
 
-def check_import(args) -> int:
-    release = Path(args.release)
-    env = app_environment(release, args.module, args.source_root)
-    python = [str(release / "venv/bin/python3"), "-c", IMPORT_CHECK, args.module]
-    cmd = sandboxed(f"{args.user}-import-check", args.sandbox, release / "app", env, python)
+def check_import(app: AppRun) -> int:
+    """The release's app builds and is a WSGI app, loaded as uWSGI would, in the sandbox."""
+    env = app_environment(app.release, app.module, app.source_root)
+    python = [str(app.release / "venv/bin/python3"), "-c", IMPORT_CHECK, app.module]
+    cmd = sandboxed(f"{app.user}-import-check", app.sandbox, app.release / "app", env, python)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         print(
-            f"release {release.name}: {args.module} does not load:\n{proc.stderr.strip()}",
+            f"release {app.release.name}: {app.module} does not load:\n{proc.stderr.strip()}",
             file=sys.stderr,
         )
         return 1
-    print(f"release {release.name}: {args.module} loads")
+    print(f"release {app.release.name}: {app.module} loads")
     return 0
 
 
-def run_command(args, unit: str, command: str, workdir: Path | None = None) -> int:
+def run_command(app: AppRun, unit: str, command: str, workdir: Path | None = None) -> int:
     """Run one shell command in the release like the app runs (see ``run``) as the transient
     ``unit``; its output passes through; its exit status."""
-    release = Path(args.release)
-    env = app_environment(release, args.module, args.source_root)
+    env = app_environment(app.release, app.module, app.source_root)
     shell = ["/bin/sh", "-c", command]
-    cmd = sandboxed(unit, args.sandbox, workdir or release / "app", env, shell)
+    cmd = sandboxed(unit, app.sandbox, workdir or app.release / "app", env, shell)
     sys.stdout.flush()
     return subprocess.run(cmd).returncode
 
 
-def release_commands(args) -> int:
+def release_commands(app: AppRun, commands: list[str]) -> int:
     """The release commands, in order; the first failure stops the release."""
-    for command in args.command:
-        print(f"release {Path(args.release).name}: $ {command}", flush=True)
-        status = run_command(args, f"{args.user}-release-command", command)
+    for command in commands:
+        print(f"release {app.release.name}: $ {command}", flush=True)
+        status = run_command(app, f"{app.user}-release-command", command)
         if status != 0:
             print(
-                f"release {Path(args.release).name}: release_command {command!r} failed"
+                f"release {app.release.name}: release_command {command!r} failed"
                 f" (exit {status}): the release does not go live",
                 file=sys.stderr,
             )
@@ -208,11 +253,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def check_candidate(args) -> int:
+def check_candidate(app: AppRun, check: Health) -> int:
     """Serve the release from a throw-away uWSGI (one worker, its own socket, the app's user
     and environment) and require a healthy answer before it may take real traffic."""
-    release = Path(args.release)
-    unit = f"{args.user}-candidate"
+    release = app.release
+    unit = f"{app.user}-candidate"
     sock = f"/run/{unit}/http.sock"
     subprocess.run(["systemctl", "stop", unit], capture_output=True)
     subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
@@ -223,7 +268,7 @@ def check_candidate(args) -> int:
             "--collect",
             f"--unit={unit}",
             "--service-type=exec",
-            *sandbox_properties(args.sandbox),
+            *sandbox_properties(app.sandbox),
             f"--property=RuntimeDirectory={unit}",
             str(release / "venv/bin/uwsgi"),
             "--strict",
@@ -231,8 +276,8 @@ def check_candidate(args) -> int:
             "--need-app",
             "--processes=1",
             f"--chdir={release / 'app'}",
-            *([f"--pythonpath={release / 'app' / args.source_root}"] if args.source_root else []),
-            f"--module={args.module}",
+            *([f"--pythonpath={release / 'app' / app.source_root}"] if app.source_root else []),
+            f"--module={app.module}",
             f"--http-socket={sock}",
             "--die-on-term",
             "--single-interpreter",  # as uwsgi.ini runs the app
@@ -241,17 +286,17 @@ def check_candidate(args) -> int:
         check=True,
     )
     try:  # the socket is in the app's own folder: connect as the app
-        problem = as_user(args.user, health, args, lambda: UnixHTTPConnection(sock, timeout=10))
+        problem = as_user(app.user, health, check, lambda: UnixHTTPConnection(sock, timeout=10))
     finally:
         subprocess.run(["systemctl", "stop", unit], capture_output=True)
     if problem:
         print(
-            f"release {release.name} is unhealthy before going live: GET {args.path}"
+            f"release {release.name} is unhealthy before going live: GET {check.path}"
             f" gave {problem}\n-- its log (journalctl -u {unit}):\n{unit_log(unit)}",
             file=sys.stderr,
         )
         return 1
-    print(f"release {release.name}: GET {args.path} healthy before going live")
+    print(f"release {release.name}: GET {check.path} healthy before going live")
     return 0
 
 
@@ -270,22 +315,22 @@ def live_release(stats_socket: str) -> tuple[str | None, int]:
     return str(Path(stats["cwd"]).parent), len(workers)
 
 
-def running(args) -> tuple[str | None, int]:
-    """live_release of ``args.stats``, read as the app user ``args.user`` (the stats socket is
-    in the app's own folder)."""
-    return tuple(as_user(args.user, live_release, args.stats))
+def running(stats: str, user: str) -> tuple[str | None, int]:
+    """live_release of the stats socket ``stats``, read as the app user ``user`` (the socket
+    is in the app's own folder)."""
+    return tuple(as_user(user, live_release, stats))
 
 
-def wait_for_generation(args, release: str) -> str | None:
-    """Wait until uWSGI runs ``release`` with all ``processes`` workers; None, or what was
-    seen at the timeout."""
-    deadline = time.monotonic() + args.timeout
+def wait_for_generation(service: Service, release: str, timeout: float) -> str | None:
+    """Wait until uWSGI runs ``release`` with all its workers; None, or what was seen at the
+    timeout."""
+    deadline = time.monotonic() + timeout
     while True:
-        live, workers = running(args)
-        if live == release and workers == args.processes:
+        live, workers = running(service.stats, service.user)
+        if live == release and workers == service.processes:
             return None
         if time.monotonic() > deadline:
-            return f"uWSGI runs {live} with {workers} of {args.processes} workers"
+            return f"uWSGI runs {live} with {workers} of {service.processes} workers"
         time.sleep(0.2)
 
 
@@ -304,33 +349,33 @@ class SiteConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.name)
 
 
-def through_nginx(args) -> http.client.HTTPConnection:
+def through_nginx(check: Health) -> http.client.HTTPConnection:
     """A connection to the site through nginx: HTTPS when it serves TLS."""
-    if args.https:
-        return SiteConnection(args.host_header, timeout=10)
+    if check.https:
+        return SiteConnection(check.host_header, timeout=10)
     return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
 
 
 ERRORS_BEFORE_GIVING_UP = 3  # HTTP 500s in a row: the app's own error, not a slow start
 
 
-def health(args, connect) -> str | None:
-    """None when GET args.path answers 200 (with the expected text) within the timeout; the
+def health(check: Health, connect) -> str | None:
+    """None when GET check.path answers 200 (with the expected text) within the timeout; the
     problem seen otherwise. Repeated HTTP 500s end the wait early."""
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + check.timeout
     errors = 0
     while True:
         conn = connect()
         try:
-            conn.request("GET", args.path, headers={"Host": args.host_header})
+            conn.request("GET", check.path, headers={"Host": check.host_header})
             resp = conn.getresponse()
             body = resp.read(65536).decode("utf-8", "replace")
             if resp.status != 200:
                 problem = f"HTTP {resp.status}"
-            elif args.expect in body:
+            elif check.expect in body:
                 problem = None
             else:
-                problem = f"200 without {args.expect!r} (the page began {body[:160]!r})"
+                problem = f"200 without {check.expect!r} (the page began {body[:160]!r})"
             errors = errors + 1 if resp.status == 500 else 0
         except (OSError, http.client.HTTPException) as err:
             problem = f"{type(err).__name__}: {err}"
@@ -348,12 +393,13 @@ def previous_release(names: list[str], live: str) -> str | None:
     return next((name for name in reversed(names) if name != live), None)
 
 
-def history(root: Path) -> list[str]:
-    path = root / "state/releases.history"
+def history(path: Path) -> list[str]:
+    """The ids in the release history (oldest first)."""
     return path.read_text().split() if path.exists() else []
 
 
 def switch(current: Path, target: str) -> None:
+    """Point the symlink ``current`` at ``target`` atomically."""
     tmp = current.with_name(current.name + ".new")
     if tmp.is_symlink():
         tmp.unlink()
@@ -361,54 +407,57 @@ def switch(current: Path, target: str) -> None:
     os.replace(tmp, current)
 
 
-def serve(args, release: str) -> str | None:
-    """Make uWSGI serve ``release`` and check its health; None on success."""
-    if running(args)[0] != release:
-        subprocess.run(["systemctl", "reload-or-restart", args.service], check=True)
-    return wait_for_generation(args, release) or health(args, lambda: through_nginx(args))
+def serve(service: Service, check: Health, release: str) -> str | None:
+    """Make uWSGI serve ``release`` and check its health through nginx; None on success."""
+    if running(service.stats, service.user)[0] != release:
+        subprocess.run(["systemctl", "reload-or-restart", service.unit], check=True)
+    return wait_for_generation(service, release, check.timeout) or health(
+        check, lambda: through_nginx(check)
+    )
 
 
-def prune(root: Path, keep: int, live: str) -> None:
+def prune(paths: Paths, keep: int, live: str) -> None:
     """Keep the ``keep`` most recently healthy releases (and the live one), and the venvs they
     use; remove the rest."""
     kept = {live}
-    for name in reversed(history(root)):
+    for name in reversed(history(paths.history)):
         if len(kept) >= keep:
             break
-        kept.add(str(root / "releases" / name))
-    for release in (root / "releases").iterdir():
+        kept.add(str(paths.releases / name))
+    for release in paths.releases.iterdir():
         if str(release) not in kept and release.is_dir():
             shutil.rmtree(release)
     used = {os.path.realpath(Path(r) / "venv") for r in kept}
-    for venv in (root / "venvs").iterdir():
+    for venv in paths.venvs.iterdir():
         if venv.is_dir() and str(venv) not in used:
             shutil.rmtree(venv)
             venv.with_name(venv.name + ".requirements.txt").unlink(missing_ok=True)
 
 
-def gate(args) -> int:
-    root = Path(args.root)
-    current = root / "current"
-    release = os.path.realpath(current)
-    problem = serve(args, release)
+def gate(paths: Paths, service: Service, check: Health, keep: int) -> int:
+    """Serve the release ``current`` names and prove it healthy: record and prune; or switch
+    back to the previous healthy release and fail with the reason and the service's log."""
+    release = os.path.realpath(paths.current)
+    name = Path(release).name
+    problem = serve(service, check, release)
     if problem is None:
-        names = history(root)
-        if not names or names[-1] != Path(release).name:
-            with (root / "state/releases.history").open("a") as f:
-                f.write(Path(release).name + "\n")
-        prune(root, args.keep, release)
-        print(f"release {Path(release).name} is live and healthy")
+        names = history(paths.history)
+        if not names or names[-1] != name:
+            with paths.history.open("a") as f:
+                f.write(name + "\n")
+        prune(paths, keep, release)
+        print(f"release {name} is live and healthy")
         return 0
-    previous = previous_release(history(root), Path(release).name)
-    message = f"release {Path(release).name} failed its health check: {problem}"
-    if previous and (root / "releases" / previous).is_dir():
-        switch(current, str(root / "releases" / previous))
-        again = serve(args, str(root / "releases" / previous))
+    previous = previous_release(history(paths.history), name)
+    message = f"release {name} failed its health check: {problem}"
+    if previous and (paths.releases / previous).is_dir():
+        switch(paths.current, str(paths.releases / previous))
+        again = serve(service, check, str(paths.releases / previous))
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
-    print(f"{message}\n-- its log (journalctl -u {args.service}):", file=sys.stderr)
-    print(unit_log(args.service), file=sys.stderr)
+    print(f"{message}\n-- its log (journalctl -u {service.unit}):", file=sys.stderr)
+    print(unit_log(service.unit), file=sys.stderr)
     return 1
 
 
@@ -429,8 +478,9 @@ def main(argv=None) -> int:
     run.add_argument("--workdir")
     run.add_argument("shell_command")
     g = sub.add_parser("gate")
-    for flag in ("--root", "--service", "--stats", "--user"):
+    for flag in ("--current", "--history", "--releases", "--venvs", "--service", "--stats"):
         g.add_argument(flag, required=True)
+    g.add_argument("--user", required=True)
     g.add_argument("--processes", type=int, required=True)
     g.add_argument("--keep", type=int, default=5)
     for each in (check, g):
@@ -444,19 +494,24 @@ def main(argv=None) -> int:
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.subcommand == "live":
-        release, workers = running(args)
+        release, workers = running(args.stats, args.user)
         if release:
             print(release, workers)
         return 0
+    if args.subcommand in ("check", "gate"):
+        check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
+    if args.subcommand == "gate":
+        paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
+        service = Service(args.service, args.stats, args.user, args.processes)
+        return gate(paths, service, check, args.keep)
+    app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None
-        status = run_command(args, f"{args.user}-command", args.shell_command, workdir)
+        status = run_command(app, f"{app.user}-command", args.shell_command, workdir)
         if status:
             print(f"the command failed (exit {status})", file=sys.stderr)
         return status
-    if args.subcommand == "check":
-        return check_import(args) or release_commands(args) or check_candidate(args)
-    return gate(args)
+    return check_import(app) or release_commands(app, args.command) or check_candidate(app, check)
 
 
 if __name__ == "__main__":

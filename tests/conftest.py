@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import testbed
+from testbed.pyinfra_cli import pyinfra
 from tests.fakehost import OPERATION_MODULES, FakeHost
-from tests.pyinfra_run import pyinfra
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,16 @@ The ``fake`` fixture (conftest.py) puts one where the operations look for ``host
 
 from __future__ import annotations
 
-OPERATION_MODULES = ("deploys.release", "deploys.output", "deploys.converge", "deploys.https")
+OPERATION_MODULES = (
+    "deploys.release",
+    "deploys.output",
+    "deploys.fileops",
+    "deploys.stamps",
+    "deploys.units",
+    "deploys.https",
+    "deploys.ufw",
+    "deploys.virtualenv",
+)
 
 
 class FakeHost:

@@ -8,7 +8,7 @@ import shutil
 
 import testbed
 from testbed import wait_for  # noqa: F401 - the one polling helper, for the tests
-from tests.pyinfra_run import pyinfra
+from testbed.pyinfra_cli import pyinfra
 
 APP = "myproject"
 HELLO = "Hello There!"

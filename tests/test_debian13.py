@@ -8,7 +8,7 @@ import time
 import pytest
 
 import testbed
-from tests.pyinfra_run import pyinfra
+from testbed.pyinfra_cli import pyinfra
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 import testbed
+from testbed.pyinfra_cli import pyinfra, pyinfra_cli
 from tests.helpers import APP, HELLO, body_of, main_pid, nginx_workers, uwsgi_workers, wait_for
-from tests.pyinfra_run import pyinfra, pyinfra_cli
 
 
 def test_dry_run_diff_on_a_fresh_host_changes_nothing(boot, workdir):

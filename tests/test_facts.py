@@ -12,7 +12,7 @@ from deploys.facts import (
     UserCanReadWrite,
 )
 from deploys.https import Certificate
-from deploys.release import LiveRelease, ReleaseHistory
+from deploys.release import LiveRelease, release_history
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -104,9 +104,12 @@ def test_live_release_from_the_stats_server():
     assert LiveRelease().process([]) == {"release": None, "workers": 0}
 
 
-def test_release_history():
-    history = ReleaseHistory().process(lines("releases-history.txt"))
+def test_release_history(fake):
+    fake({("FileContents", "/srv/a/state/releases.history"): lines("releases-history.txt")})
+    history = release_history("/srv/a/state/releases.history")
     assert history[-1] == "eed358cb2531b095" and all(len(r) == 16 for r in history)
+    fake({})  # before the first release: no file
+    assert release_history("/srv/a/state/releases.history") == []
 
 
 def test_sandbox_exposure_of_a_rated_unit():

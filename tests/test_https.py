@@ -15,8 +15,8 @@ import pytest
 
 import testbed
 from testbed import acme
+from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO
-from tests.pyinfra_run import pyinfra
 
 NAMES = ["app.test", "www.app.test"]
 SETTINGS = {

@@ -14,8 +14,8 @@ import time
 import pytest
 
 import testbed
+from testbed.pyinfra_cli import pyinfra
 from tests.load import Load
-from tests.pyinfra_run import pyinfra
 
 APP = "notes"
 NAME = "notes.test"

@@ -72,3 +72,21 @@ def test_the_previous_release_is_the_newest_healthy_one_that_is_not_live():
     assert release_gate.previous_release(["a", "b", "c", "b"], "b") == "c"  # a second rollback
     assert release_gate.previous_release(["a"], "a") is None
     assert release_gate.previous_release([], "x") is None
+
+
+def test_prune_keeps_the_newest_healthy_releases_the_live_one_and_their_venvs(tmp_path):
+    paths = release_gate.Paths(
+        tmp_path / "current", tmp_path / "history", tmp_path / "releases", tmp_path / "venvs"
+    )
+    for name, venv in (("r1", "v1"), ("r2", "v1"), ("r3", "v2"), ("r4", "v3")):
+        (paths.releases / name).mkdir(parents=True)
+        (paths.venvs / venv).mkdir(parents=True, exist_ok=True)
+        (paths.releases / name / "venv").symlink_to(paths.venvs / venv)
+    (paths.venvs / "v1.requirements.txt").write_text("flask\n")
+    (paths.venvs / "v3.requirements.txt").write_text("flask\n")
+    paths.history.write_text("r1\nr2\nr3\n")
+    release_gate.switch(paths.current, str(paths.releases / "r4"))  # live, not yet recorded
+    release_gate.prune(paths, 2, str(paths.releases / "r4"))
+    assert sorted(p.name for p in paths.releases.iterdir()) == ["r3", "r4"]
+    assert sorted(p.name for p in paths.venvs.iterdir()) == ["v2", "v3", "v3.requirements.txt"]
+    assert paths.current.resolve() == paths.releases / "r4"

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO, app_saying, body_of
 from tests.load import Load
-from tests.pyinfra_run import pyinfra
 
 APP = "myproject"
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 import testbed
+from testbed.pyinfra_cli import TEST_INVENTORY, inventory_for, pyinfra
 from tests.helpers import HELLO, body_of, failing, uwsgi_workers, verify, wait_for
-from tests.pyinfra_run import TEST_INVENTORY, inventory_for, pyinfra
 
 APP = "myproject"
 UNTOUCHED = (

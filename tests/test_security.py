@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import testbed
+from testbed.pyinfra_cli import inventory_for, pyinfra_cli
 from tests.helpers import HELLO, app_saying, wait_for
-from tests.pyinfra_run import inventory_for, pyinfra_cli
 
 APP = "myproject"
 NAME = "app.test"

@@ -51,3 +51,50 @@ def test_firewall_rules_put_ssh_first_and_open_only_port_80():
     assert firewall_rules(load_settings({})) == (["OpenSSH", "Nginx HTTP"], unused)
     allow, absent = firewall_rules(load_settings({"firewall_allow": ["5000", "8080/tcp"]}))
     assert (allow, absent) == (["OpenSSH", "Nginx HTTP", "5000", "8080/tcp"], unused[1:])
+
+
+def policy_commands(fake, captured: str | None, *args, **kwargs) -> list[str]:
+    """What ufw.policy runs from the state a real host printed (None: ufw not installed)."""
+    from deploys import ufw
+    from tests.fakehost import commands
+
+    fake({("UfwState", None): parsed(captured) if captured else None})
+    return commands(ufw.policy, *args, **kwargs)
+
+
+def test_policy_on_a_fresh_host_allows_ssh_before_enabling(fake):
+    assert policy_commands(fake, "ufw-fresh-inactive.txt", ["OpenSSH", "Nginx HTTP"], ["5000"]) == [
+        "ufw allow OpenSSH",
+        "ufw allow 'Nginx HTTP'",
+        "ufw --force enable",
+    ]
+
+
+def test_policy_before_ufw_is_installed_plans_everything(fake):
+    assert policy_commands(fake, None, ["OpenSSH"]) == [
+        "ufw allow OpenSSH",
+        "ufw default deny incoming",
+        "ufw --force enable",
+    ]
+
+
+def test_policy_on_an_active_host_deletes_what_must_go_and_keeps_the_rest(fake):
+    allow, absent = ["OpenSSH", "Nginx HTTP", "8080/tcp"], ["5000", "Nginx Full", "Nginx HTTPS"]
+    assert policy_commands(fake, "ufw-active-rules.txt", allow, absent) == [
+        "ufw allow 'Nginx HTTP'",
+        "ufw delete allow 5000",
+        "ufw delete allow 'Nginx Full'",
+    ]
+
+
+def test_policy_already_in_place_runs_nothing(fake):
+    allow = ["OpenSSH", "5000", "Nginx Full", "8080/tcp", "6000:6007/udp"]
+    assert policy_commands(fake, "ufw-active-rules.txt", allow) == []
+
+
+def test_policy_refuses_an_unknown_default(fake):
+    import pytest
+    from pyinfra.api.exceptions import OperationValueError
+
+    with pytest.raises(OperationValueError, match="is not allow, deny or reject"):
+        policy_commands(fake, None, ["OpenSSH"], incoming="drop")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.pyinfra_cli import pyinfra
 from tests.helpers import failing, verify
-from tests.pyinfra_run import pyinfra
 
 APP = "myproject"
 INI = f"/etc/{APP}/uwsgi.ini"

@@ -1,5 +1,6 @@
-"""The converge operations, facts in and commands out: which level of apply_pending wins and
-what it records, the no-op paths, secret files, atomic links, socket repairs, daemon-reload."""
+"""The stamps, file and unit operations, facts in and commands out: which level of
+changes_applied wins and what it records, the no-op paths, secret files, atomic links,
+socket repairs, daemon-reload."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 
 from pyinfra.api import FileUploadCommand
 
-from deploys import converge
-from deploys.converge import Level, file_hashes
+from deploys import fileops, stamps, units
+from deploys.stamps import Level, file_hashes
 from tests.fakehost import commands
 
 STAMP = "/srv/a/state/a.service.applied"
@@ -16,7 +17,7 @@ FILES = {"/etc/a/uwsgi.ini": "[uwsgi]\n"}
 
 
 class Changed:
-    """An operation that changed the host (as apply_pending's triggers see it)."""
+    """An operation that changed the host (as changes_applied's triggers see it)."""
 
     def is_complete(self) -> bool:
         return True
@@ -33,7 +34,7 @@ def levels(drifted: bool = False, triggers: tuple = ()) -> list[Level]:
 
 
 def recorded(**fingerprints) -> dict:
-    return {("StampFile", STAMP): {**fingerprints, "files": file_hashes(FILES)}}
+    return {("FileContents", STAMP): [json.dumps({**fingerprints, "files": file_hashes(FILES)})]}
 
 
 def stamp_written(command) -> dict:
@@ -43,39 +44,41 @@ def stamp_written(command) -> dict:
 
 def test_the_strongest_pending_level_runs_then_everything_is_recorded(fake):
     fake(recorded(restart="old", reload="old"))
-    *run, stamp = commands(converge.apply_pending, STAMP, levels(), FILES)
+    *run, stamp = commands(stamps.changes_applied, STAMP, levels(), FILES)
     assert run == ["systemctl restart a"]
     assert stamp_written(stamp) == {"restart": "r1", "reload": "l1", "files": file_hashes(FILES)}
 
 
 def test_a_pending_reload_alone_reloads(fake):
     fake(recorded(restart="r1", reload="old"))
-    assert commands(converge.apply_pending, STAMP, levels(), FILES)[:-1] == ["systemctl reload a"]
+    assert commands(stamps.changes_applied, STAMP, levels(), FILES)[:-1] == ["systemctl reload a"]
 
 
 def test_nothing_pending_runs_nothing(fake):
     host = fake(recorded(restart="r1", reload="l1"))
-    assert commands(converge.apply_pending, STAMP, levels(), FILES) == []
+    assert commands(stamps.changes_applied, STAMP, levels(), FILES) == []
     assert host.noops == [f"{STAMP} is up to date"]
 
 
 def test_a_changed_trigger_or_a_drifted_service_applies_again(fake):
     fake(recorded(restart="r1", reload="l1"))
     for pending in (levels(triggers=(Changed(),)), levels(drifted=True)):
-        assert commands(converge.apply_pending, STAMP, pending, FILES)[:-1] == [
+        assert commands(stamps.changes_applied, STAMP, pending, FILES)[:-1] == [
             "systemctl reload a"
         ]
 
 
 def test_a_stamp_without_file_hashes_is_completed_without_a_restart(fake):
-    fake({("StampFile", STAMP): {"restart": "r1", "reload": "l1"}})  # written before hashes
-    (stamp,) = commands(converge.apply_pending, STAMP, levels(), FILES)
+    fake(
+        {("FileContents", STAMP): [json.dumps({"restart": "r1", "reload": "l1"})]}
+    )  # written before hashes
+    (stamp,) = commands(stamps.changes_applied, STAMP, levels(), FILES)
     assert stamp_written(stamp)["files"] == file_hashes(FILES)
 
 
 def test_a_secret_file_is_owned_and_private_before_it_has_content(fake):
     host = fake()
-    first, upload, last = commands(converge.secret_file, "/etc/a/env", "K=v\n", "root", "a")
+    first, upload, last = commands(fileops.secret_file, "/etc/a/env", "K=v\n", "root", "a")
     assert host.logs == ["Will write /etc/a/env (contents hidden)"]
     assert first == "touch /etc/a/env && chown root:a /etc/a/env && chmod 640 /etc/a/env"
     assert isinstance(upload, FileUploadCommand)
@@ -86,27 +89,27 @@ def test_an_unchanged_secret_file_is_not_shown(fake):
     import hashlib
 
     host = fake({("Sha256File", "/etc/a/env"): hashlib.sha256(b"K=v\n").hexdigest()})
-    assert commands(converge.secret_file, "/etc/a/env", "K=v\n", "root", "a") == []
+    assert commands(fileops.secret_file, "/etc/a/env", "K=v\n", "root", "a") == []
     assert host.noops == ["/etc/a/env is up to date (contents hidden)"]
 
 
 def test_links_switch_by_renaming_a_new_link_over_the_old(fake):
     fake({("Link", "/srv/a/current"): {"link_target": "/srv/a/releases/1"}})
-    assert commands(converge.switch_link, "/srv/a/current", "/srv/a/releases/2") == [
+    assert commands(fileops.link_switched, "/srv/a/current", "/srv/a/releases/2") == [
         "ln -sfn /srv/a/releases/2 /srv/a/current.new && mv -Tf /srv/a/current.new /srv/a/current"
     ]
-    assert commands(converge.switch_link, "/srv/a/current", "/srv/a/releases/1") == []
+    assert commands(fileops.link_switched, "/srv/a/current", "/srv/a/releases/1") == []
 
 
 def test_a_socket_gets_its_mode_and_owner_back(fake):
     sock = "/run/flask-deploy/a.sock"
     fake({("Socket", sock): {"mode": 666, "user": "a", "group": "a"}})
-    assert commands(converge.socket_permissions, sock, "660", "root", "www-data") == [
+    assert commands(fileops.socket_permissions, sock, "660", "root", "www-data") == [
         f"chmod 660 {sock}",
         f"chown root:www-data {sock}",
     ]
     fake({("Socket", sock): {"mode": 660, "user": "root", "group": "www-data"}})
-    assert commands(converge.socket_permissions, sock, "660", "root", "www-data") == []
+    assert commands(fileops.socket_permissions, sock, "660", "root", "www-data") == []
 
 
 def unit(**status) -> dict:
@@ -117,10 +120,10 @@ def test_daemon_reload_when_systemd_has_a_stale_or_no_copy_or_misses_a_drop_in(f
     drop_in = "/etc/systemd/system/a.service.d/sandbox.conf"
     for status in ({"NeedDaemonReload": True}, {"LoadState": "not-found"}, {}):
         fake(unit(**status))
-        reload = commands(converge.daemon_reload_if_needed, "a.service", (drop_in,))
+        reload = commands(units.unit_loaded, "a.service", (drop_in,))
         assert reload == ["systemctl daemon-reload"]
     fake(unit(DropInPaths=[drop_in]))
-    assert commands(converge.daemon_reload_if_needed, "a.service", (drop_in,)) == []
+    assert commands(units.unit_loaded, "a.service", (drop_in,)) == []
 
 
 def test_a_ca_bundle_the_app_could_change_is_refused(fake):
@@ -146,3 +149,18 @@ def test_a_ca_bundle_the_app_could_change_is_refused(fake):
         fake(facts)
         with pytest.raises(PyinfraError, match=r"acme_ca_bundle: /etc/ca/b\.pem"):
             trusted_bundle("/etc/ca/b.pem")
+
+
+def test_a_venv_is_built_beside_the_live_one_and_marked_complete_last(fake):
+    from deploys.virtualenv import built_venv
+
+    fake()
+    venv = "/srv/a/venvs/0123"
+    assert commands(built_venv, venv, f"{venv}.requirements.txt", ["pyuwsgi==2.0.30.post1"]) == [
+        f"rm -rf {venv} && python3 -m venv {venv}",
+        f"{venv}/bin/pip install --quiet -r {venv}.requirements.txt pyuwsgi==2.0.30.post1",
+        f"touch {venv}/.complete",
+    ]
+    host = fake({("File", f"{venv}/.complete"): {"size": 0}})
+    assert commands(built_venv, venv, f"{venv}.requirements.txt", []) == []
+    assert host.noops == [f"virtualenv {venv} is complete"]

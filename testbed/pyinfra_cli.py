@@ -12,7 +12,7 @@ from pathlib import Path
 from testbed import REPO, Host, write_state
 
 DRY_CHANGE_RE = re.compile(r"^\s{4}\S.*?\s{2,}(\d+) \(", re.MULTILINE)
-TEST_INVENTORY = "tests/testbed_hosts.py"  # not inventories/local.py: see its docstring
+TEST_INVENTORY = "testbed/inventory.py"  # not inventories/local.py: see its docstring
 GRAND_TOTAL_RE = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 SUMMARY_ROW_RE = re.compile(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", re.MULTILINE)
 

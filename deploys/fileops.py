@@ -1,0 +1,81 @@
+"""Small operations on files that pyinfra lacks: uploads through the private folder, secret
+files without diffs, atomic symlink switches, a socket's mode and owner."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import BytesIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, operation
+from pyinfra.facts.files import Link, Sha256File, Socket
+
+
+def upload_command(data: bytes, path: str) -> FileUploadCommand:
+    """Upload ``data`` to ``path`` through the private upload folder (deploys/context.py)."""
+    temp_dir = host.current_op_global_arguments.get("_temp_dir")
+    return FileUploadCommand(
+        BytesIO(data),
+        path,
+        remote_temp_filename=host.get_temp_filename(path, temp_directory=temp_dir),
+    )
+
+
+@operation()
+def secret_file(path: str, content: str, user: str, group: str, mode: str = "640"):
+    """
+    Upload a file whose contents must stay out of logs and ``--diff`` output.
+
+    + path: remote path
+    + content: the file's text
+    + user, group, mode: ownership and mode, applied before the contents are written
+    """
+    data = content.encode()
+    if host.get_fact(Sha256File, path=path) == hashlib.sha256(data).hexdigest():
+        host.noop(f"{path} is up to date (contents hidden)")
+        return
+    host.log(f"Will write {path} (contents hidden)")
+    quoted = shlex.quote(path)
+    yield f"touch {quoted} && chown {user}:{group} {quoted} && chmod {mode} {quoted}"
+    yield upload_command(data, path)
+    yield f"chown {user}:{group} {quoted} && chmod {mode} {quoted}"
+
+
+@operation()
+def link_switched(path: str, target: str):
+    """
+    Point the symlink ``path`` at ``target`` atomically (a new link renamed over the old one),
+    so no request ever sees it missing.
+
+    + path: the symlink
+    + target: what it should point to
+    """
+    link = host.get_fact(Link, path=path)
+    if link and link.get("link_target") == target:
+        host.noop(f"{path} -> {target}")
+        return
+    tmp = shlex.quote(f"{path}.new")
+    yield f"ln -sfn {shlex.quote(target)} {tmp} && mv -Tf {tmp} {shlex.quote(path)}"
+
+
+@operation()
+def socket_permissions(path: str, mode: str, user: str, group: str):
+    """
+    Put a live socket's mode and owner back to what systemd made it with, if someone changed
+    them (restarting the socket unit would also do it, but would cut the service off it).
+    Only for sockets in root-only folders: these commands follow the path as root.
+
+    + path: the socket; nothing happens while it does not exist
+    + mode: e.g. ``660``
+    + user, group: e.g. ``root`` and ``www-data``
+    """
+    sock = host.get_fact(Socket, path=path)
+    if not sock:
+        host.noop(f"no socket at {path}")
+        return
+    quoted = shlex.quote(path)
+    if f"{sock['mode']:03d}" != mode:
+        yield f"chmod {mode} {quoted}"
+    if (sock["user"], sock["group"]) != (user, group):
+        yield f"chown {shlex.quote(user)}:{shlex.quote(group)} {quoted}"

@@ -1,15 +1,17 @@
 """Converge every host in the inventory: ``pyinfra inventories/<env>.py deploy.py``.
 
-Preview with ``--dry --diff``; add ``-y`` when there is no terminal.
+Preview with ``--dry --diff``; add ``-y`` when there is no terminal. A host with several
+``apps`` gets the host-wide parts once, then each app in turn; ``--data app=NAME`` deploys
+one of them.
 """
 
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
-from deploys.context import prepare_host, private_upload_dir
+from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
-from deploys.nginx import configure_nginx
+from deploys.nginx import configure_nginx, configure_nginx_host
 from deploys.packages import install_packages
 from deploys.release import (
     create_shared_folders,
@@ -18,24 +20,38 @@ from deploys.release import (
     switch_release,
     upload_release,
 )
+from deploys.retire import report_unlisted_apps, retire_apps
+from deploys.settings import Settings
 from deploys.virtualenv import build_virtualenv
 
-settings = prepare_host()
-hold_deploy_lock(settings.app_name)
+
+def deploy_app(settings: Settings, nginx_host_wide: list) -> None:
+    """One app, from its user to its health gate."""
+    create_app_user(settings)
+    venv = build_virtualenv(settings)
+    release = upload_release(settings)
+    env = write_app_environment(settings)
+    create_shared_folders(settings)
+    switch_release(settings)
+    configure_app_service(settings, code_changes=[release, venv], env_changes=env)
+    configure_nginx(settings, nginx_host_wide)
+    gate_release(settings)
+
+
+plan = prepare_host()
+hold_deploy_lock()
 
 private_upload_dir()
-install_packages(settings)
-if settings.firewall:  # first: a later failure (say, the CA's) must not leave it off
-    configure_firewall(settings)
-create_app_user(settings)
-venv = build_virtualenv(settings)
-release = upload_release(settings)
-install_release_gate(settings)
-env = write_app_environment(settings)
-create_shared_folders(settings)
-switch_release(settings)
-configure_app_service(settings, code_changes=[release, venv], env_changes=env)
-if settings.https:
-    prepare_certificates(settings)
-configure_nginx(settings)
-gate_release(settings)
+install_packages(plan)
+if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
+    configure_firewall(plan)
+install_release_gate()
+if plan.https:
+    prepare_certificates(plan.host.acme_ca_bundle)
+nginx_host_wide = configure_nginx_host(plan)
+for position, app in enumerate(plan.selected, start=1):
+    with in_turn(position):
+        deploy_app(app, nginx_host_wide)
+with in_turn(len(plan.selected) + 1):
+    retire_apps(plan)
+    report_unlisted_apps(plan)

@@ -1,6 +1,7 @@
 """Switch every host back to its previous healthy release: ``pyinfra -y INV rollback.py``.
 
-``--data release=ID`` picks a release instead. The switch is graceful (uWSGI reloads, the
+``--data release=ID`` picks a release instead; on a host with several apps,
+``--data app=NAME`` picks the app. The switch is graceful (uWSGI reloads, the
 socket stays open) and health-gated through nginx like a deploy; run verify.py after it.
 """
 
@@ -13,8 +14,8 @@ from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
 from deploys.release import gate_release, release_gate, release_history, switch_release
 
-settings = prepare_host(secrets=False)
-hold_deploy_lock(settings.app_name)
+settings = prepare_host(secrets=False).single("rollback.py")
+hold_deploy_lock()
 layout = Layout.of(settings)
 current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
 history = release_history(layout.history)

@@ -4,7 +4,8 @@ FLASK_APP set to app_module) and show its output:
 
     pyinfra -y inventories/<env>.py run.py --data command='flask --app myapp init-db'
 
-``--limit HOST`` picks one host. The run fails when the command fails on any host.
+``--limit HOST`` picks one host; on a host with several apps, ``--data app=NAME`` the app.
+The run fails when the command fails on any host.
 """
 
 from pyinfra import host
@@ -17,8 +18,8 @@ from deploys.lock import hold_deploy_lock
 from deploys.release import app_command
 from deploys.settings import SettingsError
 
-settings = prepare_host(secrets=False)
-hold_deploy_lock(settings.app_name)
+settings = prepare_host(secrets=False).single("run.py")
+hold_deploy_lock()
 layout = Layout.of(settings)
 if not settings.command:
     raise SettingsError(

@@ -1,6 +1,7 @@
 """Read-only, facts-based proof that the stack works: ``pyinfra INV verify.py``.
 
-Prints a table per host and a verdict; exits non-zero when any check on any host fails.
+Prints tables per host (the host-wide checks, then each app's; ``--data app=NAME`` checks
+one app) and a verdict; exits non-zero when any check on any host fails.
 Set VERIFY_JSON=path to also write a JSON report (for monitoring).
 """
 

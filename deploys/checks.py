@@ -1,9 +1,10 @@
-"""The verifier's checks: read-only facts about one host turned into pass/fail lines."""
+"""The verifier's checks: read-only facts about one host turned into pass/fail lines, the
+host-wide ones once, then each app's."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from pyinfra import host
@@ -21,7 +22,8 @@ from deploys.facts import (
 )
 from deploys.firewall import firewall_rules
 from deploys.layout import Layout
-from deploys.nginx import DEFAULT_SITE, is_default_server
+from deploys.nginx import DEFAULT_SITE
+from deploys.plan import HostPlan
 from deploys.release import live_release
 from deploys.settings import Settings
 from deploys.stamps import recorded_stamp
@@ -39,6 +41,7 @@ class Check:
     expected: str
     observed: str
     ok: bool
+    scope: str = "host"  # or the app's name
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -156,16 +159,8 @@ def _certificate_check(name: str, settings: Settings) -> Check:
 
 
 def _https_checks(settings: Settings) -> list[Check]:
-    """Per name: the certificate, the redirect from HTTP, HSTS; certbot's renewal timer."""
-    checks = _unit_checks("certbot.timer", host.get_fact(UnitStatus, unit="certbot.timer"))
-    stranger = host.get_fact(TlsCertificate, server_name=UNKNOWN_HOST, cafile="")
-    checks.append(
-        _check(
-            "TLS for an unknown name refused",
-            "refused",
-            "refused" if "UNRECOGNIZED_NAME" in stranger.get("error", "") else "a certificate",
-        )
-    )
+    """Per name: the certificate, the redirect from HTTP, HSTS."""
+    checks = []
     for name in settings.server_name:
         checks.append(_certificate_check(name, settings))
         plain = host.get_fact(
@@ -193,6 +188,20 @@ def _https_checks(settings: Settings) -> list[Check]:
     return checks
 
 
+def _renewal_checks() -> list[Check]:
+    """certbot's renewal timer runs; a TLS handshake for a name no app serves is refused."""
+    checks = _unit_checks("certbot.timer", host.get_fact(UnitStatus, unit="certbot.timer"))
+    stranger = host.get_fact(TlsCertificate, server_name=UNKNOWN_HOST, cafile="")
+    checks.append(
+        _check(
+            "TLS for an unknown name refused",
+            "refused",
+            "refused" if "UNRECOGNIZED_NAME" in stranger.get("error", "") else "a certificate",
+        )
+    )
+    return checks
+
+
 def _sandbox_check(layout: Layout) -> Check:
     score = host.get_fact(SandboxExposure, unit=layout.unit_name)
     return Check(
@@ -203,30 +212,25 @@ def _sandbox_check(layout: Layout) -> Check:
     )
 
 
-def _unknown_host_check(settings: Settings) -> list[Check]:
-    """With named hosts, a request for another name gets no app: nginx closes it (444)."""
-    if is_default_server(settings):
-        return []
-    response = host.get_fact(
-        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=UNKNOWN_HOST
+def _unknown_host_check() -> Check:
+    """With no default app, a request for a name no app serves gets no app: nginx closes
+    it (444)."""
+    response = host.get_fact(HttpResponse, url="http://127.0.0.1/", host_header=UNKNOWN_HOST)
+    return _check(
+        "unknown Host header closed",
+        "no answer",
+        "no answer" if response["status"] == 0 else f"HTTP {response['status']}",
     )
-    return [
-        _check(
-            "unknown Host header closed",
-            "no answer",
-            "no answer" if response["status"] == 0 else f"HTTP {response['status']}",
-        )
-    ]
 
 
-def _firewall_checks(settings: Settings) -> list[Check]:
+def _firewall_checks(plan: HostPlan) -> list[Check]:
     state = ufw.current_state()
     rules = state["rules"]
     checks = [
         _check("ufw active", True, state["active"]),
         _check("ufw default incoming", "deny", state["defaults"].get("incoming", "unknown")),
     ]
-    allow, absent = firewall_rules(settings)
+    allow, absent = firewall_rules(plan)
     for spec in allow:
         checks.append(_check(f"ufw allows {spec}", True, ufw.rule_key("allow", spec) in rules))
     for port in absent:
@@ -235,15 +239,56 @@ def _firewall_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Settings) -> list[Check]:
-    """Every check for the current host, in a stable order."""
+def _retired_checks(name: str) -> list[Check]:
+    """A retired app: its service and socket stopped and disabled, its site gone."""
+    layout = Layout(name)
+    checks = []
+    units = {"app unit": layout.unit_name, "app socket unit": layout.socket_unit_name}
+    for label, unit in units.items():
+        status = host.get_fact(UnitStatus, unit=unit)
+        state = status.get("UnitFileState") or "missing"
+        checks += [
+            _check(f"{label} stopped", "inactive", status.get("ActiveState") or "inactive"),
+            Check(f"{label} disabled", "disabled", state, state != "enabled"),
+        ]
+    link = host.get_fact(Link, path=layout.site_enabled)
+    checks.append(_check("site disabled", "absent", "absent" if not link else "present"))
+    return [replace(c, scope=name) for c in checks]
+
+
+def host_checks(plan: HostPlan) -> list[Check]:
+    """The checks of what the host's apps share: nginx, the firewall, certbot's timer, the
+    catch-all; and that the retired apps are off."""
+    nginx = host.get_fact(UnitStatus, unit="nginx.service")
+    config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
+    return [
+        *_unit_checks("nginx", nginx),
+        Check(
+            "nginx -t",
+            "ok",
+            "ok" if config_test["ok"] else config_test["message"],
+            config_test["ok"],
+        ),
+        _check(
+            "default site absent",
+            "absent",
+            "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
+        ),
+        *(_firewall_checks(plan) if plan.host.firewall else []),
+        *(_renewal_checks() if plan.https else []),
+        *([] if plan.default_server else [_unknown_host_check()]),
+        *(check for name in plan.retired for check in _retired_checks(name)),
+    ]
+
+
+def app_checks(settings: Settings) -> list[Check]:
+    """Every check of one app, in a stable order."""
     layout = Layout.of(settings)
     app = host.get_fact(UnitStatus, unit=layout.unit_name)
     socket_unit = host.get_fact(UnitStatus, unit=layout.socket_unit_name)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
     live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
-    config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     link = host.get_fact(Link, path=layout.site_enabled)
     server_name = settings.server_name[0]
     host_header = "localhost" if server_name == "_" else server_name
@@ -259,21 +304,8 @@ def run_checks(settings: Settings) -> list[Check]:
         *_data_checks(settings, layout),
         _check("uWSGI workers", settings.processes, live["workers"]),
         _check("live release is current", current, live["release"] or "not answering"),
-        *_unit_checks("nginx", nginx),
-        Check(
-            "nginx -t",
-            "ok",
-            "ok" if config_test["ok"] else config_test["message"],
-            config_test["ok"],
-        ),
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
-        _check(
-            "default site absent",
-            "absent",
-            "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
-        ),
         _applied_check("nginx", nginx, layout.stamp("nginx")),
-        *(_firewall_checks(settings) if settings.firewall else []),
         *(_https_checks(settings) if settings.https else []),
         _check(
             f"{'HTTPS' if settings.https else 'HTTP'} {settings.health_path} via nginx",
@@ -281,7 +313,6 @@ def run_checks(settings: Settings) -> list[Check]:
             response["status"],
         ),
         *_static_checks(settings, host_header),
-        *_unknown_host_check(settings),
     ]
     if settings.expected_text:
         body = response["body"]
@@ -293,4 +324,9 @@ def run_checks(settings: Settings) -> list[Check]:
                 settings.expected_text in body,
             )
         )
-    return checks
+    return [replace(c, scope=settings.app_name) for c in checks]
+
+
+def run_checks(plan: HostPlan) -> list[Check]:
+    """Every check for the current host: the host-wide ones, then each selected app's."""
+    return [*host_checks(plan), *(c for app in plan.selected for c in app_checks(app))]

@@ -4,27 +4,42 @@ connection, then decide on sudo."""
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.facts.server import Home, User
 from pyinfra.operations import files
 
-from deploys.settings import Settings, load_settings
+from deploys.plan import MAX_APPS, HostPlan, load_plan
 
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
 
 
-def prepare_host(secrets: bool = True) -> Settings:
+def prepare_host(secrets: bool = True) -> HostPlan:
     """Validate this host's settings (before anything else touches it), use sudo unless the
     SSH user is root, and upload through a private folder (see private_upload_dir).
     ``secrets=False``: this entry point writes no secrets, so unset ``env`` values are fine."""
-    settings = load_settings(host.data.dict(), host.name, secrets=secrets)
+    plan = load_plan(host.data.dict(), host.name, secrets=secrets)
     disable_nagle(host.connector)
     host.data._temp_dir = f"{host.get_fact(Home)}/{UPLOAD_DIR}"
     if host.get_fact(User) != "root":
         host.data._sudo = True  # the normal case: a sudo user over SSH
-    return settings
+    return plan
+
+
+@contextmanager
+def in_turn(position: int):
+    """Operations made inside sort after those of every lower ``position``: one app's whole
+    deploy before the next app's. (pyinfra orders a host's operations by the line numbers
+    of their call sites, so a plain loop would interleave the apps step by step, and a
+    failing app would stop the host with the next one half deployed.)"""
+    base = state.current_op_file_number
+    state.current_op_file_number = base + position / (MAX_APPS + 2)
+    try:
+        yield
+    finally:
+        state.current_op_file_number = base
 
 
 @deploy("Private upload folder")

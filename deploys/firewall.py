@@ -1,32 +1,32 @@
-"""UFW: SSH allowed before the firewall is enabled, then 'Nginx HTTP' (or 'Nginx Full' with
-HTTPS), deny by default."""
+"""UFW, host-wide: SSH allowed before the firewall is enabled, then 'Nginx HTTP' (or 'Nginx
+Full' when any app serves HTTPS), deny by default."""
 
 from pyinfra.api import deploy
 
 from deploys import ufw
-from deploys.settings import Settings
+from deploys.plan import HostPlan
 
 GUIDE_TEST_RULE = "5000"
 HTTP_RULE, HTTPS_RULE = "Nginx HTTP", "Nginx Full"  # port 80; ports 80 and 443
 WEB_RULES = (HTTP_RULE, HTTPS_RULE, "Nginx HTTPS")
 
 
-def firewall_rules(settings: Settings) -> tuple[list[str], list[str]]:
+def firewall_rules(plan: HostPlan) -> tuple[list[str], list[str]]:
     """The rules UFW must allow (SSH first) and those it must not have: the guide's port 5000
-    rule and the other nginx profiles (443 stays closed without HTTPS), unless
+    rule and the other nginx profiles (443 stays closed unless an app serves HTTPS), unless
     firewall_allow asks for them. The deploy applies them; the verifier checks them."""
-    web = HTTPS_RULE if settings.https else HTTP_RULE
-    allow = [settings.ssh_allow, web, *settings.firewall_allow]
+    web = HTTPS_RULE if plan.https else HTTP_RULE
+    allow = [plan.host.ssh_allow, web, *plan.host.firewall_allow]
     unused = (GUIDE_TEST_RULE, *(rule for rule in WEB_RULES if rule != web))
     absent = [rule for rule in unused if rule not in allow]
     return allow, absent
 
 
 @deploy("Firewall")
-def configure_firewall(settings: Settings):
+def configure_firewall(plan: HostPlan):
     """Allow SSH first, then HTTP and extra rules; drop the guide's port 5000 rule and 443;
     deny incoming by default; enable."""
-    allow, absent = firewall_rules(settings)
+    allow, absent = firewall_rules(plan)
     ufw.policy(
         name=f"ufw: allow {', '.join(allow)}"
         + "".join(f"; no {rule} rule" for rule in absent)

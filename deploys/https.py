@@ -152,12 +152,13 @@ def trusted_bundle(bundle: str) -> None:
 
 
 @deploy("HTTPS certificates")
-def prepare_certificates(settings: Settings):
-    """The challenge folder, the renewal hook that reloads nginx, certbot's trust for a
-    private CA (acme_ca_bundle, renewals too) and certbot.timer enabled and running. A
-    missing acme_ca_bundle stops the run before anything changes."""
-    if settings.acme_ca_bundle:
-        trusted_bundle(settings.acme_ca_bundle)
+def prepare_certificates(ca_bundle: str | None):
+    """Host-wide, for every app's certificate: the challenge folder, the renewal hook that
+    reloads nginx, certbot's trust for a private CA (``ca_bundle``, the acme_ca_bundle
+    setting; renewals too) and certbot.timer enabled and running. A missing bundle stops
+    the run before anything changes."""
+    if ca_bundle:
+        trusted_bundle(ca_bundle)
     files.directory(
         name=f"ACME challenge folder {ACME_WEBROOT}", path=ACME_WEBROOT, user="root", mode="755"
     )
@@ -173,14 +174,14 @@ def prepare_certificates(settings: Settings):
         RENEWAL_HOOK,
         mode="755",
     )
-    if settings.acme_ca_bundle:
+    if ca_bundle:
         files.directory(
             name="certbot.service drop-ins", path=CERTBOT_DROP_IN.rsplit("/", 1)[0], mode="755"
         )
         put_text(
-            f"certbot.service trusts {settings.acme_ca_bundle} (renewals)",
+            f"certbot.service trusts {ca_bundle} (renewals)",
             "# Managed by pyinfra (deploys/https.py).\n[Service]\n"
-            f"Environment=REQUESTS_CA_BUNDLE={settings.acme_ca_bundle}\n",
+            f"Environment=REQUESTS_CA_BUNDLE={ca_bundle}\n",
             CERTBOT_DROP_IN,
         )
     else:
@@ -188,7 +189,7 @@ def prepare_certificates(settings: Settings):
     unit_loaded(
         name="systemd knows the current certbot.service",
         unit="certbot.service",
-        drop_ins=(CERTBOT_DROP_IN,) if settings.acme_ca_bundle else (),
+        drop_ins=(CERTBOT_DROP_IN,) if ca_bundle else (),
     )
     systemd.service(
         name="certbot.timer enabled and running (renewals)",

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from deploys.settings import Settings
 
+GATE_SCRIPT = "/usr/local/lib/flask-deploy/release_gate.py"  # files/release_gate.py, host-wide
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -54,10 +56,7 @@ class Layout:
         root only (mode 700)."""
         return f"{self.root}/state"
 
-    @property
-    def gate_script(self) -> str:
-        """The release checks run on the host (files/release_gate.py)."""
-        return "/usr/local/lib/flask-deploy/release_gate.py"
+    gate_script = GATE_SCRIPT
 
     def stamp(self, service: str) -> str:
         """Fingerprints of the configuration ``service`` last applied (see stamps.py)."""

@@ -1,7 +1,8 @@
-"""One deploy at a time per app and host: deploy.py, rollback.py and run.py hold a lock on the
-host from before they read its state until their SSH connection closes, so two runs never
-interleave on ``current``, the release history or pruning; the second waits, naming who holds
-the lock, and gives up after LOCK_WAIT seconds.
+"""One deploy at a time per host (its apps share nginx, the firewall and the packages):
+deploy.py, rollback.py and run.py hold a lock on the host from before they read its state
+until their SSH connection closes, so two runs never interleave on ``current``, the release
+history, pruning or the host-wide files; the second waits, naming who holds the lock, and
+gives up after LOCK_WAIT seconds.
 
 The lock is ``flock`` on a file in a root-only folder, held by a process whose input is a
 dedicated SSH channel of this run: whether the run ends, fails or is killed, the channel
@@ -22,6 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 LOCK_DIR = "/run/flask-deploy"  # root's (also the folder of the apps' sockets)
 LOCK_WAIT = 600  # seconds
+HOST_LOCK = "host"  # the lock's name (no app uses the folder for anything named so)
 _HELD: dict[str, object] = {}  # host name -> the channel holding its lock (alive until exit)
 
 
@@ -29,10 +31,10 @@ class DeployLockError(PyinfraError):
     """Another run holds the host's deploy lock for longer than LOCK_WAIT."""
 
 
-def lock_script(app: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR) -> str:
-    """Shell that takes the lock of ``app`` (waiting up to ``wait`` s, saying who holds it),
+def lock_script(name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR) -> str:
+    """Shell that takes the lock ``name`` (waiting up to ``wait`` s, saying who holds it),
     records ``owner``, prints ``locked`` and keeps the lock until its input closes."""
-    lock, who = f"{folder}/{app}.deploy-lock", f"{folder}/{app}.deploy-lock.owner"
+    lock, who = f"{folder}/{name}.deploy-lock", f"{folder}/{name}.deploy-lock.owner"
     return (
         f"umask 022; mkdir -p {folder} && exec 9>{lock} || exit 1;"
         f' if ! flock -n 9; then echo "waiting for $(cat {who} 2>/dev/null)";'
@@ -52,9 +54,9 @@ def run_owner() -> str:
     )
 
 
-def hold_deploy_lock(app: str) -> None:
-    """Take this host's deploy lock for ``app`` for the rest of the run (not for --dry runs,
-    which change nothing). Raises DeployLockError when it stays taken."""
+def hold_deploy_lock() -> None:
+    """Take this host's deploy lock for the rest of the run (not for --dry runs, which change
+    nothing). Raises DeployLockError when it stays taken."""
     if "--dry" in sys.argv or host.name in _HELD:
         return
     client = getattr(host.connector, "client", None)
@@ -62,20 +64,20 @@ def hold_deploy_lock(app: str) -> None:
         return
     channel = client.get_transport().open_session()
     sudo = "" if host.data.get("_sudo") is not True else "sudo -n "
-    channel.exec_command(f"{sudo}sh -c {shlex.quote(lock_script(app, run_owner()))}")
+    channel.exec_command(f"{sudo}sh -c {shlex.quote(lock_script(HOST_LOCK, run_owner()))}")
     stream = channel.makefile("r")
     for line in stream:
         if line.strip() == "locked":
             _HELD[host.name] = channel
             return
         if line.startswith("waiting for"):
-            host.log(f"{line.strip()}: another run holds the deploy lock of {app}")
+            host.log(f"{line.strip()}: another run holds the host's deploy lock")
         elif line.startswith("timeout"):
             raise DeployLockError(
-                f"{host.name}: gave up after {LOCK_WAIT} s waiting for the deploy lock of"
-                f" {app}, {line.strip().removeprefix('timeout: ')}"
+                f"{host.name}: gave up after {LOCK_WAIT} s waiting for the deploy lock,"
+                f" {line.strip().removeprefix('timeout: ')}"
             )
     raise DeployLockError(
-        f"{host.name}: could not take the deploy lock of {app}:"
+        f"{host.name}: could not take the deploy lock:"
         f" {channel.makefile_stderr('r').read().strip() or 'no answer'}"
     )

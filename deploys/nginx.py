@@ -1,9 +1,10 @@
-"""Nginx: the app's server block, enabled alone, reloaded only after ``nginx -t`` passes;
-host-wide, a catch-all that closes requests for unknown host names and no version banner."""
+"""Nginx: a server block per app, reloaded only after ``nginx -t`` passes; host-wide, a
+catch-all that closes requests for host names no app serves, and the TLS settings."""
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
@@ -11,6 +12,7 @@ from pyinfra.operations import files, systemd
 
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import Layout
+from deploys.plan import HostPlan
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
 from deploys.stamps import Level, changes_applied
@@ -21,6 +23,7 @@ CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"
 OLD_HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"  # server_tokens moved into each server:
 # http-level it clashes with Debian 13's nginx.conf, which sets it already
 TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
+RELOAD = "systemctl reload-or-restart nginx"
 
 
 def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
@@ -33,7 +36,7 @@ def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
         "nginx-site.conf.j2",
         s=settings,
         layout=Layout.of(settings),
-        default_server=is_default_server(settings),
+        default_server=settings.default_server,
         tls_names=[n for n in settings.server_name if n in certified_names],
         waiting_names=[n for n in settings.server_name if certified and n not in certified_names],
         acme_webroot=ACME_WEBROOT,
@@ -41,24 +44,35 @@ def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
     )
 
 
-def is_default_server(settings: Settings) -> bool:
-    """Whether the app answers any host name (``server_name = "_"``); otherwise the
-    catch-all closes requests for names it does not serve."""
-    return settings.server_name == ["_"]
+@dataclass(frozen=True)
+class NginxHost:
+    """nginx's host-wide part, shared by every app: its files (path -> text), whether the
+    catch-all is on (no app is the default server) and the operations that put them."""
+
+    files: dict[str, str]
+    catch_all: bool
+    operations: tuple[OperationMeta, ...] = ()
 
 
-def host_wide_files(settings: Settings) -> dict[str, str]:
-    """nginx files shared by every app on the host: path -> text."""
-    return {
-        CATCH_ALL: render("nginx-catch-all.conf.j2", tls=settings.https, tls_settings=TLS_SETTINGS),
-        TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
-    }
+def nginx_host(plan: HostPlan) -> NginxHost:
+    """The host-wide files for the host's apps: the catch-all listens for TLS when any app
+    serves HTTPS, and is enabled unless an app answers any host name."""
+    return NginxHost(
+        files={
+            CATCH_ALL: render("nginx-catch-all.conf.j2", tls=plan.https, tls_settings=TLS_SETTINGS),
+            TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
+        },
+        catch_all=not plan.default_server,
+    )
 
 
-def tested_reload(layout: Layout) -> list[str]:
+def tested_reload(layout: Layout | None) -> list[str]:
     """Commands that reload nginx only if ``nginx -t`` passes. On failure the last good site
-    is put back (or, before any went live, the site disabled) so that no later restart or
-    reboot picks up the broken file, and the run fails with nginx's own message."""
+    of ``layout``'s app is put back (or, before any went live, the site disabled) so that no
+    later restart or reboot picks up the broken file, and the run fails with nginx's own
+    message. ``layout`` None: no site to put back (host-wide changes)."""
+    if layout is None:
+        return [f"nginx -t && {RELOAD}"]
     good, available = shlex.quote(layout.site_last_good), shlex.quote(layout.site_available)
     restore = (
         f"if [ -f {good} ]; then cp -p {good} {available};"
@@ -67,78 +81,75 @@ def tested_reload(layout: Layout) -> list[str]:
     return [
         f"nginx -t || {{ {restore}; echo 'nginx -t failed: nginx was not reloaded and the"
         " previous site is back in place' >&2; exit 1; }",
-        "systemctl reload-or-restart nginx",
+        RELOAD,
         f"cp -p {available} {good}",
     ]
 
 
-def _host_wide(settings: Settings, shared: dict[str, str]) -> list[OperationMeta]:
-    """Put the host-wide files, enable the site and the catch-all, disable Debian's default
-    site. Returns their operations."""
-    layout = Layout.of(settings)
-    catch_all = not is_default_server(settings)
-    return [
-        *(put_text(f"Host-wide {path}", text, path) for path, text in shared.items()),
+@deploy("Nginx host-wide")
+def configure_nginx_host(plan: HostPlan) -> NginxHost:
+    """Put the host-wide files, enable the catch-all (unless an app is the default server),
+    disable Debian's default site. Each app's site step applies them (tested reload)."""
+    wanted = nginx_host(plan)
+    operations = (
+        *(put_text(f"Host-wide {path}", text, path) for path, text in wanted.files.items()),
         files.file(name=f"No {OLD_HARDENING}", path=OLD_HARDENING, present=False),
         files.link(
-            name=f"Enable {layout.site_enabled}",
-            path=layout.site_enabled,
-            target=layout.site_available,
-        ),
-        files.link(
-            name=f"{'Enable' if catch_all else 'Disable'} {CATCH_ALL_ENABLED}",
+            name=f"{'Enable' if wanted.catch_all else 'Disable'} {CATCH_ALL_ENABLED}",
             path=CATCH_ALL_ENABLED,
             target=CATCH_ALL,
-            present=catch_all,
+            present=wanted.catch_all,
         ),
         files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
-    ]
+    )
+    return NginxHost(wanted.files, wanted.catch_all, operations)
 
 
-def _site(
-    settings: Settings, certified: list[str] | None, host_wide: list[OperationMeta], **condition
-) -> None:
-    """Put the site (for the names ``certified``, see nginx_site) and apply it and the
-    host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the pass
-    after certbot got a certificate."""
+def _site(settings: Settings, certified: list[str] | None, shared: NginxHost, **condition) -> None:
+    """Put and enable the site (for the names ``certified``, see nginx_site) and apply it and
+    the host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the
+    pass after certbot got a certificate."""
     layout = Layout.of(settings)
     site = nginx_site(settings, certified)
-    shared = host_wide_files(settings)
     written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
+    enabled = files.link(
+        name=f"Enable {layout.site_enabled}",
+        path=layout.site_enabled,
+        target=layout.site_available,
+        **condition,
+    )
     changes_applied(
         name="Test and reload nginx" + (" with the new certificate" if condition else ""),
         stamp=layout.stamp("nginx"),
         levels=[
             Level(
                 "reload",
-                digest(site, *shared.values(), str(is_default_server(settings))),
+                digest(site, *shared.files.values(), str(not shared.catch_all)),
                 tested_reload(layout),
-                (written, *host_wide),
+                (written, enabled, *shared.operations),
             )
         ],
-        files={layout.site_available: site, **shared},
+        files={layout.site_available: site, **shared.files},
         **condition,
     )
 
 
 @deploy("Nginx site")
-def configure_nginx(settings: Settings):
-    """Write and enable the site, the catch-all (unless the app is the default server) and
-    the host-wide settings, disable the default site, test and reload when needed. With
-    HTTPS: until the certificate covers every name the site serves what it served before
-    plus the ACME challenge; once certbot has it (in this run or an earlier one), TLS with a
-    redirect from HTTP."""
-    host_wide = _host_wide(settings, host_wide_files(settings))
+def configure_nginx(settings: Settings, shared: NginxHost):
+    """Write and enable the app's site, test and reload nginx when it or the host-wide part
+    (``shared``, see configure_nginx_host) changed. With HTTPS: until the certificate
+    covers every name the site serves what it served before plus the ACME challenge; once
+    certbot has it (in this run or an earlier one), TLS with a redirect from HTTP."""
     cert = certificate(settings)
     if not settings.https:
-        _site(settings, None, host_wide)
+        _site(settings, None, shared)
     elif covers(cert, settings):
-        _site(settings, cert["names"], host_wide)
+        _site(settings, cert["names"], shared)
         request_certificate(settings)  # no-op; renews a certificate found expired
     else:  # a first certificate, or a new name: the challenge first, TLS once it is issued
-        _site(settings, cert["names"] if cert else None, host_wide)
+        _site(settings, cert["names"] if cert else None, shared)
         issued = request_certificate(settings)
-        _site(settings, settings.server_name, host_wide, _if=issued.did_change)
+        _site(settings, settings.server_name, shared, _if=issued.did_change)
     systemd.service(
         name="nginx enabled and running", service="nginx.service", running=True, enabled=True
     )

@@ -3,8 +3,8 @@
 from pyinfra.api import deploy
 from pyinfra.operations import apt
 
+from deploys.plan import HostPlan
 from deploys.render import put_text
-from deploys.settings import Settings
 
 BASE_PACKAGES = ["nginx", "python3-venv", "ufw"]
 BUILD_PACKAGES = ["build-essential", "python3-dev", "libpcre3-dev"]  # PCRE: uWSGI routing
@@ -14,18 +14,18 @@ APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 HTTPS_PACKAGES = ["certbot", "openssl"]
 
 
-def wanted_packages(settings: Settings) -> list[str]:
-    """Debian packages the stack needs; a compiler only to build uWSGI from source, certbot
-    only for HTTPS."""
+def wanted_packages(plan: HostPlan) -> list[str]:
+    """Debian packages the host's apps need; a compiler only to build uWSGI from source,
+    certbot only for HTTPS."""
     return (
         BASE_PACKAGES
-        + (BUILD_PACKAGES if settings.uwsgi_from_source else [])
-        + (HTTPS_PACKAGES if settings.https else [])
+        + (BUILD_PACKAGES if plan.uwsgi_from_source else [])
+        + (HTTPS_PACKAGES if plan.https else [])
     )
 
 
 @deploy("System packages")
-def install_packages(settings: Settings):
+def install_packages(plan: HostPlan):
     """Install nginx, python3-venv and ufw; refresh apt's index at most every apt_cache_time."""
     put_text(
         "apt waits up to 10 minutes for a lock held by another process",
@@ -33,9 +33,9 @@ def install_packages(settings: Settings):
         APT_LOCK_WAIT,
     )
     apt.packages(
-        name="Install " + ", ".join(wanted_packages(settings)),
-        packages=wanted_packages(settings),
+        name="Install " + ", ".join(wanted_packages(plan)),
+        packages=wanted_packages(plan),
         update=True,
-        cache_time=settings.apt_cache_time,
+        cache_time=plan.host.apt_cache_time,
         no_recommends=True,
     )

@@ -21,7 +21,7 @@ from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.operations import files
 
 from deploys.fileops import link_switched, upload_command
-from deploys.layout import Layout
+from deploys.layout import GATE_SCRIPT, Layout
 from deploys.output import shown
 from deploys.render import FILES, digest
 from deploys.settings import Settings
@@ -274,14 +274,10 @@ def upload_release(settings: Settings):
 
 
 @deploy("Release checks")
-def install_release_gate(settings: Settings):
-    """Ship release_gate.py to the host."""
-    layout = Layout.of(settings)
+def install_release_gate():
+    """Ship release_gate.py to the host (one copy for every app)."""
     files.put(
-        name=f"Release checks {layout.gate_script}",
-        src=str(GATE_SOURCE),
-        dest=layout.gate_script,
-        mode="644",
+        name=f"Release checks {GATE_SCRIPT}", src=str(GATE_SOURCE), dest=GATE_SCRIPT, mode="644"
     )
 
 

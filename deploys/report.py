@@ -1,4 +1,5 @@
-"""The verifier's output: a table per host as each finishes, then one verdict for the run.
+"""The verifier's output: tables per host (host-wide, then one per app) as each finishes,
+then one verdict for the run.
 
 pyinfra runs verify.py once per host (concurrently); results gather here, and the run fails
 only after every host has reported, so one failing host hides nothing about the others.
@@ -15,6 +16,16 @@ from pyinfra.api.exceptions import PyinfraError
 from deploys.checks import Check
 
 RESULTS: dict[str, list[Check]] = {}
+
+
+def format_tables(host_name: str, checks: list[Check]) -> str:
+    """One table for the host-wide checks, then one per app."""
+    scopes = list(dict.fromkeys(c.scope for c in checks))
+    return "".join(
+        format_table(host_name if scope == "host" else f"{host_name} / app {scope}", group)
+        for scope in scopes
+        if (group := [c for c in checks if c.scope == scope])
+    )
 
 
 def format_table(name: str, checks: list[Check]) -> str:
@@ -42,17 +53,27 @@ def report(results: dict[str, list[Check]]) -> dict:
     }
 
 
+def _failed_apps(checks: list[Check]) -> str:
+    """`` (apps a, b)``: the apps with a failed check, or ``""``."""
+    apps = list(dict.fromkeys(c.scope for c in checks if not c.ok and c.scope != "host"))
+    return f" (app {', '.join(apps)})" if apps else ""
+
+
 def record_host(checks: list[Check], json_path: str | None = None) -> None:
     """Print this host's table; once every host has reported, print the verdict, write the
     JSON report and fail the run if anything failed."""
     RESULTS[host.name] = checks
-    print(format_table(host.name, checks), flush=True)
+    print(format_tables(host.name, checks), flush=True)
     if len(RESULTS) < len(state.inventory.get_active_hosts()):
         return
     summary = report(RESULTS)
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
-    bad = [name for name, result in summary["hosts"].items() if not result["ok"]]
+    bad = [
+        name + _failed_apps(RESULTS[name])
+        for name, result in summary["hosts"].items()
+        if not result["ok"]
+    ]
     if bad:
         raise PyinfraError(f"verify: FAIL on {len(bad)} of {len(RESULTS)} hosts: {', '.join(bad)}")
     print(f"\nverify: PASS on all {len(RESULTS)} hosts", flush=True)

@@ -384,6 +384,11 @@ class Settings(BaseModel):
         return _module_file(self.app_path, self.app_module)[0]
 
     @property
+    def default_server(self) -> bool:
+        """Whether the app answers any host name (``server_name = "_"``)."""
+        return self.server_name == ["_"]
+
+    @property
     def user(self) -> str:
         """The system user the app runs as."""
         return self.app_user or self.app_name
@@ -484,12 +489,27 @@ class SettingsError(PyinfraError):
     """Settings that cannot be deployed; the message names each bad key and the fix."""
 
 
+def our_keys(data: dict) -> dict:
+    """The keys of host data that are settings: all but pyinfra's own."""
+    return {k: v for k, v in data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
+
+
 def load_settings(data: dict, host_name: str = "", secrets: bool = True) -> Settings:
     """Validate a host's data into Settings, or raise SettingsError naming every bad key.
     ``secrets=False`` (entry points that write no secrets) leaves out ``env`` values that
     are not set instead of refusing them."""
+    settings, problems = settings_problems(data, secrets)
+    if problems:
+        where = f" for host {host_name}" if host_name else ""
+        raise SettingsError(f"invalid settings{where}:\n  " + "\n  ".join(problems))
+    return settings
+
+
+def settings_problems(data: dict, secrets: bool = True) -> tuple[Settings | None, list[str]]:
+    """Settings from ``data`` (pyinfra's keys left out), or None and every problem, each
+    naming its key."""
     fields = Settings.model_fields
-    ours = {k: v for k, v in data.items() if not k.startswith(PYINFRA_KEY_PREFIXES)}
+    ours = our_keys(data)
     if not secrets and isinstance(ours.get("env"), dict):
         ours["env"] = {k: v for k, v in ours["env"].items() if not is_unset(v)}
     problems = []
@@ -511,7 +531,4 @@ def load_settings(data: dict, host_name: str = "", secrets: bool = True) -> Sett
             given = f" (given {err['input']!r})" if shown else ""
             problems.append(f"{key}: {message}{given}")
         settings = None
-    if problems:
-        where = f" for host {host_name}" if host_name else ""
-        raise SettingsError(f"invalid settings{where}:\n  " + "\n  ".join(problems))
-    return settings
+    return (None if problems else settings), problems

@@ -63,18 +63,23 @@ def pyinfra(
     dry: bool = False,
     timeout: int = 900,
     env_extra: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> Run:
-    """``pyinfra TEST_INVENTORY ENTRY ARGS`` against ``hosts`` (``-y`` unless dry)."""
+    """``pyinfra TEST_INVENTORY ENTRY ARGS`` against ``hosts`` (``-y`` unless dry), from
+    the checkout ``cwd`` (another version of this repository, say)."""
     env = {**inventory_for(hosts, tmp), **(env_extra or {})}
-    return pyinfra_cli(TEST_INVENTORY, entry, *args, env=env, dry=dry, timeout=timeout)
+    return pyinfra_cli(TEST_INVENTORY, entry, *args, env=env, dry=dry, timeout=timeout, cwd=cwd)
 
 
-def pyinfra_cli(*args: str, env: dict[str, str], dry: bool = False, timeout: int = 900) -> Run:
-    """``pyinfra ARGS`` from the repository root, no terminal, ``-y`` unless dry."""
+def pyinfra_cli(
+    *args: str, env: dict[str, str], dry: bool = False, timeout: int = 900, cwd: Path = REPO
+) -> Run:
+    """``pyinfra ARGS`` from the repository root (or ``cwd``), no terminal, ``-y`` unless
+    dry."""
     cmd = [sys.executable, "-m", "pyinfra", *args, "--dry" if dry else "-y"]
     proc = subprocess.run(
         cmd,
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,

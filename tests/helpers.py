@@ -1,5 +1,5 @@
-"""What the integration tests share: the sample app's greeting, reading a host's state,
-copies of the sample app, and verify.py's JSON report."""
+"""What the integration tests share: the sample app's greeting, the example app's settings,
+reading a host's state, copies of the sample app, and verify.py's JSON report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,18 @@ from testbed.pyinfra_cli import pyinfra
 
 APP = "myproject"
 HELLO = "Hello There!"
+NOTES = {  # the example app (examples/notes) as an operator sets it up
+    "app_name": "notes",
+    "app_src": str(testbed.REPO / "examples/notes"),
+    "app_module": "notes:create_app()",
+    "server_name": "notes.test",
+    "shared_paths": ["instance"],
+    "static": {"/static": "notes/static"},
+    "release_command": ["flask --app notes migrate"],
+    "health_path": "/health",
+    "health_text": "ok",
+    "env": {"FLASK_SECRET_KEY": "not-a-real-secret-but-not-dev-either"},
+}
 
 
 def body_of(host) -> str | None:

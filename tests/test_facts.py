@@ -13,6 +13,7 @@ from deploys.facts import (
 )
 from deploys.https import Certificate
 from deploys.release import LiveRelease, release_history
+from deploys.retire import HostedApps
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -127,3 +128,11 @@ def test_service_writable_reads_the_mounts_of_the_service_sandbox():
     assert ServiceWritable().process(["/srv/notes", *mounts]) is False  # ProtectSystem=strict
     assert ServiceWritable().process(["/var/lib/other", *mounts]) is False
     assert ServiceWritable().process(lines("service-mountinfo-stopped.txt")) is None
+
+
+def test_hosted_apps_with_their_service_state():
+    assert HostedApps().process(lines("hosted-apps.txt")) == {
+        "hello": "active",
+        "myproject": "inactive",
+    }
+    assert HostedApps().process([]) == {}

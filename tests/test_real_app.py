@@ -13,24 +13,13 @@ import time
 
 import pytest
 
-import testbed
 from testbed.pyinfra_cli import pyinfra
+from tests.helpers import NOTES
 from tests.load import Load
 
 APP = "notes"
 NAME = "notes.test"
-SETTINGS = {
-    "app_name": APP,
-    "app_src": str(testbed.REPO / "examples/notes"),
-    "app_module": "notes:create_app()",
-    "server_name": NAME,
-    "shared_paths": ["instance"],
-    "static": {"/static": "notes/static"},
-    "release_command": ["flask --app notes migrate"],
-    "health_path": "/health",
-    "health_text": "ok",
-    "env": {"FLASK_SECRET_KEY": "not-a-real-secret-but-not-dev-either"},
-}
+SETTINGS = NOTES
 MIGRATE = "flask --app notes migrate"
 TIMES: dict[str, float] = {}
 

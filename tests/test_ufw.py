@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from deploys.firewall import firewall_rules
-from deploys.settings import load_settings
+from deploys.plan import load_plan
 from deploys.ufw import parse_ufw, rule_key
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -48,9 +48,21 @@ def test_empty_output_parses_to_an_empty_state():
 
 def test_firewall_rules_put_ssh_first_and_open_only_port_80():
     unused = ["5000", "Nginx Full", "Nginx HTTPS"]
-    assert firewall_rules(load_settings({})) == (["OpenSSH", "Nginx HTTP"], unused)
-    allow, absent = firewall_rules(load_settings({"firewall_allow": ["5000", "8080/tcp"]}))
+    assert firewall_rules(load_plan({})) == (["OpenSSH", "Nginx HTTP"], unused)
+    allow, absent = firewall_rules(load_plan({"firewall_allow": ["5000", "8080/tcp"]}))
     assert (allow, absent) == (["OpenSSH", "Nginx HTTP", "5000", "8080/tcp"], unused[1:])
+
+
+def test_firewall_opens_443_when_any_app_serves_https():
+    apps = [
+        {"app_name": "plain", "server_name": "plain.test"},
+        {"app_name": "secure", "server_name": "secure.test", "https": True},
+    ]
+    plan = load_plan({"apps": apps, "acme_email": "ops@example.com"})
+    assert firewall_rules(plan) == (
+        ["OpenSSH", "Nginx Full"],
+        ["5000", "Nginx HTTP", "Nginx HTTPS"],
+    )
 
 
 def policy_commands(fake, captured: str | None, *args, **kwargs) -> list[str]:

@@ -50,6 +50,7 @@ PYINFRA_KEY_PREFIXES = (
 
 # never echoed in errors; commands are not secrets (they show in the process list and logs)
 SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
+RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all")  # sites-enabled/<app_name>
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(_|(?=.{{1,253}}$)(\*\.)?{LABEL}(\.{LABEL})*)$")
@@ -174,6 +175,15 @@ class Settings(BaseModel):
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @field_validator("app_name")
+    @classmethod
+    def _not_host_wide(cls, value: str) -> str:
+        if value in RESERVED_APP_NAMES:
+            raise ValueError(
+                f"{value!r} names a host-wide nginx site (deploys/nginx.py): pick another name"
+            )
+        return value
 
     @field_validator("app_module")
     @classmethod

@@ -13,6 +13,8 @@ OPERATION_MODULES = (
     "deploys.https",
     "deploys.ufw",
     "deploys.virtualenv",
+    "deploys.appuser",
+    "deploys.retire",
 )
 
 
@@ -34,7 +36,7 @@ class FakeHost:
     def noop(self, message: str) -> None:
         self.noops.append(message)
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, log_func=None) -> None:
         self.logs.append(message)
 
     def get_temp_filename(self, *args, **kwargs) -> str:

@@ -1,6 +1,7 @@
 """HTTPS against a real ACME CA (Pebble inside the test host): first certificate, redirect,
 HSTS, a re-run that asks the CA nothing, renewal by certbot's own timer unit, expansion to a
-new name, a CA that stops answering, a reboot, and the verifier's HTTPS checks."""
+new name, other apps on the host, a CA that stops answering, a reboot, and the verifier's
+HTTPS checks."""
 
 from __future__ import annotations
 
@@ -118,6 +119,33 @@ def test_a_new_name_expands_the_certificate(host, workdir):
         served = Served(host, name)
         assert served.names == NAMES[::-1] or served.names == sorted(NAMES)
         assert HELLO in served.body
+
+
+def test_apps_sharing_the_host_keep_https_and_get_their_own_certificates(host, workdir, tmp_path):
+    """An HTTP-only app joins the HTTPS app: 443 stays open and served (the host-wide parts
+    follow every app); a second HTTPS app gets a certificate of its own."""
+    first = {"server_name": NAMES}  # the app of the tests above, inheriting the HTTPS settings
+    plain_app = {"app_name": "plainapp", "server_name": "plain.test", "https": False}
+    secure = {"app_name": "second", "server_name": "second.test"}
+    before = Served(host, "app.test").fingerprint
+    deploy(host, workdir, apps=[first, plain_app]).check()
+    assert plain(host, "plain.test") == (200, None)
+    assert Served(host, "app.test").fingerprint == before
+    assert "Nginx Full" in host.exec("ufw status").stdout
+    apps = [first, plain_app, secure]
+    deploy(host, workdir, apps=apps).check()
+    served = Served(host, "second.test")
+    assert served.names == ["second.test"] and HELLO in served.body
+    assert Served(host, "www.app.test").fingerprint == before
+    assert plain(host, "second.test") == (301, "https://second.test/")
+    report = tmp_path / "report.json"
+    run = deploy(host, workdir, "verify.py", {"VERIFY_JSON": str(report)}, apps=apps)
+    assert run.returncode == 0, run.output[-3000:]
+    assert deploy(host, workdir, apps=apps).check().changed == 0
+    retired = deploy(host, workdir, apps=[first], retired_apps=["plainapp", "second"]).check()
+    assert retired.changed > 0 and host.exec("test -f /etc/letsencrypt/live/second/cert.pem")
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):  # its site is gone
+        Served(host, "second.test")
 
 
 def test_when_the_ca_stops_answering_the_run_fails_and_the_site_keeps_serving(host, workdir):

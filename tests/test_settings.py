@@ -25,7 +25,9 @@ def test_pyinfra_keys_are_not_settings():
     assert s.processes == 3
 
 
-@pytest.mark.parametrize("name", ["my/app", "my app", "..", "../etc", "App", "", "x" * 40])
+@pytest.mark.parametrize(
+    "name", ["my/app", "my app", "..", "../etc", "App", "", "x" * 40, "default"]
+)
 def test_bad_app_names_are_refused(name):
     message = error_for(app_name=name)
     assert "app_name" in message and "web1" in message

@@ -1,0 +1,61 @@
+"""Apps claim names on a host (a user, /etc/<app>, /var/lib/<app>): what belongs to
+something else is refused before anything changes, and apps the settings no longer list are
+reported, not touched."""
+
+from deploys.appuser import foreign_claims
+from deploys.plan import load_plan
+from deploys.retire import report_unlisted_apps
+from deploys.settings import load_settings
+
+OURS = {"home": "/srv/myproject"}
+
+
+def dir_of(user: str, group: str) -> dict:
+    return {"user": user, "group": group, "mode": 750}
+
+
+def test_a_fresh_host_and_our_own_deployment_claim_nothing(fake):
+    fake()
+    assert foreign_claims(load_settings({})) == []
+    fake(
+        {
+            ("Users", None): {"myproject": OURS},
+            ("Directory", "/etc/myproject"): dir_of("root", "myproject"),
+            ("Directory", "/var/lib/myproject"): dir_of("myproject", "myproject"),
+        }
+    )
+    assert foreign_claims(load_settings({})) == []
+
+
+def test_a_packages_folder_is_not_handed_to_an_app(fake):
+    fake({("Directory", "/etc/nginx"): dir_of("root", "root")})
+    (problem,) = foreign_claims(load_settings({"app_name": "nginx"}))
+    assert problem == (
+        "app_name: /etc/nginx exists on web1 and belongs to root, not to this app:"
+        " pick another app_name (if an earlier install of this app left it, remove it or"
+        " hand it to the app's user)"
+    )
+
+
+def test_an_existing_user_of_something_else_is_refused(fake):
+    fake(
+        {
+            ("Users", None): {"postgres": {"home": "/var/lib/postgresql"}},
+            ("Directory", "/var/lib/postgres"): dir_of("postgres", "postgres"),
+        }
+    )
+    problems = foreign_claims(load_settings({"app_name": "postgres"}))
+    assert problems[0].startswith("app_user: the user 'postgres' exists on web1 and is not")
+    assert "/var/lib/postgres exists on web1 and belongs to postgres" in problems[1]
+
+
+def test_apps_no_longer_listed_are_reported_not_touched(fake):
+    host = fake({("HostedApps", None): {"hello": "active", "notes": "active"}})
+    plan = load_plan(
+        {"app_name": "notes", "app_src": "examples/notes", "app_module": "notes:create_app()"}
+    )
+    assert report_unlisted_apps(plan) == ["hello"]
+    assert "app hello is on this host (active) but not in apps" in host.logs[0]
+    assert "retired_apps" in host.logs[0]
+    retired = load_plan({"retired_apps": ["hello", "notes"]})
+    assert report_unlisted_apps(retired) == []

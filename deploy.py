@@ -11,7 +11,7 @@ from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
-from deploys.nginx import configure_nginx, configure_nginx_host
+from deploys.nginx import configure_nginx, configure_nginx_host, enable_catch_all
 from deploys.packages import install_packages
 from deploys.release import (
     create_shared_folders,
@@ -40,6 +40,7 @@ def deploy_app(settings: Settings, nginx_host_wide: list) -> None:
 
 plan = prepare_host()
 hold_deploy_lock()
+report_unlisted_apps(plan)  # before anything changes: may refuse a name an old app serves
 
 private_upload_dir()
 install_packages(plan)
@@ -53,5 +54,5 @@ for position, app in enumerate(plan.selected, start=1):
     with in_turn(position):
         deploy_app(app, nginx_host_wide)
 with in_turn(len(plan.selected) + 1):
+    enable_catch_all(nginx_host_wide)
     retire_apps(plan)
-    report_unlisted_apps(plan)

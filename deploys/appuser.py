@@ -1,36 +1,65 @@
 """The app's system user and the directories of the host layout."""
 
+import shlex
+
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.facts.files import Directory
-from pyinfra.facts.server import Users
+from pyinfra.facts.server import Groups, Users
 from pyinfra.operations import files, server
 
+from deploys.facts import UnitStatus
 from deploys.layout import Layout
 from deploys.settings import Settings, SettingsError
 
 
+class PathsPresent(FactBase):
+    """Which of ``paths`` exist on the host, of any type (a dangling link too)."""
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return f'for p in {quoted}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done'
+
+    default = list
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]
+
+
 def foreign_claims(settings: Settings) -> list[str]:
-    """What on the host already carries the app's names without being this app's: a user
-    (ours has its home in /srv/<app>), or /etc/<app> or /var/lib/<app> of another owner
-    (a package's, say: the deploy would hand it to the app). Empty when nothing is."""
+    """What on the host already carries the app's names without being this app's (ours:
+    its user, with its home in /srv/<app>): a user or group of that name, a path the app's
+    folders or units would take (/etc, /srv, /var/lib, /run, a unit of a package). The
+    deploy would hand them to the app. Empty when nothing is."""
     layout = Layout.of(settings)
     user = host.get_fact(Users).get(settings.user)
-    ours = bool(user) and user.get("home") == layout.root
-    problems = []
-    if user and not ours:
+    if user:
+        if user.get("home") != layout.root:
+            return [
+                f"app_user: the user {settings.user!r} exists on {host.name} and is not this"
+                f" app's (home {user.get('home')}): pick another app_name or app_user"
+            ]
+        return [
+            f"app_name: {path} exists on {host.name} and belongs to {found[field]}, not to"
+            " this app: remove it or hand it to the app's user"
+            for path, field in ((layout.etc, "group"), (layout.data, "user"))
+            if (found := host.get_fact(Directory, path=path)) and found[field] != settings.user
+        ]
+    taken = [layout.etc, layout.root, layout.data, layout.run_dir, layout.unit, layout.socket_unit]
+    problems = [
+        f"app_name: {path} exists on {host.name} and is not this app's: pick another app_name"
+        for path in host.get_fact(PathsPresent, paths=tuple(taken))
+    ]
+    problems += [
+        f"app_name: systemd has a unit {unit} on {host.name} (a package's?): pick another app_name"
+        for unit in (layout.unit_name, layout.socket_unit_name)
+        if host.get_fact(UnitStatus, unit=unit).get("LoadState", "not-found") != "not-found"
+    ]
+    if settings.user in host.get_fact(Groups):
         problems.append(
-            f"app_user: the user {settings.user!r} exists on {host.name} and is not this"
-            f" app's (home {user.get('home')}): pick another app_name or app_user"
+            f"app_user: the group {settings.user!r} exists on {host.name}: the app would run"
+            " with its rights; pick another app_name or app_user"
         )
-    for path, field in ((layout.etc, "group"), (layout.data, "user")):
-        found = host.get_fact(Directory, path=path)
-        if found and (not ours or found[field] != settings.user):
-            problems.append(
-                f"app_name: {path} exists on {host.name} and belongs to {found[field]}, not"
-                f" to this app: pick another app_name (if an earlier install of this app left"
-                " it, remove it or hand it to the app's user)"
-            )
     return problems
 
 

@@ -25,6 +25,7 @@ from deploys.layout import Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.plan import HostPlan
 from deploys.release import live_release
+from deploys.retire import HostedApps, unlisted_apps
 from deploys.settings import Settings
 from deploys.stamps import recorded_stamp
 
@@ -239,8 +240,11 @@ def _firewall_checks(plan: HostPlan) -> list[Check]:
     return checks
 
 
-def _retired_checks(name: str) -> list[Check]:
-    """A retired app: its service and socket stopped and disabled, its site gone."""
+def _retired_checks(name: str, hosted: dict) -> list[Check]:
+    """A retired app: its service and socket stopped and disabled, its site gone (nothing
+    to check for a name that is no app of ours on this host)."""
+    if name not in hosted:
+        return []
     layout = Layout(name)
     checks = []
     units = {"app unit": layout.unit_name, "app socket unit": layout.socket_unit_name}
@@ -256,19 +260,29 @@ def _retired_checks(name: str) -> list[Check]:
     return [replace(c, scope=name) for c in checks]
 
 
+def _nginx_test_check(config_test: dict) -> Check:
+    """``nginx -t`` passes, and no two sites claim one name (nginx only warns, and gives the
+    name to the first)."""
+    conflicts = [line for line in config_test["message"].splitlines() if "conflicting" in line]
+    observed = config_test["message"] if not config_test["ok"] else "; ".join(conflicts)
+    return Check("nginx -t", "ok", observed or "ok", config_test["ok"] and not conflicts)
+
+
+def _running_unlisted(plan: HostPlan) -> str:
+    """The apps running on the host that the settings neither list nor retire."""
+    running = [name for name, state in unlisted_apps(plan).items() if state == "active"]
+    return ", ".join(running) or "none"
+
+
 def host_checks(plan: HostPlan) -> list[Check]:
     """The checks of what the host's apps share: nginx, the firewall, certbot's timer, the
-    catch-all; and that the retired apps are off."""
+    catch-all; that no app runs the settings do not list, and the retired apps are off."""
+    hosted = host.get_fact(HostedApps)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     return [
         *_unit_checks("nginx", nginx),
-        Check(
-            "nginx -t",
-            "ok",
-            "ok" if config_test["ok"] else config_test["message"],
-            config_test["ok"],
-        ),
+        _nginx_test_check(config_test),
         _check(
             "default site absent",
             "absent",
@@ -277,7 +291,8 @@ def host_checks(plan: HostPlan) -> list[Check]:
         *(_firewall_checks(plan) if plan.host.firewall else []),
         *(_renewal_checks() if plan.https else []),
         *([] if plan.default_server else [_unknown_host_check()]),
-        *(check for name in plan.retired for check in _retired_checks(name)),
+        _check("apps not in the settings running", "none", _running_unlisted(plan)),
+        *(check for name in plan.retired for check in _retired_checks(name, hosted)),
     ]
 
 

@@ -33,10 +33,15 @@ class DeployLockError(PyinfraError):
 
 def lock_script(name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR) -> str:
     """Shell that takes the lock ``name`` (waiting up to ``wait`` s, saying who holds it),
-    records ``owner``, prints ``locked`` and keeps the lock until its input closes."""
+    records ``owner``, prints ``locked`` and keeps the lock until its input closes. It
+    refuses a folder that is not its user's alone (root's, on a host): nobody else may plant
+    a link there for it to write through."""
     lock, who = f"{folder}/{name}.deploy-lock", f"{folder}/{name}.deploy-lock.owner"
     return (
-        f"umask 022; mkdir -p {folder} && exec 9>{lock} || exit 1;"
+        f"umask 022; mkdir -p {folder} || exit 1;"
+        f' if [ ! -O {folder} ] || [ -n "$(find {folder} -maxdepth 0 -perm /022)" ]; then'
+        f" echo 'unsafe: {folder} is writable by others' >&2; exit 1; fi;"
+        f" exec 9>{lock} || exit 1;"
         f' if ! flock -n 9; then echo "waiting for $(cat {who} 2>/dev/null)";'
         f' flock -w {int(wait)} 9 || {{ echo "timeout: held by $(cat {who} 2>/dev/null)";'
         " exit 1; }; fi;"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files, server, systemd
 
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import Layout
@@ -47,7 +47,7 @@ def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
 @dataclass(frozen=True)
 class NginxHost:
     """nginx's host-wide part, shared by every app: its files (path -> text), whether the
-    catch-all is on (no app is the default server) and the operations that put them."""
+    catch-all is on and the operations that put them (but the catch-all's enabling)."""
 
     files: dict[str, str]
     catch_all: bool
@@ -55,14 +55,21 @@ class NginxHost:
 
 
 def nginx_host(plan: HostPlan) -> NginxHost:
-    """The host-wide files for the host's apps: the catch-all listens for TLS when any app
-    serves HTTPS, and is enabled unless an app answers any host name."""
+    """The host-wide files for the host's apps. The catch-all closes plain HTTP for unknown
+    names unless an app answers any name, and refuses TLS handshakes for unknown names
+    whenever an app serves HTTPS (the default app never does). Without TLS and with a
+    default app it is not enabled (its text stays as it always was)."""
     return NginxHost(
         files={
-            CATCH_ALL: render("nginx-catch-all.conf.j2", tls=plan.https, tls_settings=TLS_SETTINGS),
+            CATCH_ALL: render(
+                "nginx-catch-all.conf.j2",
+                http=not (plan.default_server and plan.https),  # unused without TLS
+                tls=plan.https,
+                tls_settings=TLS_SETTINGS,
+            ),
             TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
         },
-        catch_all=not plan.default_server,
+        catch_all=not plan.default_server or plan.https,
     )
 
 
@@ -88,21 +95,40 @@ def tested_reload(layout: Layout | None) -> list[str]:
 
 @deploy("Nginx host-wide")
 def configure_nginx_host(plan: HostPlan) -> NginxHost:
-    """Put the host-wide files, enable the catch-all (unless an app is the default server),
-    disable Debian's default site. Each app's site step applies them (tested reload)."""
+    """Put the host-wide files, disable the catch-all if no longer wanted and Debian's
+    default site. Each app's site step applies them (tested reload); the catch-all is
+    enabled after every site is written (enable_catch_all), so no old default site clashes
+    with it."""
     wanted = nginx_host(plan)
     operations = (
         *(put_text(f"Host-wide {path}", text, path) for path, text in wanted.files.items()),
         files.file(name=f"No {OLD_HARDENING}", path=OLD_HARDENING, present=False),
-        files.link(
-            name=f"{'Enable' if wanted.catch_all else 'Disable'} {CATCH_ALL_ENABLED}",
-            path=CATCH_ALL_ENABLED,
-            target=CATCH_ALL,
-            present=wanted.catch_all,
+        *(
+            []
+            if wanted.catch_all
+            else [
+                files.link(
+                    name=f"Disable {CATCH_ALL_ENABLED}", path=CATCH_ALL_ENABLED, present=False
+                )
+            ]
         ),
         files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
     )
     return NginxHost(wanted.files, wanted.catch_all, operations)
+
+
+@deploy("Nginx catch-all")
+def enable_catch_all(shared: NginxHost):
+    """Enable the catch-all once every app's site is written, and apply it (tested reload)."""
+    if shared.catch_all:
+        enabled = files.link(
+            name=f"Enable {CATCH_ALL_ENABLED}", path=CATCH_ALL_ENABLED, target=CATCH_ALL
+        )
+        server.shell(
+            name="Test and reload nginx with the catch-all",
+            commands=tested_reload(None),
+            _if=enabled.did_change,
+        )
 
 
 def _site(settings: Settings, certified: list[str] | None, shared: NginxHost, **condition) -> None:

@@ -89,7 +89,8 @@ def load_plan(data: dict, host_name: str = "", secrets: bool = True) -> HostPlan
             f"{label}: {key} is set for the whole host or run, not per app: set it at the top level"
             for key in misplaced
         ]
-        settings, found = settings_problems({**top, **entry}, secrets)
+        own = {k: v for k, v in entry.items() if k not in misplaced}
+        settings, found = settings_problems({**top, **own}, secrets)
         prefix = f"{label}: " if len(entries) > 1 or "apps" in data else ""
         problems += [prefix + problem for problem in found]
         if settings:
@@ -100,21 +101,24 @@ def load_plan(data: dict, host_name: str = "", secrets: bool = True) -> HostPlan
         problems.append(f"retired_apps: a list of app names, e.g. ['oldapp'] (given {retired!r})")
         retired = []
     if not problems:
-        problems = _clashes(apps, retired, only)
+        problems = _clashes(apps, retired, only, labelled="apps" in data)
     if problems:
         where = f" for host {host_name}" if host_name else ""
         raise SettingsError(f"invalid settings{where}:\n  " + "\n  ".join(problems))
     return HostPlan(tuple(apps), tuple(retired), only)
 
 
-def _clashes(apps: list[Settings], retired: list[str], only: str | None) -> list[str]:
+def _clashes(
+    apps: list[Settings], retired: list[str], only: str | None, labelled: bool
+) -> list[str]:
     """What two apps of one host may not share, and a retired or selected app that is not
     (or still is) among them."""
+    labels = [f"apps[{i}] ({a.app_name})" if labelled else a.app_name for i, a in enumerate(apps)]
     problems = []
-    for label, of in (("app_name", lambda a: [a.app_name]), ("app_user", lambda a: [a.user])):
-        problems += _claimed_twice(apps, label, of)
+    for key, of in (("app_name", lambda a: [a.app_name]), ("app_user", lambda a: [a.user])):
+        problems += _claimed_twice(apps, labels, key, of)
     problems += _claimed_twice(
-        apps, "server_name", lambda a: [n for n in a.server_name if n != "_"]
+        apps, labels, "server_name", lambda a: [n for n in a.server_name if n != "_"]
     )
     defaults = [a.app_name for a in apps if a.default_server]
     if len(defaults) > 1:
@@ -133,12 +137,12 @@ def _clashes(apps: list[Settings], retired: list[str], only: str | None) -> list
     return problems
 
 
-def _claimed_twice(apps: list[Settings], key: str, values) -> list[str]:
+def _claimed_twice(apps: list[Settings], labels: list[str], key: str, values) -> list[str]:
     """A problem for each value of ``key`` that two apps claim."""
     owners: dict[str, list[str]] = {}
-    for app in apps:
+    for app, label in zip(apps, labels, strict=True):
         for value in values(app):
-            owners.setdefault(value, []).append(app.app_name)
+            owners.setdefault(value, []).append(label)
     return [
         f"{key}: {value!r} is claimed by {' and '.join(who)}; each app needs its own"
         for value, who in owners.items()

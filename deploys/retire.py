@@ -4,16 +4,21 @@ host but in neither ``apps`` nor ``retired_apps`` are left running, and the run 
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploys.layout import Layout
 from deploys.nginx import tested_reload
 from deploys.plan import HostPlan
+from deploys.settings import SettingsError
+
+SERVER_NAME_RE = re.compile(r"^\s*server_name\s+([^;]+);")
 
 SERVICE_HEADER = (  # the first line of templates/app.service.j2
     "# Managed by pyinfra (deploys/appservice.py): edits here are undone by the next deploy."
@@ -42,8 +47,17 @@ class HostedApps(FactBase):
 def retire_apps(plan: HostPlan):
     """Stop and disable each retired app's socket and service, disable and remove its nginx
     site (nginx reloaded after ``nginx -t``). Its data directory, releases, environment and
-    certificate are kept."""
+    certificate are kept. A name that is no app of ours on this host is left alone (it may
+    be another service: ``ssh``), and the run says so."""
+    hosted = host.get_fact(HostedApps)
     for name in plan.retired:
+        if name not in hosted:
+            host.log(
+                f"retired_apps: no app {name} was deployed on this host: nothing to retire"
+                " (a typo?)",
+                log_func=logger.warning,
+            )
+            continue
         layout = Layout(name)
         for unit in (layout.socket_unit_name, layout.unit_name):
             systemd.service(
@@ -69,16 +83,37 @@ def retire_apps(plan: HostPlan):
         )
 
 
-def report_unlisted_apps(plan: HostPlan) -> list[str]:
-    """Say which apps run on the host that the settings no longer list (they are left as
-    they are); returns their names."""
+def unlisted_apps(plan: HostPlan) -> dict[str, str]:
+    """The apps on the host that the settings neither list nor retire, with their state."""
     listed = {app.app_name for app in plan.apps} | set(plan.retired)
-    hosted = host.get_fact(HostedApps)
-    unlisted = sorted(set(hosted) - listed)
-    for name in unlisted:
+    return {name: state for name, state in host.get_fact(HostedApps).items() if name not in listed}
+
+
+def site_names(site: str) -> list[str]:
+    """The names an nginx site answers for (its server_name directives)."""
+    lines = host.get_fact(FileContents, path=site) or []
+    return [n for line in lines if (m := SERVER_NAME_RE.match(line)) for n in m.group(1).split()]
+
+
+def report_unlisted_apps(plan: HostPlan) -> list[str]:
+    """Say which apps on the host the settings no longer list (they are left as they are);
+    refuse a listed app's server_name that one of them still serves (nginx would keep
+    giving it to the old app). Returns their names."""
+    unlisted = unlisted_apps(plan)
+    claimed = {name: app.app_name for app in plan.apps for name in app.server_name if name != "_"}
+    clashes = [
+        f"server_name: {name!r} of {claimed[name]} is still served by {old}, which is on"
+        f" {host.name} but not in apps: add {old} to retired_apps (or give it back the name)"
+        for old in unlisted
+        for name in site_names(Layout(old).site_enabled)
+        if name in claimed
+    ]
+    if clashes:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(clashes))
+    for name, state in unlisted.items():
         host.log(
-            f"app {name} is on this host ({hosted[name]}) but not in apps: left as it is;"
+            f"app {name} is on this host ({state}) but not in apps: left as it is;"
             f" add it to retired_apps to stop it and take it off nginx",
             log_func=logger.warning,
         )
-    return unlisted
+    return sorted(unlisted)

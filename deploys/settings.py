@@ -50,7 +50,10 @@ PYINFRA_KEY_PREFIXES = (
 
 # never echoed in errors; commands are not secrets (they show in the process list and logs)
 SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
-RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all")  # sites-enabled/<app_name>
+# host-wide names: nginx sites, the folder of the sockets and the deploy lock (/run/...)
+RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all", "flask-deploy")
+# files/release_gate.py's transient units are <app_user><suffix>: no app may be named so
+TRANSIENT_SUFFIXES = ("-candidate", "-import-check", "-release-command", "-command")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(_|(?=.{{1,253}}$)(\*\.)?{LABEL}(\.{LABEL})*)$")
@@ -176,12 +179,15 @@ class Settings(BaseModel):
     def _one_or_many(cls, value):
         return [value] if isinstance(value, str) else value
 
-    @field_validator("app_name")
+    @field_validator("app_name", "app_user")
     @classmethod
-    def _not_host_wide(cls, value: str) -> str:
+    def _not_host_wide(cls, value: str | None) -> str | None:
         if value in RESERVED_APP_NAMES:
+            raise ValueError(f"{value!r} is a host-wide name of this deploy: pick another name")
+        if value and value.endswith(TRANSIENT_SUFFIXES):
             raise ValueError(
-                f"{value!r} names a host-wide nginx site (deploys/nginx.py): pick another name"
+                f"{value!r} ends like the release checks' units of another app"
+                f" ({', '.join(TRANSIENT_SUFFIXES)}): pick another name"
             )
         return value
 

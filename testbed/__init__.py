@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -245,13 +244,6 @@ def _wait_for_systemd(container: str):
 def wait_for_ssh(host: Host, timeout: float = BOOT_TIMEOUT) -> None:
     """Wait until the host accepts an SSH login, or raise TestbedError."""
     wait_for(lambda: host.ssh("true", check=False).returncode == 0, timeout, f"SSH on {host.name}")
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _boot_one(tag: str, name: str, session: str, key_file: str) -> Host:

@@ -28,25 +28,39 @@ def test_a_fresh_host_and_our_own_deployment_claim_nothing(fake):
 
 
 def test_a_packages_folder_is_not_handed_to_an_app(fake):
-    fake({("Directory", "/etc/nginx"): dir_of("root", "root")})
-    (problem,) = foreign_claims(load_settings({"app_name": "nginx"}))
-    assert problem == (
-        "app_name: /etc/nginx exists on web1 and belongs to root, not to this app:"
-        " pick another app_name (if an earlier install of this app left it, remove it or"
-        " hand it to the app's user)"
-    )
+    fake({("PathsPresent", None): ["/etc/nginx", "/var/lib/nginx"]})
+    assert foreign_claims(load_settings({"app_name": "nginx"})) == [
+        "app_name: /etc/nginx exists on web1 and is not this app's: pick another app_name",
+        "app_name: /var/lib/nginx exists on web1 and is not this app's: pick another app_name",
+    ]
 
 
 def test_an_existing_user_of_something_else_is_refused(fake):
+    fake({("Users", None): {"postgres": {"home": "/var/lib/postgresql"}}})
+    (problem,) = foreign_claims(load_settings({"app_name": "postgres"}))
+    assert problem.startswith("app_user: the user 'postgres' exists on web1 and is not")
+
+
+def test_a_group_or_a_packages_unit_is_refused(fake):
+    fake({("Groups", None): ["adm", "systemd-journal"]})
+    (problem,) = foreign_claims(load_settings({"app_name": "systemd-journal"}))
+    assert "the group 'systemd-journal' exists on web1: the app would run with its" in problem
+    fake({("UnitStatus", None): {"LoadState": "loaded"}})
+    problems = foreign_claims(load_settings({"app_name": "certbot"}))
+    assert "app_name: systemd has a unit certbot.service on web1" in problems[0]
+
+
+def test_our_own_folders_given_away_are_refused(fake):
     fake(
         {
-            ("Users", None): {"postgres": {"home": "/var/lib/postgresql"}},
-            ("Directory", "/var/lib/postgres"): dir_of("postgres", "postgres"),
+            ("Users", None): {"myproject": OURS},
+            ("Directory", "/etc/myproject"): dir_of("root", "adm"),
         }
     )
-    problems = foreign_claims(load_settings({"app_name": "postgres"}))
-    assert problems[0].startswith("app_user: the user 'postgres' exists on web1 and is not")
-    assert "/var/lib/postgres exists on web1 and belongs to postgres" in problems[1]
+    assert foreign_claims(load_settings({})) == [
+        "app_name: /etc/myproject exists on web1 and belongs to adm, not to this app: remove"
+        " it or hand it to the app's user"
+    ]
 
 
 def test_apps_no_longer_listed_are_reported_not_touched(fake):

@@ -9,7 +9,11 @@ from deploys.lock import lock_script
 def holder(tmp_path, owner: str, wait: int = 5) -> subprocess.Popen:
     script = lock_script("app", owner, wait=wait, folder=str(tmp_path / "locks"))
     return subprocess.Popen(
-        ["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ["sh", "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -34,3 +38,12 @@ def test_the_lock_passes_on_when_the_holders_input_closes(tmp_path):
     assert (tmp_path / "locks/app.deploy-lock.owner").read_text() == "deploy.py by bob\n"
     second.stdin.close()
     second.wait(timeout=5)
+
+
+def test_a_folder_others_can_write_is_refused(tmp_path):
+    (tmp_path / "locks").mkdir(mode=0o777)
+    (tmp_path / "locks").chmod(0o777)
+    refused = holder(tmp_path, "deploy.py by alice")
+    _, err = refused.communicate(timeout=10)
+    assert refused.returncode == 1 and not (tmp_path / "locks/app.deploy-lock").exists()
+    assert "locks is writable by others" in err

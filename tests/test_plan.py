@@ -59,22 +59,25 @@ def test_an_apps_bad_setting_names_the_app():
 def test_host_wide_settings_are_refused_per_app(key):
     data = two_apps()
     data["apps"][0][key] = "x"
-    assert f"apps[0] (hello): {key} is set for the whole host or run" in error_for(data)
+    message = error_for(data)
+    assert f"apps[0] (hello): {key} is set for the whole host or run" in message
+    assert f"): {key}: " not in message  # said once, not again as unknown or malformed
 
 
 def test_two_apps_may_not_share_a_name_user_or_server_name():
     data = two_apps()
     data["apps"][1].update(app_name="hello", server_name=["www.test", "hello.test"])
     message = error_for(data)
-    assert "app_name: 'hello' is claimed by hello and hello" in message
-    assert "app_user: 'hello' is claimed by hello and hello" in message
-    assert "server_name: 'hello.test' is claimed by hello and hello" in message
+    both = "apps[0] (hello) and apps[1] (hello)"
+    assert f"app_name: 'hello' is claimed by {both}" in message
+    assert f"app_user: 'hello' is claimed by {both}" in message
+    assert f"server_name: 'hello.test' is claimed by {both}" in message
 
 
 def test_app_user_clash_is_refused():
     data = two_apps()
     data["apps"][1]["app_user"] = "hello"
-    assert "app_user: 'hello' is claimed by hello and notes" in error_for(data)
+    assert "app_user: 'hello' is claimed by apps[0] (hello) and apps[1] (notes)" in error_for(data)
 
 
 def test_at_most_one_default_server():

@@ -26,7 +26,19 @@ def test_pyinfra_keys_are_not_settings():
 
 
 @pytest.mark.parametrize(
-    "name", ["my/app", "my app", "..", "../etc", "App", "", "x" * 40, "default"]
+    "name",
+    [
+        "my/app",
+        "my app",
+        "..",
+        "../etc",
+        "App",
+        "",
+        "x" * 40,
+        "default",
+        "flask-deploy",
+        "a-command",
+    ],
 )
 def test_bad_app_names_are_refused(name):
     message = error_for(app_name=name)

@@ -132,14 +132,39 @@ def verify_apps(host, workdir, tmp_path, apps=APPS, **data):
     return result, json.loads(report.read_text())
 
 
+def test_names_the_host_uses_otherwise_are_refused_before_any_change(host, workdir):
+    """An app named like a system group (its rights would go to the app), or claiming a
+    name that an app left out of the settings still serves: refused, nothing changes."""
+    journal = run(host, workdir, apps=[*APPS, {"app_name": "systemd-journal"}])
+    assert journal.returncode != 0
+    assert "the group 'systemd-journal' exists on" in journal.output
+    assert host.exec("getent passwd systemd-journal", check=False).returncode != 0
+    thief = {"app_name": "thief", "server_name": "hello.test"}
+    taken = run(host, workdir, apps=[NOTES, thief])
+    assert taken.returncode != 0
+    assert "'hello.test' of thief is still served by hello, which is on" in taken.output
+    assert host.exec("getent passwd thief", check=False).returncode != 0
+
+
+def test_the_default_server_moves_between_apps(host, workdir):
+    """The second app becomes the default server, then names its hosts again: the catch-all
+    never clashes with a site's old default_server."""
+    run(host, workdir, apps=[HELLO_APP, {**NOTES, "server_name": "_"}]).check()
+    assert answer(host, "unknown.test", "/health")[1] == "ok\n"  # notes answers any name
+    run(host, workdir).check()
+    assert answer(host, "unknown.test")[0] is None
+
+
 def test_an_app_left_out_keeps_running_until_retired(host, workdir, tmp_path):
     left_out = run(host, workdir, apps=[NOTES]).check()
     assert "app hello is on this host (active) but not in apps" in left_out.output
     assert left_out.changed == 0
     assert HELLO in answer(host, "hello.test")[1]
     host.exec("runuser -u hello -- mkdir /var/lib/hello/keep")
-    retired = run(host, workdir, apps=[NOTES], retired_apps=["hello"]).check()
-    assert retired.changed > 0
+    retired = run(host, workdir, apps=[NOTES], retired_apps=["hello", "ssh"])
+    assert retired.check().changed > 0
+    assert "no app ssh was deployed on this host: nothing to retire" in retired.output
+    assert host.exec("systemctl is-active ssh.service").stdout.strip() == "active"
     assert answer(host, "hello.test")[0] is None  # the catch-all: no app answers
     assert answer(host, "notes.test", "/health")[1] == "ok\n"
     assert host.exec("systemctl is-active hello.service", check=False).stdout.strip() == "inactive"

@@ -193,3 +193,21 @@ def test_https_site_serves_tls_only_for_the_names_the_certificate_covers():
     full = nginx_site(s, ["b.test", "a.test", "old.test"])
     assert full.count("server_name a.test b.test;") == 2 and "return 444" not in full
     assert 'add_header Strict-Transport-Security "max-age=63072000" always;' in full
+
+
+def test_the_catch_all_follows_every_app_of_the_host():
+    from deploys.nginx import CATCH_ALL, nginx_host
+    from deploys.plan import load_plan
+
+    named = {"app_name": "named", "server_name": "named.test", "https": True}
+    https_email = {"acme_email": "ops@example.com"}
+    default_too = load_plan({"apps": [{"app_name": "any"}, named], **https_email})
+    shared = nginx_host(default_too)
+    catch_all = shared.files[CATCH_ALL]
+    assert shared.catch_all  # an app answers any name over HTTP, but TLS stays refused
+    assert "listen 80" not in catch_all and "ssl_reject_handshake on;" in catch_all
+    only_named = nginx_host(
+        load_plan({"apps": [named, {"app_name": "b", "server_name": "b.t"}], **https_email})
+    )
+    assert "listen 80 default_server;" in only_named.files[CATCH_ALL]
+    assert not nginx_host(load_plan({})).catch_all  # the guide's one default app: no catch-all

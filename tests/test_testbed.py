@@ -1,5 +1,6 @@
 """The test bed gives real Debian 12 hosts: systemd as PID 1, SSH, sudo, a reachable index."""
 
+import socket
 import subprocess
 import time
 
@@ -51,12 +52,19 @@ def test_reboot_brings_ssh_back(host):
     )
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_unreachable_host_is_an_error():
     """The readiness check really fails on a host nobody answers for."""
     ghost = testbed.Host(
         "ghost",
         "none",
-        ssh_port=testbed.free_port(),
+        ssh_port=free_port(),
         http_port=1,
         https_port=1,
         key_file=testbed.ensure_key(),

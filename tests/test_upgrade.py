@@ -8,6 +8,8 @@ import subprocess
 import testbed
 from testbed.pyinfra_cli import pyinfra
 
+# files/release_gate.py and the templates are as they were then: a later change to them is a
+# real change on the host, and this test then pins the commit before it
 BEFORE_SEVERAL_APPS = "4ca9fa8e8671e0a4cbb5ec3c3d8ca7b56a91fe7a"  # the last single-app commit
 
 

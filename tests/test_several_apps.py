@@ -160,6 +160,9 @@ def test_an_app_left_out_keeps_running_until_retired(host, workdir, tmp_path):
     assert "app hello is on this host (active) but not in apps" in left_out.output
     assert left_out.changed == 0
     assert HELLO in answer(host, "hello.test")[1]
+    flagged, report = verify_apps(host, workdir, tmp_path, apps=[NOTES])
+    failed = {c["name"]: c["observed"] for c in report["hosts"][host.name]["checks"] if not c["ok"]}
+    assert flagged.returncode != 0 and failed == {"apps not in the settings running": "hello"}
     host.exec("runuser -u hello -- mkdir /var/lib/hello/keep")
     retired = run(host, workdir, apps=[NOTES], retired_apps=["hello", "ssh"])
     assert retired.check().changed > 0

@@ -2,13 +2,17 @@
 
 Preview with ``--dry --diff``; add ``-y`` when there is no terminal. A host with several
 ``apps`` gets the host-wide parts once, then each app in turn; ``--data app=NAME`` deploys
-one of them.
+one of them. Hosts in the inventory's ``load_balancers`` group become nginx reverse proxies
+in front of the app servers (the other hosts, or the ``app_servers`` group).
 """
 
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
+from deploys.balancer import configure_balancer
 from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
+from deploys.fleet import fleet as fleet_of_inventory
+from deploys.fleet import refuse_unsupported
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
 from deploys.nginx import configure_nginx, configure_nginx_host, enable_catch_all
@@ -39,20 +43,26 @@ def deploy_app(settings: Settings, nginx_host_wide: list) -> None:
 
 
 plan = prepare_host()
+fleet = fleet_of_inventory()
+refuse_unsupported(plan, fleet)
 hold_deploy_lock()
-report_unlisted_apps(plan)  # before anything changes: may refuse a name an old app serves
-
 private_upload_dir()
 install_packages(plan)
-if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
-    configure_firewall(plan)
-install_release_gate()
-if plan.https:
-    prepare_certificates(plan.host.acme_ca_bundle)
-nginx_host_wide = configure_nginx_host(plan)
-for position, app in enumerate(plan.selected, start=1):
-    with in_turn(position):
-        deploy_app(app, nginx_host_wide)
-with in_turn(len(plan.selected) + 1):
-    enable_catch_all(nginx_host_wide)
-    retire_apps(plan)
+if fleet.balancing:
+    if plan.host.firewall:
+        configure_firewall(plan)
+    configure_balancer(plan, fleet)
+else:
+    report_unlisted_apps(plan)  # before anything changes: may refuse a name an old app serves
+    if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
+        configure_firewall(plan, fleet.load_balancers)
+    install_release_gate()
+    if plan.https:
+        prepare_certificates(plan.host.acme_ca_bundle)
+    nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers)
+    for position, app in enumerate(plan.selected, start=1):
+        with in_turn(position):
+            deploy_app(app, nginx_host_wide)
+    with in_turn(len(plan.selected) + 1):
+        enable_catch_all(nginx_host_wide)
+        retire_apps(plan)

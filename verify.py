@@ -1,7 +1,8 @@
 """Read-only, facts-based proof that the stack works: ``pyinfra INV verify.py``.
 
 Prints tables per host (the host-wide checks, then each app's; ``--data app=NAME`` checks
-one app) and a verdict; exits non-zero when any check on any host fails.
+one app; on a load balancer, its proxying to every app server) and a verdict; exits
+non-zero when any check on any host fails, or when app servers run different releases.
 Set VERIFY_JSON=path to also write a JSON report (for monitoring).
 """
 
@@ -9,6 +10,9 @@ import os
 
 from deploys.checks import run_checks
 from deploys.context import prepare_host
+from deploys.fleet import fleet
 from deploys.report import record_host
 
-record_host(run_checks(prepare_host(secrets=False)), json_path=os.environ.get("VERIFY_JSON"))
+record_host(
+    run_checks(prepare_host(secrets=False), fleet()), json_path=os.environ.get("VERIFY_JSON")
+)

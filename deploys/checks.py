@@ -11,6 +11,7 @@ from pyinfra import host
 from pyinfra.facts.files import Directory, File, Link, Sha256File, Socket
 
 from deploys import ufw
+from deploys.balancer import upstream_servers
 from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
@@ -21,6 +22,7 @@ from deploys.facts import (
     UserCanReadWrite,
 )
 from deploys.firewall import firewall_rules
+from deploys.fleet import Fleet
 from deploys.layout import Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.plan import HostPlan
@@ -32,6 +34,7 @@ from deploys.stamps import recorded_stamp
 SANDBOX_TARGET = 2.0  # systemd-analyze security's exposure, 0 (best) to 10
 CERT_MIN_DAYS, CERT_WARN_DAYS = 7, 21  # a certificate's remaining validity: fail, warn
 UNKNOWN_HOST = "unknown-host.invalid"
+LIVE_RELEASE_CHECK = "live release is current"  # compared across hosts by report.py
 
 
 @dataclass
@@ -224,14 +227,14 @@ def _unknown_host_check() -> Check:
     )
 
 
-def _firewall_checks(plan: HostPlan) -> list[Check]:
+def _firewall_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
     state = ufw.current_state()
     rules = state["rules"]
     checks = [
         _check("ufw active", True, state["active"]),
         _check("ufw default incoming", "deny", state["defaults"].get("incoming", "unknown")),
     ]
-    allow, absent = firewall_rules(plan)
+    allow, absent = firewall_rules(plan, balancers)
     for spec in allow:
         checks.append(_check(f"ufw allows {spec}", True, ufw.rule_key("allow", spec) in rules))
     for port in absent:
@@ -274,7 +277,7 @@ def _running_unlisted(plan: HostPlan) -> str:
     return ", ".join(running) or "none"
 
 
-def host_checks(plan: HostPlan) -> list[Check]:
+def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
     """The checks of what the host's apps share: nginx, the firewall, certbot's timer, the
     catch-all; that no app runs the settings do not list, and the retired apps are off."""
     hosted = host.get_fact(HostedApps)
@@ -288,7 +291,7 @@ def host_checks(plan: HostPlan) -> list[Check]:
             "absent",
             "absent" if host.get_fact(File, path=DEFAULT_SITE) is None else "present",
         ),
-        *(_firewall_checks(plan) if plan.host.firewall else []),
+        *(_firewall_checks(plan, balancers) if plan.host.firewall else []),
         *(_renewal_checks() if plan.https else []),
         *([] if plan.default_server else [_unknown_host_check()]),
         _check("apps not in the settings running", "none", _running_unlisted(plan)),
@@ -318,7 +321,7 @@ def app_checks(settings: Settings) -> list[Check]:
         *_socket_check(layout),
         *_data_checks(settings, layout),
         _check("uWSGI workers", settings.processes, live["workers"]),
-        _check("live release is current", current, live["release"] or "not answering"),
+        _check(LIVE_RELEASE_CHECK, current, live["release"] or "not answering"),
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
         _applied_check("nginx", nginx, layout.stamp("nginx")),
         *(_https_checks(settings) if settings.https else []),
@@ -342,6 +345,40 @@ def app_checks(settings: Settings) -> list[Check]:
     return [replace(c, scope=settings.app_name) for c in checks]
 
 
-def run_checks(plan: HostPlan) -> list[Check]:
-    """Every check for the current host: the host-wide ones, then each selected app's."""
-    return [*host_checks(plan), *(c for app in plan.selected for c in app_checks(app))]
+def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
+    """One app on a load balancer: its site lists exactly the inventory's app servers,
+    each answers the health path from here, and the app answers through the balancer."""
+    layout = Layout.of(settings)
+    link = host.get_fact(Link, path=layout.site_enabled)
+    name = "localhost" if settings.default_server else settings.server_name[0]
+    checks = [
+        _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
+        _check(
+            "upstream is the inventory's app servers",
+            ", ".join(fleet.app_servers),
+            ", ".join(upstream_servers(settings)) or "none",
+        ),
+    ]
+    for address in fleet.app_servers:
+        direct = host.get_fact(
+            HttpResponse, url=f"http://{address}{settings.health_path}", host_header=name
+        )
+        checks.append(
+            _check(f"app server {address} answers {settings.health_path}", 200, direct["status"])
+        )
+    through = host.get_fact(
+        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=name
+    )
+    checks.append(_check(f"HTTP {settings.health_path} via the balancer", 200, through["status"]))
+    return [replace(c, scope=settings.app_name) for c in checks]
+
+
+def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
+    """Every check for the current host: the host-wide ones, then each selected app's (on a
+    load balancer: its proxying)."""
+    if fleet.balancing:
+        return [*host_checks(plan), *(c for a in plan.selected for c in balancer_checks(a, fleet))]
+    return [
+        *host_checks(plan, fleet.load_balancers),
+        *(c for app in plan.selected for c in app_checks(app)),
+    ]

@@ -26,11 +26,14 @@ TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
 RELOAD = "systemctl reload-or-restart nginx"
 
 
-def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
+def nginx_site(
+    settings: Settings, certified: list[str] | None = None, proxies: tuple[str, ...] = ()
+) -> str:
     """The server block text; with server_name ``_`` it is the default server. With HTTPS,
     ``certified`` are the names the certificate on the host covers (None: no certificate
     yet, so the site serves HTTP and the ACME challenge): those are served over TLS with a
-    redirect from HTTP; names it does not cover yet get only the challenge, until it does."""
+    redirect from HTTP; names it does not cover yet get only the challenge, until it does.
+    ``proxies``: the load balancers, trusted for the client's address."""
     certified_names = set(certified or [])
     return render(
         "nginx-site.conf.j2",
@@ -41,6 +44,7 @@ def nginx_site(settings: Settings, certified: list[str] | None = None) -> str:
         waiting_names=[n for n in settings.server_name if certified and n not in certified_names],
         acme_webroot=ACME_WEBROOT,
         tls_settings=TLS_SETTINGS,
+        trusted_proxies=proxies,
     )
 
 
@@ -52,6 +56,7 @@ class NginxHost:
     files: dict[str, str]
     catch_all: bool
     operations: tuple[OperationMeta, ...] = ()
+    proxies: tuple[str, ...] = ()  # the load balancers in front of this app server
 
 
 def nginx_host(plan: HostPlan) -> NginxHost:
@@ -94,7 +99,7 @@ def tested_reload(layout: Layout | None) -> list[str]:
 
 
 @deploy("Nginx host-wide")
-def configure_nginx_host(plan: HostPlan) -> NginxHost:
+def configure_nginx_host(plan: HostPlan, proxies: tuple[str, ...] = ()) -> NginxHost:
     """Put the host-wide files, disable the catch-all if no longer wanted and Debian's
     default site. Each app's site step applies them (tested reload); the catch-all is
     enabled after every site is written (enable_catch_all), so no old default site clashes
@@ -114,7 +119,7 @@ def configure_nginx_host(plan: HostPlan) -> NginxHost:
         ),
         files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
     )
-    return NginxHost(wanted.files, wanted.catch_all, operations)
+    return NginxHost(wanted.files, wanted.catch_all, operations, proxies)
 
 
 @deploy("Nginx catch-all")
@@ -136,7 +141,7 @@ def _site(settings: Settings, certified: list[str] | None, shared: NginxHost, **
     the host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the
     pass after certbot got a certificate."""
     layout = Layout.of(settings)
-    site = nginx_site(settings, certified)
+    site = nginx_site(settings, certified, shared.proxies)
     written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
     enabled = files.link(
         name=f"Enable {layout.site_enabled}",

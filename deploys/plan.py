@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from deploys.settings import NAME_RE, Settings, SettingsError, our_keys, settings_problems
 
-HOST_WIDE = ("firewall", "ssh_allow", "firewall_allow", "apt_cache_time", "acme_ca_bundle")
+HOST_WIDE = (
+    "firewall",
+    "ssh_allow",
+    "firewall_allow",
+    "apt_cache_time",
+    "acme_ca_bundle",
+    "private_address",
+)
 PER_RUN = ("command", "release", "log_lines")
 PLAN_KEYS = ("apps", "retired_apps", "app")
 MAX_APPS = 100

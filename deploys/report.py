@@ -13,7 +13,7 @@ from pathlib import Path
 from pyinfra import host, state
 from pyinfra.api.exceptions import PyinfraError
 
-from deploys.checks import Check
+from deploys.checks import LIVE_RELEASE_CHECK, Check
 
 RESULTS: dict[str, list[Check]] = {}
 
@@ -42,10 +42,22 @@ def format_table(name: str, checks: list[Check]) -> str:
     return f"\n== {name}: {verdict}\n" + "\n".join(lines)
 
 
+def mixed_releases(results: dict[str, list[Check]]) -> dict[str, dict[str, str]]:
+    """Per app whose hosts run different releases: host -> the release it runs."""
+    by_app: dict[str, dict[str, str]] = {}
+    for name, checks in results.items():
+        for check in checks:
+            if check.name == LIVE_RELEASE_CHECK:
+                by_app.setdefault(check.scope, {})[name] = check.observed.rsplit("/", 1)[-1]
+    return {app: hosts for app, hosts in by_app.items() if len(set(hosts.values())) > 1}
+
+
 def report(results: dict[str, list[Check]]) -> dict:
     """The JSON report of all hosts."""
+    mixed = mixed_releases(results)
     return {
-        "ok": all(c.ok for checks in results.values() for c in checks),
+        "ok": all(c.ok for checks in results.values() for c in checks) and not mixed,
+        "mixed_releases": mixed,
         "hosts": {
             name: {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}
             for name, checks in sorted(results.items())
@@ -74,6 +86,10 @@ def record_host(checks: list[Check], json_path: str | None = None) -> None:
         for name, result in summary["hosts"].items()
         if not result["ok"]
     ]
+    for app, hosts in summary["mixed_releases"].items():
+        runs = ", ".join(f"{release} on {name}" for name, release in sorted(hosts.items()))
+        print(f"\nmixed fleet: app {app} runs {runs}", flush=True)
+        bad.append(f"app {app} mixed")
     if bad:
         raise PyinfraError(f"verify: FAIL on {len(bad)} of {len(RESULTS)} hosts: {', '.join(bad)}")
     print(f"\nverify: PASS on all {len(RESULTS)} hosts", flush=True)

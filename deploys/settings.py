@@ -105,6 +105,13 @@ AcmeUrl = Annotated[
 HostPath = Annotated[
     str, _matches(re.compile(r"^/[A-Za-z0-9._/-]+$"), "an absolute path on the host")
 ]
+HostAddress = Annotated[
+    str,
+    _matches(
+        re.compile(r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]+|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$"),
+        "an IP address or a host name, e.g. 10.0.0.5",
+    ),
+]
 PipRequirement = Annotated[str, _matches(PIP_REQ_RE, "a pip requirement such as requests==2.32.3")]
 
 
@@ -144,6 +151,7 @@ class Settings(BaseModel):
     pip_extra_index_url: list[SecretStr] = []
     pip_cert: str | None = None
     apt_cache_time: int = Field(3600, ge=0)
+    private_address: HostAddress | None = None  # how load balancers reach this app server
     https: bool = False
     acme_email: str | None = None
     acme_server: AcmeUrl | None = None  # None: certbot's default CA

@@ -82,6 +82,13 @@ def rule_key(action: str, spec: str) -> str:
     return f"{action} {spec}"
 
 
+def rule_args(spec: str) -> str:
+    """A rule as ufw's arguments: an app profile or port is one word (``'Nginx Full'``), a
+    ``from ADDRESS to any port N proto tcp`` rule is several."""
+    words = spec.split() if spec.startswith("from ") else [spec]
+    return " ".join(shlex.quote(word) for word in words)
+
+
 def current_state() -> dict:
     """The host's UFW state; before ufw is installed (a dry run on a fresh host), an empty one."""
     return host.get_fact(UfwState) or parse_ufw("")
@@ -109,9 +116,9 @@ def policy(
         raise OperationValueError(f"ufw default incoming {incoming!r} is not allow, deny or reject")
     state = current_state()
     rules = state["rules"]
-    commands = [f"ufw allow {shlex.quote(s)}" for s in allow if rule_key("allow", s) not in rules]
+    commands = [f"ufw allow {rule_args(s)}" for s in allow if rule_key("allow", s) not in rules]
     commands += [
-        f"ufw delete allow {shlex.quote(s)}" for s in absent or [] if rule_key("allow", s) in rules
+        f"ufw delete allow {rule_args(s)}" for s in absent or [] if rule_key("allow", s) in rules
     ]
     if state["defaults"].get("incoming") != incoming:
         commands.append(f"ufw default {incoming} incoming")

@@ -104,6 +104,7 @@ class Host:
     https_port: int
     key_file: str
     ssh_user: str = SSH_USER
+    address: str = ""  # the container's own address, for traffic between test hosts
 
     @property
     def url(self) -> str:
@@ -282,6 +283,7 @@ def _boot_one(tag: str, name: str, session: str, key_file: str) -> Host:
             http_port=_published_port(container, 80),
             https_port=_published_port(container, 443),
             key_file=key_file,
+            address=_address(container),
         )
         wait_for_ssh(host)
         return host
@@ -326,6 +328,17 @@ def prune() -> int:
     return len(ids)
 
 
+def _address(container: str) -> str:
+    """The container's own address on Docker's network."""
+    inspect = [
+        "docker",
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    ]
+    return _run([*inspect, container]).stdout.strip()
+
+
 def reboot(host: Host) -> None:
     """Restart the host's container (a reboot), re-read its ports, wait for systemd and SSH."""
     _run(["docker", "restart", host.container])
@@ -333,6 +346,7 @@ def reboot(host: Host) -> None:
     host.ssh_port = _published_port(host.container, 22)
     host.http_port = _published_port(host.container, 80)
     host.https_port = _published_port(host.container, 443)
+    host.address = _address(host.container)
     _wait_for_systemd(host.container)
     wait_for_ssh(host)
 

@@ -15,6 +15,7 @@ OPERATION_MODULES = (
     "deploys.virtualenv",
     "deploys.appuser",
     "deploys.retire",
+    "deploys.balancer",
 )
 
 

@@ -110,3 +110,26 @@ def test_policy_refuses_an_unknown_default(fake):
 
     with pytest.raises(OperationValueError, match="is not allow, deny or reject"):
         policy_commands(fake, None, ["OpenSSH"], incoming="drop")
+
+
+def test_behind_load_balancers_port_80_is_theirs_alone():
+    allow, absent = firewall_rules(load_plan({}), ("10.0.0.2", "10.0.0.3"))
+    assert allow == [
+        "OpenSSH",
+        "from 10.0.0.2 to any port 80 proto tcp",
+        "from 10.0.0.3 to any port 80 proto tcp",
+    ]
+    assert "Nginx HTTP" in absent and "Nginx Full" in absent
+
+
+def test_a_from_rule_is_several_words_a_profile_one(fake):
+    from deploys import ufw
+    from tests.fakehost import commands
+
+    fake({("UfwState", None): parsed("ufw-active-rules.txt")})
+    assert commands(
+        ufw.policy, ["OpenSSH", "from 10.0.0.2 to any port 80 proto tcp"], ["Nginx Full"]
+    ) == [
+        "ufw allow from 10.0.0.2 to any port 80 proto tcp",
+        "ufw delete allow 'Nginx Full'",
+    ]

@@ -1,0 +1,59 @@
+"""Load balancers: their site from the inventory's app servers, the app servers' trust in
+them, and a fleet running mixed releases found by the verifier's report."""
+
+import pytest
+
+from deploys.balancer import balancer_site, upstream_servers
+from deploys.checks import LIVE_RELEASE_CHECK, Check
+from deploys.fleet import Fleet, refuse_unsupported
+from deploys.nginx import nginx_site
+from deploys.plan import load_plan
+from deploys.report import mixed_releases
+from deploys.settings import SettingsError, load_settings
+
+SERVERS = ("10.0.0.11", "10.0.0.12")
+
+
+def test_the_balancer_site_lists_every_app_server():
+    site = balancer_site(load_settings({"server_name": "shop.example"}), SERVERS)
+    assert "    server 10.0.0.11:80 max_fails=3 fail_timeout=10s;" in site
+    assert "    server 10.0.0.12:80 max_fails=3 fail_timeout=10s;" in site
+    assert "server_name shop.example;" in site and "default_server" not in site
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in site  # not the client's own
+
+
+def test_the_upstream_is_read_back_from_the_site(fake):
+    settings = load_settings({})
+    fake(
+        {
+            ("FileContents", "/etc/nginx/sites-available/myproject"): balancer_site(
+                settings, SERVERS
+            ).splitlines()
+        }
+    )
+    assert upstream_servers(settings) == list(SERVERS)
+
+
+def test_app_servers_trust_only_the_balancers_for_the_client_address():
+    settings = load_settings({})
+    behind = nginx_site(settings, proxies=SERVERS[:1])
+    assert "set_real_ip_from 10.0.0.11;" in behind and "real_ip_header X-Forwarded-For;" in behind
+    alone = nginx_site(settings)
+    assert "real_ip" not in alone  # without balancers the site is as it always was
+
+
+def test_a_mixed_fleet_is_found():
+    def live(host_release: str) -> list[Check]:
+        return [Check(LIVE_RELEASE_CHECK, "x", f"/srv/a/releases/{host_release}", True, "a")]
+
+    assert mixed_releases({"web1": live("r1"), "web2": live("r1")}) == {}
+    assert mixed_releases({"web1": live("r1"), "web2": live("r2")}) == {
+        "a": {"web1": "r1", "web2": "r2"}
+    }
+
+
+def test_https_behind_balancers_is_refused_before_any_host():
+    plan = load_plan({"server_name": "shop.example", "https": True, "acme_email": "a@b.example"})
+    with pytest.raises(SettingsError, match="https: with load_balancers"):
+        refuse_unsupported(plan, Fleet(("10.0.0.2",), SERVERS, balancing=False))
+    refuse_unsupported(plan, Fleet((), SERVERS, balancing=False))  # no balancers: fine

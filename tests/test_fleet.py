@@ -1,0 +1,87 @@
+"""A load balancer in front of two app servers (all test-bed hosts; traffic only between the
+runner's loopback and the hosts' own addresses): the balancer spreads requests over both,
+the app servers take HTTP from the balancer alone and see the client's address, a stopped
+app server is skipped and named by verify, and a re-run changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import testbed
+from testbed.pyinfra_cli import pyinfra
+from tests.helpers import HELLO
+
+PROBE = (
+    'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('
+    "'http://{address}/', timeout=3).status)\""
+)
+
+
+def run(hosts, workdir, entry="deploy.py", *args, env_extra=None):
+    """pyinfra with the first host as the load balancer and the others as app servers."""
+    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
+    env = {"TESTBED_GROUPS": json.dumps(groups), **(env_extra or {})}
+    return pyinfra(hosts, workdir, entry, *args, env_extra=env)
+
+
+@pytest.fixture(scope="module")
+def fleet(boot, workdir):
+    hosts = boot(3)
+    started = time.monotonic()
+    run(hosts, workdir).check()
+    print(f"\n[fleet] fresh balancer + 2 app servers: {time.monotonic() - started:.1f} s")
+    return hosts
+
+
+def served_by(server) -> int:
+    """Requests the app server's nginx logged."""
+    return int(server.exec("wc -l < /var/log/nginx/access.log").stdout)
+
+
+def test_the_balancer_spreads_requests_over_the_app_servers(fleet):
+    balancer, *servers = fleet
+    before = [served_by(s) for s in servers]
+    for _ in range(20):
+        status, body = testbed.http_get(balancer.http_port)
+        assert status == 200 and HELLO in body
+    assert all(served_by(s) > n for s, n in zip(servers, before, strict=True))
+    client = servers[0].exec("tail -n 1 /var/log/nginx/access.log").stdout.split()[0]
+    assert client != balancer.address  # the client's address, from X-Forwarded-For
+
+
+def test_app_servers_take_http_from_the_balancer_only(fleet):
+    balancer, first, second = fleet
+    assert balancer.exec(PROBE.format(address=first.address)).stdout.strip() == "200"
+    other = second.exec(PROBE.format(address=first.address), check=False)
+    assert other.returncode != 0  # another host, not a balancer: UFW drops it
+    assert testbed.http_get(first.http_port, timeout=3)[0] is None  # nor the runner directly
+
+
+def test_a_rerun_changes_nothing_and_verify_passes(fleet, workdir, tmp_path):
+    assert run(fleet, workdir).check().changed == 0
+    report = tmp_path / "report.json"
+    result = run(fleet, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    assert result.returncode == 0, result.output[-3000:]
+    balancer_checks = json.loads(report.read_text())["hosts"][fleet[0].name]["checks"]
+    upstream = next(c for c in balancer_checks if c["name"].startswith("upstream"))
+    assert upstream["observed"] == f"{fleet[1].address}, {fleet[2].address}"
+
+
+def test_a_stopped_app_server_is_skipped_and_named(fleet, workdir, tmp_path):
+    balancer, _, second = fleet
+    testbed._run(["docker", "stop", "-t", "1", second.container])
+    try:
+        answers = [testbed.http_get(balancer.http_port, timeout=10)[0] for _ in range(10)]
+        assert answers == [200] * 10
+        report = tmp_path / "report.json"
+        result = run(fleet, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+        checks = json.loads(report.read_text())["hosts"][balancer.name]["checks"]
+        failed = {c["name"] for c in checks if not c["ok"]}
+        assert result.returncode != 0 and failed == {f"app server {second.address} answers /"}
+    finally:
+        testbed.reboot(second)
+    run(fleet, workdir).check()  # back in rotation (its address may have changed)
+    assert run(fleet, workdir, "verify.py").returncode == 0

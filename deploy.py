@@ -6,22 +6,25 @@ one of them. Hosts in the inventory's ``load_balancers`` group become nginx reve
 in front of the app servers (the other hosts, or the ``app_servers`` group).
 """
 
+from pyinfra.api import deploy
+
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
 from deploys.balancer import configure_balancer
 from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
+from deploys.fleet import SWITCH, Fleet, no_failed_host, refuse_unsupported, turn
 from deploys.fleet import fleet as fleet_of_inventory
-from deploys.fleet import refuse_unsupported
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
-from deploys.nginx import configure_nginx, configure_nginx_host, enable_catch_all
+from deploys.nginx import NginxHost, configure_nginx, configure_nginx_host, enable_catch_all
 from deploys.packages import install_packages
 from deploys.release import (
+    check_release,
     create_shared_folders,
     gate_release,
     install_release_gate,
-    switch_release,
+    point_current,
     upload_release,
 )
 from deploys.retire import report_unlisted_apps, retire_apps
@@ -29,21 +32,33 @@ from deploys.settings import Settings
 from deploys.virtualenv import build_virtualenv
 
 
-def deploy_app(settings: Settings, nginx_host_wide: list) -> None:
-    """One app, from its user to its health gate."""
+def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> None:
+    """One app, from its user to its health gate. Everything up to the release's pre-flight
+    checks runs on every app server at once; behind load balancers the switch comes in this
+    server's rolling batch, and only while no host has failed."""
     create_app_user(settings)
     venv = build_virtualenv(settings)
     release = upload_release(settings)
     env = write_app_environment(settings)
     create_shared_folders(settings)
-    switch_release(settings)
-    configure_app_service(settings, code_changes=[release, venv], env_changes=env)
+    check_release(settings)
+    rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
+    with in_turn(turn(fleet.batch, SWITCH)):
+        switch_app(settings, nginx_host_wide, [release, venv], env, **rolling)
+
+
+@deploy("Switch")
+def switch_app(settings: Settings, nginx_host_wide: NginxHost, code: list, env: list) -> None:
+    """Point current at the new release, apply the service's and the site's changes, and
+    prove the release healthy (or switch back)."""
+    point_current(settings)
+    configure_app_service(settings, code_changes=code, env_changes=env)
     configure_nginx(settings, nginx_host_wide)
     gate_release(settings)
 
 
 plan = prepare_host()
-fleet = fleet_of_inventory()
+fleet = fleet_of_inventory(plan.host.rolling_batch)
 refuse_unsupported(plan, fleet)
 hold_deploy_lock()
 private_upload_dir()
@@ -62,7 +77,7 @@ else:
     nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers)
     for position, app in enumerate(plan.selected, start=1):
         with in_turn(position):
-            deploy_app(app, nginx_host_wide)
+            deploy_app(app, nginx_host_wide, fleet)
     with in_turn(len(plan.selected) + 1):
         enable_catch_all(nginx_host_wide)
         retire_apps(plan)

@@ -10,6 +10,7 @@ from pyinfra import host
 
 from deploys.context import prepare_host
 from deploys.facts import FileTail, JournalTail
+from deploys.fleet import fleet
 from deploys.https import CERTBOT_LOG
 from deploys.layout import Layout
 from deploys.output import printable
@@ -37,7 +38,8 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
 
 
 plan = prepare_host(secrets=False)
-sections = {title: text for app in plan.selected for title, text in app_logs(app).items()}
+apps = [] if fleet().balancing else plan.selected  # a load balancer has nginx's logs only
+sections = {title: text for app in apps for title, text in app_logs(app).items()}
 if plan.https:  # where a failed renewal shows
     sections[f"certbot's log {CERTBOT_LOG}"] = host.get_fact(
         FileTail, path=CERTBOT_LOG, lines=plan.host.log_lines

@@ -13,24 +13,25 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Link
 
 from deploys.context import prepare_host
+from deploys.fleet import fleet
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
 from deploys.release import app_command
 from deploys.settings import SettingsError
 
 settings = prepare_host(secrets=False).single("run.py")
-hold_deploy_lock()
-layout = Layout.of(settings)
 if not settings.command:
     raise SettingsError(
         "command: run.py needs the command to run, e.g. --data command='flask --app myapp init-db'"
     )
-if not host.get_fact(Link, path=layout.current):
-    raise PyinfraError(f"{host.name}: {layout.current} is missing: deploy the app first")
-
-app_command(
-    name=f"Run in the live release: {settings.command}",
-    layout=layout,
-    settings=settings,
-    command=settings.command,
-)
+if not fleet().balancing:  # a load balancer runs no app code
+    hold_deploy_lock()
+    layout = Layout.of(settings)
+    if not host.get_fact(Link, path=layout.current):
+        raise PyinfraError(f"{host.name}: {layout.current} is missing: deploy the app first")
+    app_command(
+        name=f"Run in the live release: {settings.command}",
+        layout=layout,
+        settings=settings,
+        command=settings.command,
+    )

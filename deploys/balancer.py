@@ -4,28 +4,103 @@ one site per app, reloaded only after ``nginx -t`` passes."""
 from __future__ import annotations
 
 import re
+import shlex
+from io import StringIO
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploys.fleet import Fleet
+from deploys.context import in_turn
+from deploys.fleet import DRAIN, RESTORE, Fleet, no_failed_host, turn
 from deploys.layout import Layout
 from deploys.nginx import configure_nginx_host, enable_catch_all, tested_reload
 from deploys.plan import HostPlan
+from deploys.release import release_id
 from deploys.render import put_text, render
 from deploys.settings import Settings
 
 UPSTREAM_SERVER_RE = re.compile(r"^\s*server\s+(\S+):80\b")
 
 
-def balancer_site(settings: Settings, servers: tuple[str, ...]) -> str:
-    """The load balancer's site for one app: its app servers as the upstream."""
+def balancer_site(
+    settings: Settings, servers: tuple[str, ...], drained: tuple[str, ...] = ()
+) -> str:
+    """The load balancer's site for one app: its app servers as the upstream, those
+    ``drained`` marked down (no new requests; in-flight ones finish on nginx's old
+    workers)."""
     return render(
-        "nginx-balancer.conf.j2", s=settings, servers=servers, upstream=f"{settings.app_name}_app"
+        "nginx-balancer.conf.j2",
+        s=settings,
+        servers=servers,
+        drained=drained,
+        upstream=f"{settings.app_name}_app",
     )
+
+
+def switching(settings: Settings, names: tuple[str, ...]) -> bool:
+    """Whether any of the app servers ``names`` is about to switch to another release
+    (read from those hosts: where their ``current`` points, and the release this run
+    ships, the same on every host). Hosts this run could not reach do not switch."""
+    layout = Layout.of(settings)
+    wanted = layout.release(release_id(settings))
+    reachable = [h for h in map(state.inventory.get_host, names) if h in state.active_hosts]
+    return any(
+        (server_host.get_fact(Link, path=layout.current) or {}).get("link_target") != wanted
+        for server_host in reachable
+    )
+
+
+def health_probe(settings: Settings, address: str) -> str:
+    """Shell that fails unless the app server at ``address`` answers the health path."""
+    name = "localhost" if settings.default_server else settings.server_name[0]
+    script = (
+        "import sys, urllib.request; request = urllib.request.Request(sys.argv[1],"
+        " headers={'Host': sys.argv[2]}); sys.exit(urllib.request.urlopen(request,"
+        " timeout=10).status != 200)"
+    )
+    url = f"http://{address}{settings.health_path}"
+    return f"python3 -c {shlex.quote(script)} {shlex.quote(url)} {shlex.quote(name)}"
+
+
+@deploy("Rolling release")
+def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
+    """For each batch of app servers that switches release in this run (``every_batch``: a
+    rollback, where each does): before its switch, mark it down here (new requests go to
+    the others); after it, check each of its servers answers the health path from here,
+    then put it back. Never drains every app server."""
+    layout = Layout.of(settings)
+    for number, batch in enumerate(fleet.batches):
+        if len(batch) == len(fleet.names) or not (every_batch or switching(settings, batch)):
+            continue
+        addresses = tuple(fleet.address(name) for name in batch)
+        with in_turn(turn(number, DRAIN)):
+            files.put(
+                name=f"Drain {', '.join(batch)}",
+                src=StringIO(balancer_site(settings, fleet.app_servers, addresses)),
+                dest=layout.site_available,
+                force=True,
+                _if=[no_failed_host],
+            )
+            server.shell(
+                name="Test and reload nginx (drained)",
+                commands=tested_reload(None),
+                _if=[no_failed_host],
+            )
+        with in_turn(turn(number, RESTORE)):
+            server.shell(
+                name=f"{', '.join(batch)} healthy from the load balancer",
+                commands=[health_probe(settings, address) for address in addresses],
+            )
+            files.put(
+                name=f"Back in rotation: {', '.join(batch)}",
+                src=StringIO(balancer_site(settings, fleet.app_servers)),
+                dest=layout.site_available,
+                force=True,
+            )
+            server.shell(name="Test and reload nginx (restored)", commands=tested_reload(None))
 
 
 def upstream_servers(settings: Settings) -> list[str]:
@@ -37,7 +112,8 @@ def upstream_servers(settings: Settings) -> list[str]:
 @deploy("Load balancer")
 def configure_balancer(plan: HostPlan, fleet: Fleet):
     """Each app's site proxying to every app server of the inventory, the host-wide
-    catch-all, nginx enabled; a tested reload when anything changed."""
+    catch-all, nginx enabled; a tested reload when anything changed. Then, app by app, the
+    rolling release's steps here (roll_batches)."""
     shared = configure_nginx_host(plan)
     changes = list(shared.operations)
     for app in plan.selected:
@@ -63,3 +139,6 @@ def configure_balancer(plan: HostPlan, fleet: Fleet):
     systemd.service(
         name="nginx enabled and running", service="nginx.service", running=True, enabled=True
     )
+    for position, app in enumerate(plan.selected, start=1):  # as the app servers do
+        with in_turn(position):
+            roll_batches(app, fleet)

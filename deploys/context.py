@@ -11,9 +11,11 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Home, User
 from pyinfra.operations import files
 
-from deploys.plan import MAX_APPS, HostPlan, load_plan
+from deploys.plan import HostPlan, load_plan
 
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
+TURN_SCALE = 10_000  # positions per level of in_turn (apps; a rolling release's steps)
+_DEPTH = [0]  # how deep in_turn is nested
 
 
 def prepare_host(secrets: bool = True) -> HostPlan:
@@ -31,14 +33,17 @@ def prepare_host(secrets: bool = True) -> HostPlan:
 @contextmanager
 def in_turn(position: int):
     """Operations made inside sort after those of every lower ``position``: one app's whole
-    deploy before the next app's. (pyinfra orders a host's operations by the line numbers
-    of their call sites, so a plain loop would interleave the apps step by step, and a
-    failing app would stop the host with the next one half deployed.)"""
+    deploy before the next app's; within an app, a rolling batch's steps in order across
+    hosts. (pyinfra orders operations by the line numbers of their call sites, so a plain
+    loop would interleave the apps step by step, and a failing app would stop the host with
+    the next one half deployed.) Nested turns order within their enclosing turn."""
     base = state.current_op_file_number
-    state.current_op_file_number = base + position / (MAX_APPS + 2)
+    _DEPTH[0] += 1
+    state.current_op_file_number = base + position / TURN_SCALE ** _DEPTH[0]
     try:
         yield
     finally:
+        _DEPTH[0] -= 1
         state.current_op_file_number = base
 
 

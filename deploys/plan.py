@@ -20,6 +20,7 @@ HOST_WIDE = (
     "apt_cache_time",
     "acme_ca_bundle",
     "private_address",
+    "rolling_batch",
 )
 PER_RUN = ("command", "release", "log_lines")
 PLAN_KEYS = ("apps", "retired_apps", "app")

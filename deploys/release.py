@@ -294,23 +294,40 @@ def create_shared_folders(settings: Settings):
         )
 
 
-@deploy("Release switch")
-def switch_release(settings: Settings, release: str | None = None):
-    """Check the release, then point ``current`` at it atomically. The new release this deploy
-    uploaded (the default) runs the release commands first; a release rolled back to does
-    not (its data changes were made when it was new, and a migration tool may refuse to run
-    an older release's migrations against newer data)."""
+def _target(settings: Settings, release: str | None) -> str:
+    """The release a switch goes to: ``release``, else the one this deploy uploads."""
+    return release or Layout.of(settings).release(release_id(settings))
+
+
+@deploy("Release pre-flight")
+def check_release(settings: Settings, release: str | None = None):
+    """Check the release before it may go live. The new release this deploy uploaded (the
+    default) runs the release commands first; a release rolled back to does not (its data
+    changes were made when it was new, and a migration tool may refuse to run an older
+    release's migrations against newer data)."""
     layout = Layout.of(settings)
-    commands = settings.release_command if release is None else []
-    release = release or layout.release(release_id(settings))
     release_checked(
-        name=f"{release} passes its checks",
+        name=f"{_target(settings, release)} passes its checks",
         layout=layout,
-        release=release,
+        release=_target(settings, release),
         settings=settings,
-        commands=commands,
+        commands=settings.release_command if release is None else [],
     )
-    link_switched(name=f"Point {layout.current} at {release}", path=layout.current, target=release)
+
+
+@deploy("Release switch")
+def point_current(settings: Settings, release: str | None = None):
+    """Point ``current`` at the release atomically."""
+    layout = Layout.of(settings)
+    target = _target(settings, release)
+    link_switched(name=f"Point {layout.current} at {target}", path=layout.current, target=target)
+
+
+def switch_release(settings: Settings, release: str | None = None, **global_args) -> None:
+    """Check the release, then point ``current`` at it (see check_release);
+    ``global_args``: pyinfra's, for both."""
+    check_release(settings, release, **global_args)
+    point_current(settings, release, **global_args)
 
 
 @deploy("Release health gate")

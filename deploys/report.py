@@ -43,11 +43,12 @@ def format_table(name: str, checks: list[Check]) -> str:
 
 
 def mixed_releases(results: dict[str, list[Check]]) -> dict[str, dict[str, str]]:
-    """Per app whose hosts run different releases: host -> the release it runs."""
+    """Per app whose hosts run different releases: host -> the release it runs (a host
+    whose app does not answer fails its own check, and runs no release here)."""
     by_app: dict[str, dict[str, str]] = {}
     for name, checks in results.items():
         for check in checks:
-            if check.name == LIVE_RELEASE_CHECK:
+            if check.name == LIVE_RELEASE_CHECK and check.observed.startswith("/"):
                 by_app.setdefault(check.scope, {})[name] = check.observed.rsplit("/", 1)[-1]
     return {app: hosts for app, hosts in by_app.items() if len(set(hosts.values())) > 1}
 

@@ -152,6 +152,7 @@ class Settings(BaseModel):
     pip_cert: str | None = None
     apt_cache_time: int = Field(3600, ge=0)
     private_address: HostAddress | None = None  # how load balancers reach this app server
+    rolling_batch: int | str = 1  # app servers switched at a time behind load balancers
     https: bool = False
     acme_email: str | None = None
     acme_server: AcmeUrl | None = None  # None: certbot's default CA
@@ -198,6 +199,16 @@ class Settings(BaseModel):
                 f" ({', '.join(TRANSIENT_SUFFIXES)}): pick another name"
             )
         return value
+
+    @field_validator("rolling_batch", mode="before")
+    @classmethod
+    def _count_or_percentage(cls, value):
+        text = str(value).strip()
+        if re.fullmatch(r"[1-9][0-9]{0,3}", text):
+            return int(text)
+        if re.fullmatch(r"([1-9][0-9]?|100)%", text):
+            return text
+        raise ValueError("a number of app servers (1 or more) or a percentage such as 25%")
 
     @field_validator("app_module")
     @classmethod

@@ -5,7 +5,7 @@ import pytest
 
 from deploys.balancer import balancer_site, upstream_servers
 from deploys.checks import LIVE_RELEASE_CHECK, Check
-from deploys.fleet import Fleet, refuse_unsupported
+from deploys.fleet import Fleet, batch_size, refuse_unsupported
 from deploys.nginx import nginx_site
 from deploys.plan import load_plan
 from deploys.report import mixed_releases
@@ -47,6 +47,8 @@ def test_a_mixed_fleet_is_found():
         return [Check(LIVE_RELEASE_CHECK, "x", f"/srv/a/releases/{host_release}", True, "a")]
 
     assert mixed_releases({"web1": live("r1"), "web2": live("r1")}) == {}
+    down = [Check(LIVE_RELEASE_CHECK, "x", "not answering", False, "a")]
+    assert mixed_releases({"web1": live("r1"), "web2": down}) == {}  # failed on its own
     assert mixed_releases({"web1": live("r1"), "web2": live("r2")}) == {
         "a": {"web1": "r1", "web2": "r2"}
     }
@@ -57,3 +59,23 @@ def test_https_behind_balancers_is_refused_before_any_host():
     with pytest.raises(SettingsError, match="https: with load_balancers"):
         refuse_unsupported(plan, Fleet(("10.0.0.2",), SERVERS, balancing=False))
     refuse_unsupported(plan, Fleet((), SERVERS, balancing=False))  # no balancers: fine
+
+
+@pytest.mark.parametrize(
+    ("rolling_batch", "servers", "size"),
+    [(1, 4, 1), (2, 4, 2), (9, 4, 4), ("25%", 4, 1), ("50%", 4, 2), ("10%", 4, 1), ("100%", 3, 3)],
+)
+def test_batches_are_a_count_or_a_share_of_the_app_servers(rolling_batch, servers, size):
+    assert batch_size(rolling_batch, servers) == size
+
+
+@pytest.mark.parametrize("value", [0, "0%", "150%", "half"])
+def test_a_bad_rolling_batch_is_refused(value):
+    with pytest.raises(SettingsError, match="rolling_batch: a number of app servers"):
+        load_settings({"rolling_batch": value})
+
+
+def test_a_drained_server_is_marked_down_and_the_others_stay():
+    site = balancer_site(load_settings({}), SERVERS, drained=SERVERS[:1])
+    assert "server 10.0.0.11:80 max_fails=3 fail_timeout=10s down;" in site
+    assert "server 10.0.0.12:80 max_fails=3 fail_timeout=10s;" in site

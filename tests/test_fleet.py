@@ -12,7 +12,8 @@ import pytest
 
 import testbed
 from testbed.pyinfra_cli import pyinfra
-from tests.helpers import HELLO
+from tests.helpers import HELLO, app_saying
+from tests.load import Load
 
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('
@@ -84,4 +85,60 @@ def test_a_stopped_app_server_is_skipped_and_named(fleet, workdir, tmp_path):
     finally:
         testbed.reboot(second)
     run(fleet, workdir).check()  # back in rotation (its address may have changed)
+    assert run(fleet, workdir, "verify.py").returncode == 0
+
+
+def release_of(server) -> str:
+    return server.exec("readlink /srv/myproject/current").stdout.strip()
+
+
+def test_a_rolling_release_fails_no_request(fleet, workdir, tmp_path):
+    balancer, *servers = fleet
+    greeting = "Rolled out!"
+    app = app_saying(tmp_path, greeting)
+    with Load(balancer.http_port) as load:
+        load.wait_for(50)
+        result = run(fleet, workdir, "deploy.py", "--data", f"app_src={app}").check()
+        load.wait_for(len(load.samples) + 100)
+    print(f"\n[fleet] rolling release over 2 app servers: {load.summary()}")
+    assert load.failed == [], load.summary()
+    assert "Drain" in result.output and "Back in rotation" in result.output
+    assert len({release_of(s) for s in servers}) == 1
+    assert greeting in testbed.http_get(balancer.http_port)[1]
+    again = run(fleet, workdir, "deploy.py", "--data", f"app_src={app}").check()
+    assert again.changed == 0  # nothing to roll: nothing drained
+
+
+def test_a_release_failing_on_the_first_batch_stops_the_rollout(fleet, workdir, tmp_path):
+    balancer, first, second = fleet
+    before = {s.name: release_of(s) for s in (first, second)}
+    broken = app_saying(
+        tmp_path,
+        "Broken on the first server",
+        extra=(
+            "\nimport socket\n\n\n@app.before_request\ndef _broken_here():\n"
+            f"    if socket.gethostname() == {first.name!r}:\n        return 'broken', 500\n"
+        ),
+    )
+    with Load(balancer.http_port) as load:
+        load.wait_for(50)
+        result = run(fleet, workdir, "deploy.py", "--data", f"app_src={broken}")
+        load.wait_for(len(load.samples) + 100)
+    assert result.returncode != 0 and first.name in result.output
+    assert load.failed == [], load.summary()
+    assert {s.name: release_of(s) for s in (first, second)} == before  # nobody switched
+    assert "Broken" not in testbed.http_get(balancer.http_port)[1]
+
+
+def test_rollback_goes_batch_by_batch(fleet, workdir):
+    balancer, *servers = fleet
+    with Load(balancer.http_port) as load:
+        load.wait_for(50)
+        result = run(fleet, workdir, "rollback.py").check()
+        load.wait_for(len(load.samples) + 100)
+    print(f"\n[fleet] rolling rollback over 2 app servers: {load.summary()}")
+    assert load.failed == [], load.summary()
+    assert "Drain" in result.output
+    assert len({release_of(s) for s in servers}) == 1
+    assert HELLO in testbed.http_get(balancer.http_port)[1]
     assert run(fleet, workdir, "verify.py").returncode == 0

@@ -6,8 +6,6 @@ one of them. Hosts in the inventory's ``load_balancers`` group become nginx reve
 in front of the app servers (the other hosts, or the ``app_servers`` group).
 """
 
-from pyinfra.api import deploy
-
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
 from deploys.balancer import configure_balancer
@@ -47,14 +45,15 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
         switch_app(settings, nginx_host_wide, [release, venv], env, **rolling)
 
 
-@deploy("Switch")
-def switch_app(settings: Settings, nginx_host_wide: NginxHost, code: list, env: list) -> None:
+def switch_app(
+    settings: Settings, nginx_host_wide: NginxHost, code: list, env: list, **global_args
+) -> None:
     """Point current at the new release, apply the service's and the site's changes, and
-    prove the release healthy (or switch back)."""
-    point_current(settings)
-    configure_app_service(settings, code_changes=code, env_changes=env)
-    configure_nginx(settings, nginx_host_wide)
-    gate_release(settings)
+    prove the release healthy (or switch back); ``global_args``: pyinfra's, for each."""
+    point_current(settings, **global_args)
+    configure_app_service(settings, code_changes=code, env_changes=env, **global_args)
+    configure_nginx(settings, nginx_host_wide, **global_args)
+    gate_release(settings, **global_args)
 
 
 plan = prepare_host()

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from deploys.appuser import PathsPresent
 from deploys.facts import (
     HttpResponse,
     NginxConfigTest,
@@ -136,3 +137,13 @@ def test_hosted_apps_with_their_service_state():
         "myproject": "inactive",
     }
     assert HostedApps().process([]) == {}
+
+
+def test_paths_present_lists_what_exists_of_any_type():
+    """Captured for /etc/ssh /srv/nope /var/lib/dpkg /run/lock: the missing one is left out."""
+    assert PathsPresent().process(lines("paths-present.txt")) == [
+        "/etc/ssh",
+        "/var/lib/dpkg",
+        "/run/lock",
+    ]
+    assert PathsPresent().process([]) == []

@@ -3,6 +3,7 @@ is left exactly as it is by this version: a re-run after the upgrade changes not
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import testbed
@@ -28,6 +29,8 @@ def checkout(commit: str, where) -> str:
 def test_a_host_deployed_before_several_apps_needs_no_change(boot, workdir, tmp_path):
     (host,) = boot(1)
     old = checkout(BEFORE_SEVERAL_APPS, tmp_path / "before")
+    shutil.rmtree(old / "testbed")  # the old deploy code, driven by today's test bed
+    shutil.copytree(testbed.REPO / "testbed", old / "testbed")
     pyinfra([host], workdir, cwd=old).check()
     host.exec("test -e /run/flask-deploy/myproject.deploy-lock")  # the old code ran (its lock)
     upgraded = pyinfra([host], workdir).check()

@@ -55,14 +55,15 @@ def switching(settings: Settings, names: tuple[str, ...]) -> bool:
 
 def health_probe(settings: Settings, address: str) -> str:
     """Shell that fails unless the app server at ``address`` answers the health path."""
-    name = "localhost" if settings.default_server else settings.server_name[0]
     script = (
         "import sys, urllib.request; request = urllib.request.Request(sys.argv[1],"
         " headers={'Host': sys.argv[2]}); sys.exit(urllib.request.urlopen(request,"
         " timeout=10).status != 200)"
     )
     url = f"http://{address}{settings.health_path}"
-    return f"python3 -c {shlex.quote(script)} {shlex.quote(url)} {shlex.quote(name)}"
+    return (
+        f"python3 -c {shlex.quote(script)} {shlex.quote(url)} {shlex.quote(settings.host_header)}"
+    )
 
 
 @deploy("Rolling release")

@@ -308,8 +308,7 @@ def app_checks(settings: Settings) -> list[Check]:
     live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
     link = host.get_fact(Link, path=layout.site_enabled)
-    server_name = settings.server_name[0]
-    host_header = "localhost" if server_name == "_" else server_name
+    host_header = settings.host_header
     response = host.get_fact(
         HttpResponse, url=site_url(settings, settings.health_path), host_header=host_header
     )
@@ -350,7 +349,7 @@ def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
     each answers the health path from here, and the app answers through the balancer."""
     layout = Layout.of(settings)
     link = host.get_fact(Link, path=layout.site_enabled)
-    name = "localhost" if settings.default_server else settings.server_name[0]
+    name = settings.host_header
     checks = [
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
         _check(

@@ -98,12 +98,11 @@ class LiveRelease(FactBase):
 
 def health_args(settings: Settings) -> str:
     """The health check's arguments for release_gate.py."""
-    server_name = settings.server_name[0]
     return " ".join(
         shlex.quote(arg)
         for arg in (
             f"--path={settings.health_path}",
-            f"--host-header={'localhost' if server_name == '_' else server_name}",
+            f"--host-header={settings.host_header}",
             f"--expect={settings.expected_text}",
             f"--timeout={settings.health_timeout}",
             *(["--https"] if settings.https else []),

@@ -424,6 +424,12 @@ class Settings(BaseModel):
         return self.server_name == ["_"]
 
     @property
+    def host_header(self) -> str:
+        """The Host header that reaches this app: its first name, or ``localhost`` when that
+        is ``_`` (the health checks, the verifier and the load balancers' probes)."""
+        return "localhost" if self.server_name[0] == "_" else self.server_name[0]
+
+    @property
     def user(self) -> str:
         """The system user the app runs as."""
         return self.app_user or self.app_name

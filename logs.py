@@ -21,7 +21,7 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
     """Section title -> the last log_lines lines, for one app."""
     layout = Layout.of(settings)
     checks = ("import-check", "release-command", "candidate", "command")  # release_gate.py
-    app_units = [layout.unit_name, layout.socket_unit_name]
+    app_units = [layout.unit_name, layout.socket_unit_name, layout.handover_unit_name]
     check_units = [f"{settings.user}-{check}" for check in checks]
     lines = settings.log_lines
     return {

@@ -1,9 +1,10 @@
 """Switch every host back to its previous healthy release: ``pyinfra -y INV rollback.py``.
 
 ``--data release=ID`` picks a release instead; on a host with several apps,
-``--data app=NAME`` picks the app. The switch is graceful (uWSGI reloads, the
-socket stays open) and health-gated through nginx like a deploy; behind load balancers the
-app servers switch back batch by batch like a rolling release. Run verify.py after it.
+``--data app=NAME`` picks the app. The switch has no pause (the handover instance serves
+while uWSGI restarts, the socket stays open) and is health-gated through nginx like a
+deploy; behind load balancers the app servers switch back batch by batch like a rolling
+release. Run verify.py after it.
 """
 
 from pyinfra import host

@@ -1,26 +1,31 @@
 """Benchmarks, side by side in one run: ``python -m bench.run`` (``make bench``).
 
-Deploy speed: fresh converge of one host, ours against the guide's steps as a plain shell
-script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for 1, 2, 4 and 8 hosts;
-booting 1 and 4 test-bed hosts from the cached image. Serving throughput
+Release switch: the slowest response 8 clients see through nginx while the live release
+changes (a code redeploy, a rollback) against uWSGI's graceful reload, at the default
+processes and with one. Deploy speed: fresh converge of one host, ours against the guide's
+steps as a plain shell script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for
+1, 2, 4 and 8 hosts; booting 1 and 4 test-bed hosts from the cached image. Serving throughput
 with wrk inside one host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask
 (ours), uWSGI's own HTTP server with the same processes, and nginx serving a static file (the
 ceiling); then tuning candidates of our defaults. Prints a markdown table of medians and
-ratios and writes it to bench/results.md.
+ratios and writes it to bench/results.md (``--only switch``: one part, printed only).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import testbed
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 
 BENCH = Path(__file__).resolve().parent
@@ -110,6 +115,67 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, in
     finally:
         testbed.destroy(hosts)
     return noop, verify, operations
+
+
+def under_load(host: testbed.Host, action) -> tuple[float, int, int]:
+    """The slowest response (ms), the failed and all requests that 8 clients of ``host``
+    (through nginx) saw while ``action`` ran."""
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        action()
+        load.wait_for(len(load.samples) + 100)
+    return load.max_latency * 1000, len(load.failed), len(load.samples)
+
+
+def sample_app(tmp: Path, greeting: str) -> str:
+    """A copy of the sample app greeting with ``greeting``: a code change."""
+    app = tmp / f"app-{greeting.replace(' ', '-')}"
+    shutil.copytree(testbed.REPO / "app", app, dirs_exist_ok=True)
+    source = app / "myproject.py"
+    source.write_text(source.read_text().replace("Hello There!", greeting))
+    return str(app)
+
+
+def graceful_reload(host: testbed.Host, tmp: Path, settings: list[str], app: str) -> None:
+    """uWSGI's graceful reload (SIGHUP): how a release went live before the handover."""
+    host.exec("systemctl reload myproject")
+    time.sleep(3)  # the reload's pause falls inside the measured window
+
+
+def code_redeploy(host: testbed.Host, tmp: Path, settings: list[str], app: str) -> None:
+    deploy([host], tmp, "--data", f"app_src={app}", *settings)
+
+
+def rollback(host: testbed.Host, tmp: Path, settings: list[str], app: str) -> None:
+    pyinfra([host], tmp, "rollback.py", *settings).check()
+
+
+SWITCHES_BASE = "graceful reload (before)"
+SWITCHES = {
+    SWITCHES_BASE: graceful_reload,
+    "code redeploy": code_redeploy,
+    "rollback": rollback,
+}
+
+
+def release_switches(rounds: int, tmp: Path) -> dict[str, list[tuple]]:
+    """What clients see while the live release changes (SWITCHES), at the defaults and with
+    processes = 1."""
+    (host,) = testbed.boot(1, prefix="bench-switch")
+    results: dict[str, list[tuple]] = {}
+    try:
+        for processes in ("5 (default)", "1"):
+            settings = ["--data", f"processes={processes.split()[0]}"]
+            code_redeploy(host, tmp, settings, sample_app(tmp, "Hello There!"))
+            for i in range(rounds):
+                app = sample_app(tmp, f"Release {processes} {i}")
+                for what, switch in SWITCHES.items():
+                    results.setdefault(f"{what}, processes = {processes}", []).append(
+                        under_load(host, partial(switch, host, tmp, settings, app))
+                    )
+    finally:
+        testbed.destroy([host])
+    return results
 
 
 def testbed_boot(sizes: list[int], rounds: int) -> dict:
@@ -232,11 +298,41 @@ def per_fleet(label: str, times: dict[int, list[float]]) -> list[list[str]]:
     ]
 
 
-def report(fresh: dict, fleet: dict, operations: int, serve: dict, rounds: int) -> str:
+def switch_report(switches: dict[str, list[tuple]]) -> str:
+    """The release switch table: the median of each round's slowest response, against the
+    graceful reload at the same processes."""
+    rows = [
+        [
+            "what (8 clients through nginx)",
+            "max latency, median (ms)",
+            "runs (ms)",
+            "failed / requests",
+            "ratio",
+        ]
+    ]
+    for what, runs in switches.items():
+        base = median([r[0] for r in switches[f"{SWITCHES_BASE}, {what.split(', ', 1)[1]}"]])
+        worst = median([r[0] for r in runs])
+        rows.append(
+            [
+                what,
+                f"{worst:.0f}",
+                " ".join(f"{r[0]:.0f}" for r in runs),
+                f"{sum(r[1] for r in runs)} / {sum(r[2] for r in runs)}",
+                f"{worst / base:.2f}x reload",
+            ]
+        )
+    return "## Release switch (max latency clients see)\n\n" + table(rows) + "\n"
+
+
+def report(
+    fresh: dict, fleet: dict, operations: int, serve: dict, switches: dict, rounds: int
+) -> str:
     guide = median(fresh["guide"])
     parts = [
         f"# Benchmarks\n\nOne run of `make bench` on this machine ({rounds} rounds each,"
         " medians). Test-bed hosts are Debian 12 containers on the same 2 cores.\n",
+        switch_report(switches),
         "## Deploy speed\n",
         table(
             [
@@ -285,13 +381,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(BENCH / "results.md"))
+    parser.add_argument(
+        "--only", choices=["switch"], help="run one part and print it (results.md untouched)"
+    )
     args = parser.parse_args(argv)
+    if args.only == "switch":
+        with tempfile.TemporaryDirectory() as tmp:
+            print(switch_report(release_switches(args.rounds, Path(tmp))))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
+        switches = release_switches(args.rounds, Path(tmp))
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
         noop, verify, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
     fleet = {"noop": noop, "verify": verify, "boot": testbed_boot([1, 4], args.rounds)}
-    text = report(fresh, fleet, operations, serve, args.rounds)
+    text = report(fresh, fleet, operations, serve, switches, args.rounds)
     Path(args.out).write_text(text)
     print(text)
     return 0

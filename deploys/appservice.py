@@ -1,5 +1,7 @@
-"""The uWSGI service: ini, environment file, sandbox, socket and service units, applied by
-restart or graceful reload only when they (or the code or virtualenv) changed."""
+"""The uWSGI service: ini, environment file, sandbox, socket, service and handover units; a
+change to any of them (or to the code or virtualenv) is applied by restarting the service
+while its handover instance serves (release_gate.py restart), a changed socket unit by
+restarting the socket."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pyinfra.operations import files, systemd
 
 from deploys.fileops import secret_file, socket_permissions
 from deploys.layout import Layout
-from deploys.release import live_release
+from deploys.release import live_release, restart_command
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
 from deploys.stamps import Level, changes_applied
@@ -52,6 +54,11 @@ def systemd_unit(settings: Settings) -> str:
     return render("app.service.j2", s=settings, layout=Layout.of(settings))
 
 
+def handover_unit(settings: Settings) -> str:
+    """The handover unit text: the second uWSGI that serves while the service restarts."""
+    return render("app-handover.service.j2", s=settings, layout=Layout.of(settings))
+
+
 def socket_unit(settings: Settings) -> str:
     """The socket unit text: the socket nginx connects to."""
     return render("app.socket.j2", s=settings, layout=Layout.of(settings))
@@ -91,32 +98,37 @@ def write_app_environment(settings: Settings) -> list[OperationMeta]:
 def configure_app_service(
     settings: Settings, code_changes: list[OperationMeta], env_changes: list[OperationMeta]
 ):
-    """Write the ini and units; restart on unit/sandbox/env changes, reload gracefully on
-    ini/code/venv changes (``code_changes``: operations that rewrote code or the venv, e.g. a
-    deleted venv rebuilt; ``env_changes``: the env file's and sandbox's operations); keep both
-    units enabled and running."""
+    """Write the ini and units; restart the service without a pause (the handover instance
+    serving meanwhile) on any ini, unit, sandbox, environment, code or venv change
+    (``code_changes``: operations that rewrote code or the venv, e.g. a deleted venv rebuilt;
+    ``env_changes``: the env file's and sandbox's operations), the socket and service on a
+    socket unit change; keep both units enabled and running."""
     layout = Layout.of(settings)
-    ini, unit, sock, env = (
+    ini, unit, handover, sock, env = (
         uwsgi_ini(settings),
         systemd_unit(settings),
+        handover_unit(settings),
         socket_unit(settings),
         env_file(settings),
     )
     ini_op = put_text(
         f"uWSGI ini {layout.ini}", ini, layout.ini, mode="640", user="root", group=settings.user
     )
+    socket_op = put_text(f"Unit {layout.socket_unit}", sock, layout.socket_unit)
     unit_ops = [
-        put_text(f"Unit {layout.socket_unit}", sock, layout.socket_unit),
         put_text(f"Unit {layout.unit}", unit, layout.unit),
+        put_text(f"Unit {layout.handover_unit}", handover, layout.handover_unit),
+        files.link(
+            name=f"{layout.handover_drop_ins} links the service's drop-ins",
+            path=layout.handover_drop_ins,
+            target=f"{layout.unit}.d",
+        ),
     ]
     unit_loaded(
         name=f"systemd knows the current {layout.socket_unit_name}", unit=layout.socket_unit_name
     )
-    unit_loaded(
-        name=f"systemd knows the current {layout.unit_name}",
-        unit=layout.unit_name,
-        drop_ins=(layout.sandbox,),
-    )
+    for name in (layout.unit_name, layout.handover_unit_name):  # one drop-in folder
+        unit_loaded(name=f"systemd knows the current {name}", unit=name, drop_ins=(layout.sandbox,))
     service, socket = layout.unit_name, layout.socket_unit_name
     live = live_release(layout, settings)  # a master running other options than the ini's
     changes_applied(
@@ -124,21 +136,25 @@ def configure_app_service(
         stamp=layout.stamp(service),
         levels=[
             Level(
-                "restart",
-                digest(unit, sock, sandbox(settings), env),
-                [f"systemctl stop {service} {socket}", f"systemctl start {socket} {service}"],
-                (*unit_ops, *env_changes),
+                "socket",
+                digest(sock),
+                [
+                    f"systemctl stop {service} {layout.handover_unit_name} {socket}",
+                    f"systemctl start {socket} {service}",
+                ],
+                (socket_op,),
             ),
             Level(
-                "reload",
-                digest(ini),
-                [f"systemctl reload-or-restart {service}"],
-                (ini_op, *code_changes),
+                "handover",
+                digest(ini, unit, handover, sandbox(settings), env),
+                [restart_command(layout, settings)],
+                (ini_op, *unit_ops, *env_changes, *code_changes),
                 drifted=live["release"] is not None and live["workers"] != settings.processes,
             ),
         ],
         files={
             layout.unit: unit,
+            layout.handover_unit: handover,
             layout.socket_unit: sock,
             layout.sandbox: sandbox(settings),
             layout.env_file: env,

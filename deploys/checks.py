@@ -304,6 +304,7 @@ def app_checks(settings: Settings) -> list[Check]:
     layout = Layout.of(settings)
     app = host.get_fact(UnitStatus, unit=layout.unit_name)
     socket_unit = host.get_fact(UnitStatus, unit=layout.socket_unit_name)
+    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name)
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
     live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
@@ -315,6 +316,7 @@ def app_checks(settings: Settings) -> list[Check]:
     checks = [
         *_unit_checks("app unit", app),
         *_unit_checks("app socket unit", socket_unit),
+        _check("handover instance stopped", "inactive", handover.get("ActiveState") or "inactive"),
         _applied_check("app unit", app, layout.stamp(layout.unit_name)),
         _sandbox_check(layout),
         *_socket_check(layout),

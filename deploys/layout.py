@@ -99,6 +99,27 @@ class Layout:
         return f"{self.unit}.d/sandbox.conf"
 
     @property
+    def handover_unit_name(self) -> str:
+        """A second uWSGI of the app on the same socket, up only while the service restarts
+        onto a new release or configuration (release_gate.py), so requests never wait."""
+        return f"{self.app}-handover.service"
+
+    @property
+    def handover_unit(self) -> str:
+        return f"/etc/systemd/system/{self.handover_unit_name}"
+
+    @property
+    def handover_drop_ins(self) -> str:
+        """The handover's drop-in folder: a link to the service's, so it runs exactly like
+        the service (the sandbox, and any drop-in the operator adds)."""
+        return f"{self.handover_unit}.d"
+
+    @property
+    def handover_stats_socket(self) -> str:
+        """The handover's stats server, in its own private runtime folder."""
+        return f"/run/{self.app}-handover/stats.sock"
+
+    @property
     def socket_unit_name(self) -> str:
         return f"{self.app}.socket"
 

@@ -149,12 +149,30 @@ def release_gated(layout: Layout, settings: Settings):
         host.noop(f"{current} is live and recorded healthy")
         return
     yield (
-        f"python3 {layout.gate_script} gate --current={layout.current}"
+        f"python3 {layout.gate_script} gate"
         f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
-        f" --service={layout.unit_name}"
-        f" --stats={layout.stats_socket} --user={shlex.quote(settings.user)}"
-        f" --processes={settings.processes} --keep={settings.keep_releases}"
+        f" --keep={settings.keep_releases} {service_args(layout, settings)}"
         f" {health_args(settings)}"
+    )
+
+
+def service_args(layout: Layout, settings: Settings) -> str:
+    """release_gate.py's arguments naming the app's uWSGI: the service, its handover
+    instance, their stats sockets, the release they should run."""
+    return (
+        f"--current={layout.current} --service={layout.unit_name}"
+        f" --stats={layout.stats_socket} --handover={layout.handover_unit_name}"
+        f" --handover-stats={layout.handover_stats_socket}"
+        f" --user={shlex.quote(settings.user)} --processes={settings.processes}"
+    )
+
+
+def restart_command(layout: Layout, settings: Settings) -> str:
+    """The command restarting the app's uWSGI onto ``current`` and the configuration on disk
+    without a request waiting (release_gate.py restart)."""
+    return (
+        f"python3 {layout.gate_script} restart --timeout={settings.health_timeout}"
+        f" {service_args(layout, settings)}"
     )
 
 

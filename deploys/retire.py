@@ -66,6 +66,11 @@ def retire_apps(plan: HostPlan):
                 running=False,
                 enabled=False,
             )
+        systemd.service(
+            name=f"Retired {name}: {layout.handover_unit_name} stopped",
+            service=layout.handover_unit_name,
+            running=False,
+        )
         off = files.link(
             name=f"Retired {name}: no {layout.site_enabled}",
             path=layout.site_enabled,

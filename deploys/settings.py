@@ -52,8 +52,9 @@ PYINFRA_KEY_PREFIXES = (
 SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
 # host-wide names: nginx sites, the folder of the sockets and the deploy lock (/run/...)
 RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all", "flask-deploy")
-# files/release_gate.py's transient units are <app_user><suffix>: no app may be named so
-TRANSIENT_SUFFIXES = ("-candidate", "-import-check", "-release-command", "-command")
+# files/release_gate.py's transient units are <app_user><suffix>, the handover instance
+# <app_name>-handover: no app may be named so
+TRANSIENT_SUFFIXES = ("-candidate", "-import-check", "-release-command", "-command", "-handover")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(_|(?=.{{1,253}}$)(\*\.)?{LABEL}(\.{LABEL})*)$")

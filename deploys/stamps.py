@@ -51,6 +51,19 @@ def file_hashes(files: dict[str, str]) -> dict[str, str]:
     return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in files.items()}
 
 
+def _pending(level: Level, recorded: dict) -> bool:
+    """Whether ``level`` must run: its fingerprint differs from the recorded one, its service
+    drifted or a trigger changed the host. A level that a stamp of an earlier version of the
+    deploy does not know is judged by its triggers and drift alone: it must not restart what
+    runs fine (on a host's first run the stamp is empty and every level is pending)."""
+    unknown = bool(recorded) and level.name not in recorded
+    return (
+        (not unknown and recorded.get(level.name) != level.fingerprint)
+        or level.drifted
+        or any(map(_changed, level.triggers))
+    )
+
+
 @operation()
 def changes_applied(stamp: str, levels: list[Level], files: dict[str, str]):
     """
@@ -67,13 +80,7 @@ def changes_applied(stamp: str, levels: list[Level], files: dict[str, str]):
     + files: the config files the levels apply, path -> text
     """
     recorded = recorded_stamp(stamp)
-    pending = [
-        level
-        for level in levels
-        if recorded.get(level.name) != level.fingerprint
-        or level.drifted
-        or any(map(_changed, level.triggers))
-    ]
+    pending = [level for level in levels if _pending(level, recorded)]
     wanted = {level.name: level.fingerprint for level in levels}
     wanted["files"] = file_hashes(files)
     if not pending and recorded == wanted:

@@ -15,18 +15,27 @@
         folder) exactly like a release command: app user, environment, sandbox, the release's
         venv first on PATH, FLASK_APP set to the app. Exits with CMD's status.
 
-    release_gate.py gate --current LINK --history FILE --releases DIR --venvs DIR
-                         --service APP.service --stats STATS_SOCKET --user U --processes N
-                         [--keep K] [HEALTH]
-        Make the running uWSGI serve the release ``current`` points to (graceful reload if it
-        does not yet), then health-check it through nginx. On success record it in the
-        history and prune old releases and venvs; on failure switch ``current`` back to the
-        previous healthy release, reload, and exit 1 with the reason.
+    release_gate.py gate --history FILE --releases DIR --venvs DIR [--keep K] SERVICE [HEALTH]
+        Make the running uWSGI serve the release ``current`` points to (restarted without a
+        pause if it does not yet, see ``restart``), then health-check it through nginx. On
+        success record it in the history and prune old releases and venvs; on failure switch
+        ``current`` back to the previous healthy release, serve it again, and exit 1 with
+        the reason.
+
+    release_gate.py restart [--timeout S] SERVICE
+        Restart the service onto the release ``current`` points to and the configuration on
+        disk without a request waiting: its handover instance starts on the new release and
+        takes requests from the same socket, the service is paused (each worker finishes its
+        request, then stops accepting) and restarted, then the handover is paused and
+        stopped. A graceful reload (SIGHUP) would hold every request while the app loads,
+        and may drop a connection a worker had just accepted.
 
     release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
         answer), read as the app user; the deploy's LiveRelease fact reads this.
 
+    SERVICE: --current LINK --service APP.service --stats STATS_SOCKET
+             --handover APP-handover.service --handover-stats STATS_SOCKET --user U --processes N
     HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S] [--https]
 
 Standard library only: it runs with the host's python3, as root. It follows no path in a
@@ -94,11 +103,20 @@ class Health:
 
 
 @dataclass(frozen=True)
-class Service:
-    """The running uWSGI: its unit, its stats socket (read as ``user``), its worker count."""
+class Instance:
+    """One uWSGI master of the app: its systemd unit and its stats socket."""
 
     unit: str
     stats: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """The app's uWSGI: the service, and the handover instance that serves the same socket
+    while the service restarts; their stats are read as ``user``; ``processes`` workers."""
+
+    main: Instance
+    handover: Instance
     user: str
     processes: int
 
@@ -300,19 +318,32 @@ def check_candidate(app: AppRun, check: Health) -> int:
     return 0
 
 
-def live_release(stats_socket: str) -> tuple[str | None, int]:
-    """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
-    from the stats server) and how many workers are up; (None, 0) when it does not answer."""
+def read_stats(stats_socket: str) -> dict | None:
+    """What uWSGI's stats server says, or None when it does not answer."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(stats_socket)
             data = b"".join(iter(lambda: sock.recv(65536), b""))
-        stats = json.loads(data)
+        return json.loads(data)
     except (OSError, ValueError):
+        return None
+
+
+def live_release(stats_socket: str) -> tuple[str | None, int]:
+    """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
+    from the stats server) and how many workers are up; (None, 0) when it does not answer."""
+    stats = read_stats(stats_socket)
+    if stats is None:
         return None, 0
     workers = [w for w in stats.get("workers", []) if w.get("pid")]
     return str(Path(stats["cwd"]).parent), len(workers)
+
+
+def worker_states(stats_socket: str) -> list[str]:
+    """Each uWSGI worker's status (idle, busy, pause, ...); [] when it does not answer."""
+    stats = read_stats(stats_socket) or {}
+    return [w.get("status", "") for w in stats.get("workers", []) if w.get("pid")]
 
 
 def running(stats: str, user: str) -> tuple[str | None, int]:
@@ -321,17 +352,76 @@ def running(stats: str, user: str) -> tuple[str | None, int]:
     return tuple(as_user(user, live_release, stats))
 
 
-def wait_for_generation(service: Service, release: str, timeout: float) -> str | None:
-    """Wait until uWSGI runs ``release`` with all its workers; None, or what was seen at the
-    timeout."""
+def wait_for_generation(
+    service: Service, instance: Instance, release: str, timeout: float
+) -> str | None:
+    """Wait until ``instance`` runs ``release`` with all its workers; None, or what was seen
+    at the timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        live, workers = running(service.stats, service.user)
+        live, workers = running(instance.stats, service.user)
         if live == release and workers == service.processes:
             return None
         if time.monotonic() > deadline:
-            return f"uWSGI runs {live} with {workers} of {service.processes} workers"
+            return f"{instance.unit} runs {live} with {workers} of {service.processes} workers"
         time.sleep(0.2)
+
+
+PAUSE_SETTLE = 0.3  # seconds for every worker to act on SIGTSTP (microseconds, in practice)
+
+
+def suspended(states: list[str]) -> bool:
+    """Whether a master's workers are suspended: uWSGI reports a suspended worker as
+    "pause" unless it is still finishing a request ("busy"); an "idle" one takes requests."""
+    return "pause" in states and "idle" not in states
+
+
+def pause(service: Service, instance: Instance) -> None:
+    """Stop ``instance`` taking requests from the shared socket: SIGTSTP to its master makes
+    each worker finish the request it holds, then wait instead of accepting (the signal
+    toggles, so it is sent only to a master that is not suspended yet). Unlike a stop, this
+    never catches a worker between accepting a connection and reading it: that worker
+    serves it first."""
+    if not suspended(as_user(service.user, worker_states, instance.stats)):
+        systemctl("kill", "--kill-whom=main", "--signal=SIGTSTP", instance.unit)
+    time.sleep(PAUSE_SETTLE)
+
+
+def systemctl(*args: str) -> None:
+    """Run systemctl; CalledProcessError (with its output) when it fails."""
+    subprocess.run(["systemctl", *args], check=True, capture_output=True, text=True)
+
+
+def active(unit: str) -> bool:
+    """Whether systemd runs ``unit``."""
+    return subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
+
+
+def restart_without_pause(service: Service, release: str, timeout: float) -> str | None:
+    """Restart the service onto ``release`` (``current``'s target, with the configuration on
+    disk) so that no request waits: the handover instance starts on it and takes requests
+    from the same socket, the service is paused (its in-flight requests finish on the old
+    release) and restarted, then the handover is paused and stopped (gracefully: uwsgi.ini
+    makes SIGTERM wait for requests in flight). A service that does not run is just
+    (re)started. None, or the problem (the service untouched when the handover fails)."""
+    main, handover = service.main, service.handover
+    try:
+        if running(main.stats, service.user)[0] is not None:
+            subprocess.run(["systemctl", "reset-failed", handover.unit], capture_output=True)
+            systemctl("restart", handover.unit)
+            problem = wait_for_generation(service, handover, release, timeout)
+            if problem:
+                systemctl("stop", handover.unit)
+                return f"{problem}: {unit_log(handover.unit, 20)}"
+            pause(service, main)
+        systemctl("restart", main.unit)
+        problem = wait_for_generation(service, main, release, timeout)
+        if problem is None and active(handover.unit):
+            pause(service, handover)
+            systemctl("stop", handover.unit)
+        return problem
+    except subprocess.CalledProcessError as err:
+        return f"{' '.join(err.cmd)} failed: {err.stderr.strip()}"
 
 
 class SiteConnection(http.client.HTTPSConnection):
@@ -409,10 +499,13 @@ def switch(current: Path, target: str) -> None:
 
 def serve(service: Service, check: Health, release: str) -> str | None:
     """Make uWSGI serve ``release`` and check its health through nginx; None on success."""
-    if running(service.stats, service.user)[0] != release:
-        subprocess.run(["systemctl", "reload-or-restart", service.unit], check=True)
-    return wait_for_generation(service, release, check.timeout) or health(
-        check, lambda: through_nginx(check)
+    problem = None
+    if running(service.main.stats, service.user)[0] != release:
+        problem = restart_without_pause(service, release, check.timeout)
+    return (
+        problem
+        or wait_for_generation(service, service.main, release, check.timeout)
+        or health(check, lambda: through_nginx(check))
     )
 
 
@@ -456,8 +549,8 @@ def gate(paths: Paths, service: Service, check: Health, keep: int) -> int:
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
-    print(f"{message}\n-- its log (journalctl -u {service.unit}):", file=sys.stderr)
-    print(unit_log(service.unit), file=sys.stderr)
+    print(f"{message}\n-- its log (journalctl -u {service.main.unit}):", file=sys.stderr)
+    print(unit_log(service.main.unit), file=sys.stderr)
     return 1
 
 
@@ -478,11 +571,16 @@ def main(argv=None) -> int:
     run.add_argument("--workdir")
     run.add_argument("shell_command")
     g = sub.add_parser("gate")
-    for flag in ("--current", "--history", "--releases", "--venvs", "--service", "--stats"):
+    for flag in ("--history", "--releases", "--venvs"):
         g.add_argument(flag, required=True)
-    g.add_argument("--user", required=True)
-    g.add_argument("--processes", type=int, required=True)
     g.add_argument("--keep", type=int, default=5)
+    restart = sub.add_parser("restart")
+    restart.add_argument("--timeout", type=float, default=30)
+    for each in (g, restart):
+        for flag in ("--current", "--service", "--stats", "--handover", "--handover-stats"):
+            each.add_argument(flag, required=True)
+        each.add_argument("--user", required=True)
+        each.add_argument("--processes", type=int, required=True)
     for each in (check, g):
         each.add_argument("--path", default="/")
         each.add_argument("--host-header", default="localhost")
@@ -500,9 +598,20 @@ def main(argv=None) -> int:
         return 0
     if args.subcommand in ("check", "gate"):
         check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
+    if args.subcommand in ("gate", "restart"):
+        service = Service(
+            Instance(args.service, args.stats),
+            Instance(args.handover, args.handover_stats),
+            args.user,
+            args.processes,
+        )
+    if args.subcommand == "restart":
+        problem = restart_without_pause(service, os.path.realpath(args.current), args.timeout)
+        if problem:
+            print(f"{args.service} did not restart: {problem}", file=sys.stderr)
+        return 1 if problem else 0
     if args.subcommand == "gate":
         paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
-        service = Service(args.service, args.stats, args.user, args.processes)
         return gate(paths, service, check, args.keep)
     app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":

@@ -26,8 +26,8 @@ NOTES = {  # the example app (examples/notes) as an operator sets it up
 }
 
 
-def body_of(host) -> str | None:
-    status, body = testbed.http_get(host.http_port)
+def body_of(host, path: str = "/", timeout: float = 5) -> str | None:
+    status, body = testbed.http_get(host.http_port, path, timeout=timeout)
     return body if status == 200 else None
 
 

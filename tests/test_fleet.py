@@ -11,9 +11,9 @@ import time
 import pytest
 
 import testbed
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO, app_saying
-from tests.load import Load
 
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('

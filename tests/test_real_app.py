@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import NOTES
-from tests.load import Load
 
 APP = "notes"
 NAME = "notes.test"

@@ -90,3 +90,11 @@ def test_prune_keeps_the_newest_healthy_releases_the_live_one_and_their_venvs(tm
     assert sorted(p.name for p in paths.releases.iterdir()) == ["r3", "r4"]
     assert sorted(p.name for p in paths.venvs.iterdir()) == ["v2", "v3", "v3.requirements.txt"]
     assert paths.current.resolve() == paths.releases / "r4"
+
+
+def test_a_master_is_suspended_when_its_workers_pause_or_finish_a_request():
+    assert release_gate.suspended(["pause", "pause"])
+    assert release_gate.suspended(["pause", "busy"])  # finishing its request, then pauses
+    assert not release_gate.suspended(["idle", "pause"])  # an idle worker takes requests
+    assert not release_gate.suspended(["busy", "busy"])  # SIGTSTP needed (it toggles)
+    assert not release_gate.suspended([])

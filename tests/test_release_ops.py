@@ -119,3 +119,13 @@ def test_one_off_commands_run_in_the_live_release(fake):
         " -- 'flask --app notes init-db'"
     )
     assert command.args[1]["_sudo"] is True  # run like every other command
+
+
+def test_the_restart_names_the_service_its_handover_and_their_stats():
+    s = load_settings(NOTES)
+    assert release.restart_command(Layout.of(s), s) == (
+        "python3 /usr/local/lib/flask-deploy/release_gate.py restart --timeout=30"
+        " --current=/srv/notes/current --service=notes.service --stats=/run/notes/stats.sock"
+        " --handover=notes-handover.service --handover-stats=/run/notes-handover/stats.sock"
+        " --user=notes --processes=5"
+    )

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO, app_saying, body_of
-from tests.load import Load
 
 APP = "myproject"
 
@@ -161,3 +161,45 @@ def test_concurrent_deploys_take_turns(host, workdir, tmp_path):
         ).returncode
         == 0
     )
+
+
+SLOW_ROUTE = (
+    "\nimport time\n@app.route('/slow')\ndef slow():\n    time.sleep(4)\n    return hello()\n"
+)
+
+
+def test_a_request_in_flight_at_the_switch_finishes_on_its_release(host, workdir, tmp_path):
+    """While the service restarts onto the new release, its handover instance serves, so no
+    request waits for the app to load; a long request that started on the old release
+    completes there (two workers: one is busy with it)."""
+    run = deploy(
+        host,
+        workdir,
+        app_saying(tmp_path, "Slow one", SLOW_ROUTE),
+        "Slow one",
+        "--data",
+        "processes=2",
+    ).check()
+    answers = []
+    slow = threading.Thread(
+        target=lambda: answers.append(body_of(host, "/slow", timeout=30)), daemon=True
+    )
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        slow.start()
+        time.sleep(0.5)
+        run = deploy(
+            host,
+            workdir,
+            app_saying(tmp_path, "Slow two", SLOW_ROUTE),
+            "Slow two",
+            "--data",
+            "processes=2",
+        ).check()
+        slow.join(30)
+        load.wait_for(len(load.samples) + 100)
+    report("deploy with a long request in flight", load)
+    assert len(answers) == 1 and "Slow one" in answers[0], answers
+    assert load.failed == [], load.summary()
+    assert "Release health gate | Live release is healthy through nginx" in run.changed_ops()
+    assert "Slow two" in body_of(host)

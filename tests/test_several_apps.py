@@ -10,9 +10,9 @@ import time
 import pytest
 
 import testbed
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO, NOTES, app_saying, main_pid
-from tests.load import Load
 
 HELLO_APP = {"app_name": "hello", "server_name": "hello.test"}
 APPS = [HELLO_APP, NOTES]

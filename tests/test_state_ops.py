@@ -76,6 +76,19 @@ def test_a_stamp_without_file_hashes_is_completed_without_a_restart(fake):
     assert stamp_written(stamp)["files"] == file_hashes(FILES)
 
 
+def test_on_a_first_run_the_strongest_level_runs(fake):
+    fake()
+    assert commands(stamps.changes_applied, STAMP, levels(), FILES)[:-1] == ["systemctl restart a"]
+
+
+def test_a_level_an_earlier_deploy_did_not_record_runs_only_when_triggered(fake):
+    fake(recorded(reload="l1"))  # an earlier version knew no "restart" level
+    (stamp,) = commands(stamps.changes_applied, STAMP, levels(), FILES)
+    assert stamp_written(stamp)["restart"] == "r1"  # recorded, nothing restarted
+    pending = [Level("restart", "r1", ["systemctl restart a"], (Changed(),)), levels()[1]]
+    assert commands(stamps.changes_applied, STAMP, pending, FILES)[:-1] == ["systemctl restart a"]
+
+
 def test_a_secret_file_is_owned_and_private_before_it_has_content(fake):
     host = fake()
     first, upload, last = commands(fileops.secret_file, "/etc/a/env", "K=v\n", "root", "a")

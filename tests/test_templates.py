@@ -2,7 +2,15 @@
 
 import configparser
 
-from deploys.appservice import MAGIC_VARS, env_file, sandbox, socket_unit, systemd_unit, uwsgi_ini
+from deploys.appservice import (
+    MAGIC_VARS,
+    env_file,
+    handover_unit,
+    sandbox,
+    socket_unit,
+    systemd_unit,
+    uwsgi_ini,
+)
 from deploys.nginx import nginx_site
 from deploys.render import digest
 from deploys.settings import load_settings
@@ -78,6 +86,25 @@ def test_unit_takes_its_socket_and_private_runtime_dir():
         "WantedBy=multi-user.target",
     ):
         assert line in unit, line
+
+
+def test_handover_serves_the_same_socket_with_the_same_ini_and_its_own_stats():
+    unit = handover_unit(DEFAULTS).splitlines()
+    for line in (
+        "Sockets=myproject.socket",
+        "Requires=myproject.socket",
+        "Type=notify",
+        "RuntimeDirectory=myproject-handover",
+        "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini"
+        " --stats /run/myproject-handover/stats.sock",
+    ):
+        assert line in unit, line
+    assert "[Install]" not in unit  # never started at boot: only during a restart
+    assert unit[0] != systemd_unit(DEFAULTS).splitlines()[0]  # not an app of its own (retire.py)
+
+
+def test_uwsgi_stops_gracefully_on_sigterm():
+    assert "hook-master-start = unix_signal:15 gracefully_kill_them_all" in uwsgi_ini(DEFAULTS)
 
 
 def test_sandbox_runs_the_app_in_its_own_group_with_a_private_umask():

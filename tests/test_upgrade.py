@@ -1,5 +1,7 @@
 """A host deployed by the previous version of this repository (one app, top-level settings)
-is left exactly as it is by this version: a re-run after the upgrade changes nothing."""
+is upgraded in place while it serves: the run changes only what this version adds (the
+handover instance, uWSGI's graceful stop, the release checks script) without a failed
+request, and the next run changes nothing."""
 
 from __future__ import annotations
 
@@ -7,11 +9,22 @@ import shutil
 import subprocess
 
 import testbed
+from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 
-# files/release_gate.py and the templates are as they were then: a later change to them is a
-# real change on the host, and this test then pins the commit before it
 BEFORE_SEVERAL_APPS = "4ca9fa8e8671e0a4cbb5ec3c3d8ca7b56a91fe7a"  # the last single-app commit
+
+# what this version may change on such a host (systemd may have loaded the new unit on its
+# own, then nothing needs a daemon-reload): a later change to files/release_gate.py or a
+# template is a real change on the host too, and belongs here
+UPGRADE_CHANGES = {
+    "Release checks | Release checks /usr/local/lib/flask-deploy/release_gate.py",
+    "uWSGI service | uWSGI ini /etc/myproject/uwsgi.ini",
+    "uWSGI service | Unit /etc/systemd/system/myproject-handover.service",
+    "uWSGI service | /etc/systemd/system/myproject-handover.service.d links the service's drop-ins",
+    "uWSGI service | systemd knows the current myproject-handover.service",
+    "uWSGI service | Apply changes to myproject.service",
+}
 
 
 def checkout(commit: str, where) -> str:
@@ -26,13 +39,22 @@ def checkout(commit: str, where) -> str:
     return where
 
 
-def test_a_host_deployed_before_several_apps_needs_no_change(boot, workdir, tmp_path):
+def test_a_host_deployed_before_several_apps_upgrades_while_it_serves(boot, workdir, tmp_path):
     (host,) = boot(1)
     old = checkout(BEFORE_SEVERAL_APPS, tmp_path / "before")
     shutil.rmtree(old / "testbed")  # the old deploy code, driven by today's test bed
     shutil.copytree(testbed.REPO / "testbed", old / "testbed")
     pyinfra([host], workdir, cwd=old).check()
     host.exec("test -e /run/flask-deploy/myproject.deploy-lock")  # the old code ran (its lock)
-    upgraded = pyinfra([host], workdir).check()
-    assert upgraded.changed == 0, upgraded.changed_ops()
+    with Load(host.http_port) as load:
+        load.wait_for(50)
+        upgraded = pyinfra([host], workdir).check()
+        load.wait_for(len(load.samples) + 100)
+    print(f"\n[upgrade] {load.summary()}")
+    changed = set(upgraded.changed_ops())
+    assert changed <= UPGRADE_CHANGES, changed - UPGRADE_CHANGES
+    assert "uWSGI service | Apply changes to myproject.service" in changed
+    assert load.failed == [], load.summary()
+    again = pyinfra([host], workdir).check()
+    assert again.changed == 0, again.changed_ops()
     assert pyinfra([host], workdir, "verify.py").returncode == 0

@@ -91,10 +91,13 @@ class Load:
     def failed(self) -> list[Sample]:
         return [s for s in self.samples if s.status != 200]
 
+    @property
+    def max_latency(self) -> float:
+        """The slowest response's latency in seconds (0 before any)."""
+        return max((s.latency for s in self.samples), default=0)
+
     def summary(self) -> str:
-        latencies = sorted(s.latency for s in self.samples)
-        worst = latencies[-1] if latencies else 0
         return (
             f"{len(self.samples)} requests, {len(self.failed)} failed,"
-            f" max latency {worst * 1000:.0f} ms"
+            f" max latency {self.max_latency * 1000:.0f} ms"
         )

@@ -11,7 +11,7 @@ from deploys.appuser import create_app_user
 from deploys.balancer import configure_balancer
 from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
-from deploys.fleet import SWITCH, Fleet, no_failed_host, refuse_unsupported, turn
+from deploys.fleet import SWITCH, Fleet, as_served, no_failed_host, turn
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
@@ -58,7 +58,7 @@ def switch_app(
 
 plan = prepare_host()
 fleet = fleet_of_inventory(plan.host.rolling_batch)
-refuse_unsupported(plan, fleet)
+plan = as_served(plan, fleet)
 hold_deploy_lock()
 private_upload_dir()
 install_packages(plan)

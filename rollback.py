@@ -13,7 +13,7 @@ from pyinfra.facts.files import Directory, Link
 
 from deploys.balancer import roll_batches
 from deploys.context import in_turn, prepare_host
-from deploys.fleet import SWITCH, Fleet, no_failed_host, turn
+from deploys.fleet import SWITCH, Fleet, as_served, no_failed_host, turn
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
@@ -40,8 +40,8 @@ def switch_back(settings: Settings, fleet: Fleet) -> None:
 
 
 plan = prepare_host(secrets=False)
-app = plan.single("rollback.py")
 fleet = fleet_of_inventory(plan.host.rolling_batch)
+app = as_served(plan, fleet).single("rollback.py")
 hold_deploy_lock()
 with in_turn(1):  # the app's turn, the same on load balancers and app servers
     if fleet.balancing:

@@ -10,9 +10,9 @@ import os
 
 from deploys.checks import run_checks
 from deploys.context import prepare_host
-from deploys.fleet import fleet
+from deploys.fleet import as_served, fleet
 from deploys.report import record_host
 
-record_host(
-    run_checks(prepare_host(secrets=False), fleet()), json_path=os.environ.get("VERIFY_JSON")
-)
+roles = fleet()
+plan = as_served(prepare_host(secrets=False), roles)
+record_host(run_checks(plan, roles), json_path=os.environ.get("VERIFY_JSON"))

@@ -10,34 +10,35 @@ from io import StringIO
 from pyinfra import host, state
 from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents, Link
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
 from deploys.context import in_turn
 from deploys.fleet import DRAIN, RESTORE, Fleet, no_failed_host, turn
+from deploys.https import prepare_certificates
 from deploys.layout import Layout
-from deploys.nginx import configure_nginx_host, enable_catch_all, tested_reload
+from deploys.nginx import (
+    configure_nginx,
+    configure_nginx_host,
+    enable_catch_all,
+    nginx_site,
+    tested_reload,
+)
 from deploys.plan import HostPlan
 from deploys.release import release_id
-from deploys.render import put_text, render
 from deploys.settings import Settings
 
 UPSTREAM_SERVER_RE = re.compile(r"^\s*server\s+(\S+):80\b")
 
 
 def balancer_site(
-    settings: Settings, servers: tuple[str, ...], drained: tuple[str, ...] = ()
+    settings: Settings,
+    servers: tuple[str, ...],
+    drained: tuple[str, ...] = (),
+    certified: list[str] | None = None,
 ) -> str:
-    """The load balancer's site for one app: its app servers as the upstream, those
-    ``drained`` marked down (no new requests; in-flight ones finish on nginx's old
-    workers)."""
-    return render(
-        "nginx-balancer.conf.j2",
-        s=settings,
-        servers=servers,
-        drained=drained,
-        upstream=f"{settings.app_name}_app",
-    )
+    """The load balancer's site for one app (see nginx_site): its app servers as the
+    upstream, those ``drained`` marked down; TLS for the names ``certified``."""
+    return nginx_site(settings, certified, servers=servers, drained=drained)
 
 
 def switching(settings: Settings, names: tuple[str, ...]) -> bool:
@@ -73,6 +74,8 @@ def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
     the others); after it, check each of its servers answers the health path from here,
     then put it back. Never drains every app server."""
     layout = Layout.of(settings)
+    # the certificate is there by now: configure_balancer got it, or this host failed
+    certified = list(settings.server_name) if settings.https else None
     for number, batch in enumerate(fleet.batches):
         if len(batch) == len(fleet.names) or not (every_batch or switching(settings, batch)):
             continue
@@ -80,7 +83,7 @@ def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
         with in_turn(turn(number, DRAIN)):
             files.put(
                 name=f"Drain {', '.join(batch)}",
-                src=StringIO(balancer_site(settings, fleet.app_servers, addresses)),
+                src=StringIO(balancer_site(settings, fleet.app_servers, addresses, certified)),
                 dest=layout.site_available,
                 force=True,
                 _if=[no_failed_host],
@@ -97,7 +100,7 @@ def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
             )
             files.put(
                 name=f"Back in rotation: {', '.join(batch)}",
-                src=StringIO(balancer_site(settings, fleet.app_servers)),
+                src=StringIO(balancer_site(settings, fleet.app_servers, (), certified)),
                 dest=layout.site_available,
                 force=True,
             )
@@ -112,34 +115,20 @@ def upstream_servers(settings: Settings) -> list[str]:
 
 @deploy("Load balancer")
 def configure_balancer(plan: HostPlan, fleet: Fleet):
-    """Each app's site proxying to every app server of the inventory, the host-wide
-    catch-all, nginx enabled; a tested reload when anything changed. Then, app by app, the
-    rolling release's steps here (roll_batches)."""
-    shared = configure_nginx_host(plan)
-    changes = list(shared.operations)
+    """Each app's site proxying to every app server of the inventory (with HTTPS: its
+    certificate, as on a single server), the host-wide catch-all, nginx enabled; a tested
+    reload when anything changed. Then, app by app, the rolling release's steps here
+    (roll_batches)."""
+    if plan.https:
+        prepare_certificates(plan.host.acme_ca_bundle)
+    shared = configure_nginx_host(plan, servers=fleet.app_servers)
     for app in plan.selected:
         layout = Layout.of(app)
-        changes.append(
-            put_text(
-                f"Site {layout.site_available}: {len(fleet.app_servers)} app servers",
-                balancer_site(app, fleet.app_servers),
-                layout.site_available,
-            )
+        files.directory(
+            name=f"Deploy records {layout.state}", path=layout.state, user="root", mode="700"
         )
-        changes.append(
-            files.link(
-                name=f"Enable {layout.site_enabled}",
-                path=layout.site_enabled,
-                target=layout.site_available,
-            )
-        )
-    server.shell(
-        name="Test and reload nginx", commands=tested_reload(None), _if=any_changed(*changes)
-    )
+        configure_nginx(app, shared)
     enable_catch_all(shared)
-    systemd.service(
-        name="nginx enabled and running", service="nginx.service", running=True, enabled=True
-    )
     for position, app in enumerate(plan.selected, start=1):  # as the app servers do
         with in_turn(position):
             roll_batches(app, fleet)

@@ -368,9 +368,13 @@ def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
             _check(f"app server {address} answers {settings.health_path}", 200, direct["status"])
         )
     through = host.get_fact(
-        HttpResponse, url=f"http://127.0.0.1{settings.health_path}", host_header=name
+        HttpResponse, url=site_url(settings, settings.health_path), host_header=name
     )
-    checks.append(_check(f"HTTP {settings.health_path} via the balancer", 200, through["status"]))
+    scheme = "HTTPS" if settings.https else "HTTP"
+    checks.append(
+        _check(f"{scheme} {settings.health_path} via the balancer", 200, through["status"])
+    )
+    checks += _https_checks(settings) if settings.https else []
     return [replace(c, scope=settings.app_name) for c in checks]
 
 

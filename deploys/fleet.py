@@ -4,12 +4,11 @@ itself, as always."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyinfra import host, state
 
 from deploys.plan import HostPlan
-from deploys.settings import SettingsError
 
 LOAD_BALANCERS, APP_SERVERS = "load_balancers", "app_servers"
 
@@ -86,11 +85,10 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
     )
 
 
-def refuse_unsupported(plan: HostPlan, fleet: Fleet) -> None:
-    """What load balancers cannot do yet, refused before any host is touched."""
-    if fleet.load_balancers and plan.https:
-        raise SettingsError(
-            "https: with load_balancers the certificate belongs on the load balancers, which"
-            " this deploy does not do yet: keep https off behind load balancers (and terminate"
-            " TLS in front of them), or deploy without the load_balancers group"
-        )
+def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:
+    """The plan as this host serves it. Behind load balancers HTTPS ends at them (they hold
+    the certificates): an app server serves its apps over plain HTTP, to the load balancers
+    alone, and learns the scheme from their X-Forwarded-Proto."""
+    if not fleet.load_balancers or fleet.balancing:
+        return plan
+    return replace(plan, apps=tuple(app.model_copy(update={"https": False}) for app in plan.apps))

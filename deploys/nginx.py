@@ -27,13 +27,21 @@ RELOAD = "systemctl reload-or-restart nginx"
 
 
 def nginx_site(
-    settings: Settings, certified: list[str] | None = None, proxies: tuple[str, ...] = ()
+    settings: Settings,
+    certified: list[str] | None = None,
+    proxies: tuple[str, ...] = (),
+    servers: tuple[str, ...] = (),
+    drained: tuple[str, ...] = (),
 ) -> str:
     """The server block text; with server_name ``_`` it is the default server. With HTTPS,
     ``certified`` are the names the certificate on the host covers (None: no certificate
     yet, so the site serves HTTP and the ACME challenge): those are served over TLS with a
     redirect from HTTP; names it does not cover yet get only the challenge, until it does.
-    ``proxies``: the load balancers, trusted for the client's address."""
+    On an app server, ``proxies``: the load balancers, trusted for the client's address and
+    scheme; without them the scheme is nginx's own (a client's X-Forwarded-Proto would make
+    uWSGI tell the app a plain request came over HTTPS). On a load balancer, ``servers``: the
+    app servers it proxies to, those ``drained`` marked down (no new requests; in-flight
+    ones finish on nginx's old workers)."""
     certified_names = set(certified or [])
     return render(
         "nginx-site.conf.j2",
@@ -45,6 +53,12 @@ def nginx_site(
         acme_webroot=ACME_WEBROOT,
         tls_settings=TLS_SETTINGS,
         trusted_proxies=proxies,
+        scheme_var=(
+            f"$flask_deploy_scheme_{settings.app_name.replace('-', '_')}" if proxies else "$scheme"
+        ),
+        servers=servers,
+        drained=drained,
+        upstream=f"{settings.app_name}_app",
     )
 
 
@@ -57,6 +71,7 @@ class NginxHost:
     catch_all: bool
     operations: tuple[OperationMeta, ...] = ()
     proxies: tuple[str, ...] = ()  # the load balancers in front of this app server
+    servers: tuple[str, ...] = ()  # on a load balancer: the app servers behind it
 
 
 def nginx_host(plan: HostPlan) -> NginxHost:
@@ -99,11 +114,14 @@ def tested_reload(layout: Layout | None) -> list[str]:
 
 
 @deploy("Nginx host-wide")
-def configure_nginx_host(plan: HostPlan, proxies: tuple[str, ...] = ()) -> NginxHost:
+def configure_nginx_host(
+    plan: HostPlan, proxies: tuple[str, ...] = (), servers: tuple[str, ...] = ()
+) -> NginxHost:
     """Put the host-wide files, disable the catch-all if no longer wanted and Debian's
     default site. Each app's site step applies them (tested reload); the catch-all is
     enabled after every site is written (enable_catch_all), so no old default site clashes
-    with it."""
+    with it. ``proxies``: the load balancers in front of this app server; ``servers``: on a
+    load balancer, the app servers behind it."""
     wanted = nginx_host(plan)
     operations = (
         *(put_text(f"Host-wide {path}", text, path) for path, text in wanted.files.items()),
@@ -119,7 +137,7 @@ def configure_nginx_host(plan: HostPlan, proxies: tuple[str, ...] = ()) -> Nginx
         ),
         files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
     )
-    return NginxHost(wanted.files, wanted.catch_all, operations, proxies)
+    return NginxHost(wanted.files, wanted.catch_all, operations, proxies, servers)
 
 
 @deploy("Nginx catch-all")
@@ -141,7 +159,7 @@ def _site(settings: Settings, certified: list[str] | None, shared: NginxHost, **
     the host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the
     pass after certbot got a certificate."""
     layout = Layout.of(settings)
-    site = nginx_site(settings, certified, shared.proxies)
+    site = nginx_site(settings, certified, shared.proxies, shared.servers)
     written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
     enabled = files.link(
         name=f"Enable {layout.site_enabled}",

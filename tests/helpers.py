@@ -1,13 +1,21 @@
 """What the integration tests share: the sample app's greeting, the example app's settings,
-reading a host's state, copies of the sample app, and verify.py's JSON report."""
+reading a host's state, copies of the sample app, verify.py's JSON report, HTTPS requests
+with SNI, and runs on a fleet (a load balancer and app servers)."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
 import shutil
+import socket
+import ssl
 
 import testbed
-from testbed import wait_for  # noqa: F401 - the one polling helper, for the tests
+from testbed import (
+    acme,
+    wait_for,  # noqa: F401 - the one polling helper, for the tests
+)
 from testbed.pyinfra_cli import pyinfra
 
 APP = "myproject"
@@ -64,3 +72,42 @@ def verify(hosts, workdir, tmp_path):
 
 def failing(report: dict, host) -> set[str]:
     return {c["name"] for c in report["hosts"][host.name]["checks"] if not c["ok"]}
+
+
+class Served:
+    """One HTTPS request to the host's published 443 port with ``name`` as SNI and Host,
+    verified against the host's CA bundle: status, headers, body and the certificate."""
+
+    def __init__(self, host, name: str, path: str = "/", ca: str = ""):
+        context = ssl.create_default_context(cadata=ca or host.exec(f"cat {acme.CA_BUNDLE}").stdout)
+        with socket.create_connection(("127.0.0.1", host.https_port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname=name) as tls:
+                self.cert = tls.getpeercert()
+                self.fingerprint = hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+                conn = http.client.HTTPConnection(name)
+                conn.sock = tls
+                conn.request("GET", path, headers={"Host": name})
+                resp = conn.getresponse()
+                self.status, self.headers = resp.status, dict(resp.getheaders())
+                self.body = resp.read().decode()
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(v for k, v in self.cert["subjectAltName"] if k == "DNS")
+
+
+def plain(host, name: str, path: str = "/"):
+    conn = http.client.HTTPConnection("127.0.0.1", host.http_port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Host": name})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Location")
+    finally:
+        conn.close()
+
+
+def fleet_run(hosts, workdir, entry="deploy.py", *args, env_extra=None):
+    """pyinfra with the first host as the load balancer and the others as app servers."""
+    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
+    env = {"TESTBED_GROUPS": json.dumps(groups), **(env_extra or {})}
+    return pyinfra(hosts, workdir, entry, *args, env_extra=env)

@@ -5,7 +5,7 @@ import pytest
 
 from deploys.balancer import balancer_site, upstream_servers
 from deploys.checks import LIVE_RELEASE_CHECK, Check
-from deploys.fleet import Fleet, batch_size, refuse_unsupported
+from deploys.fleet import Fleet, as_served, batch_size
 from deploys.nginx import nginx_site
 from deploys.plan import load_plan
 from deploys.report import mixed_releases
@@ -54,11 +54,32 @@ def test_a_mixed_fleet_is_found():
     }
 
 
-def test_https_behind_balancers_is_refused_before_any_host():
-    plan = load_plan({"server_name": "shop.example", "https": True, "acme_email": "a@b.example"})
-    with pytest.raises(SettingsError, match="https: with load_balancers"):
-        refuse_unsupported(plan, Fleet(("10.0.0.2",), SERVERS, balancing=False))
-    refuse_unsupported(plan, Fleet((), SERVERS, balancing=False))  # no balancers: fine
+TLS = {"server_name": "shop.example", "https": True, "acme_email": "a@b.example"}
+
+
+def test_https_ends_at_the_balancers():
+    plan = load_plan(TLS)
+    behind = as_served(plan, Fleet(("10.0.0.2",), SERVERS, balancing=False))
+    assert not behind.https  # an app server: plain HTTP to the balancers, no certificate
+    assert as_served(plan, Fleet(("10.0.0.2",), SERVERS, balancing=True)).https
+    assert as_served(plan, Fleet((), SERVERS, balancing=False)) is plan  # no balancers
+    site = balancer_site(plan.apps[0], SERVERS, (), ["shop.example"])
+    assert "listen 443 ssl http2;" in site and "return 301 https://$host$request_uri;" in site
+    assert "ssl_certificate /etc/letsencrypt/live/myproject/fullchain.pem;" in site
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in site
+    challenge_only = balancer_site(plan.apps[0], SERVERS)  # before the certificate
+    assert "location ^~ /.well-known/acme-challenge/" in challenge_only
+    assert "443" not in challenge_only
+
+
+def test_app_servers_take_the_scheme_from_the_balancers_alone():
+    site = nginx_site(load_settings({}), proxies=SERVERS)
+    assert '    "10.0.0.11 https" https;' in site and '    "10.0.0.12 https" https;' in site
+    assert "    default $scheme;" in site
+    assert 'map "$realip_remote_addr $http_x_forwarded_proto"' in site  # the peer, not XFF
+    assert "uwsgi_param HTTP_X_FORWARDED_PROTO $flask_deploy_scheme_myproject;" in site
+    alone = nginx_site(load_settings({}))  # without balancers: nginx's own scheme
+    assert "uwsgi_param HTTP_X_FORWARDED_PROTO $scheme;" in alone and "map" not in alone
 
 
 @pytest.mark.parametrize(

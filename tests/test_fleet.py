@@ -12,20 +12,13 @@ import pytest
 
 import testbed
 from testbed.load import Load
-from testbed.pyinfra_cli import pyinfra
 from tests.helpers import HELLO, app_saying
+from tests.helpers import fleet_run as run
 
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('
     "'http://{address}/', timeout=3).status)\""
 )
-
-
-def run(hosts, workdir, entry="deploy.py", *args, env_extra=None):
-    """pyinfra with the first host as the load balancer and the others as app servers."""
-    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
-    env = {"TESTBED_GROUPS": json.dumps(groups), **(env_extra or {})}
-    return pyinfra(hosts, workdir, entry, *args, env_extra=env)
 
 
 @pytest.fixture(scope="module")

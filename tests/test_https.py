@@ -5,10 +5,8 @@ HTTPS checks."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
-import socket
 import ssl
 import time
 
@@ -17,7 +15,7 @@ import pytest
 import testbed
 from testbed import acme
 from testbed.pyinfra_cli import pyinfra
-from tests.helpers import HELLO
+from tests.helpers import HELLO, Served, plain
 
 NAMES = ["app.test", "www.app.test"]
 SETTINGS = {
@@ -35,38 +33,6 @@ def deploy(host, workdir, entry: str = "deploy.py", env_extra=None, **overrides)
     for key, value in {**SETTINGS, **overrides}.items():
         args += ["--data", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     return pyinfra([host], workdir, entry, *args, env_extra=env_extra)
-
-
-class Served:
-    """One HTTPS request to the host's published 443 port with ``name`` as SNI and Host,
-    verified against the host's CA bundle: status, headers, body and the certificate."""
-
-    def __init__(self, host, name: str, path: str = "/", ca: str = ""):
-        context = ssl.create_default_context(cadata=ca or host.exec(f"cat {acme.CA_BUNDLE}").stdout)
-        with socket.create_connection(("127.0.0.1", host.https_port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname=name) as tls:
-                self.cert = tls.getpeercert()
-                self.fingerprint = hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
-                conn = http.client.HTTPConnection(name)
-                conn.sock = tls
-                conn.request("GET", path, headers={"Host": name})
-                resp = conn.getresponse()
-                self.status, self.headers = resp.status, dict(resp.getheaders())
-                self.body = resp.read().decode()
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(v for k, v in self.cert["subjectAltName"] if k == "DNS")
-
-
-def plain(host, name: str, path: str = "/"):
-    conn = http.client.HTTPConnection("127.0.0.1", host.http_port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Host": name})
-        resp = conn.getresponse()
-        return resp.status, resp.getheader("Location")
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ old releases are pruned."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 
@@ -203,3 +204,16 @@ def test_a_request_in_flight_at_the_switch_finishes_on_its_release(host, workdir
     assert load.failed == [], load.summary()
     assert "Release health gate | Live release is healthy through nginx" in run.changed_ops()
     assert "Slow two" in body_of(host)
+
+
+SCHEME_ROUTE = (
+    "\nfrom flask import request\n@app.route('/scheme')\ndef scheme():\n    return request.scheme\n"
+)
+
+
+def test_a_client_cannot_make_the_app_believe_in_https(host, workdir, tmp_path):
+    """uWSGI takes the URL scheme from X-Forwarded-Proto: nginx sends its own."""
+    deploy(host, workdir, app_saying(tmp_path, "Scheme", SCHEME_ROUTE), "Scheme").check()
+    conn = http.client.HTTPConnection("127.0.0.1", host.http_port, timeout=10)
+    conn.request("GET", "/scheme", headers={"X-Forwarded-Proto": "https"})
+    assert conn.getresponse().read() == b"http"

@@ -1,7 +1,7 @@
 """A host deployed by the previous version of this repository (one app, top-level settings)
 is upgraded in place while it serves: the run changes only what this version adds (the
-handover instance, uWSGI's graceful stop, the release checks script) without a failed
-request, and the next run changes nothing."""
+handover instance, uWSGI's graceful stop, the release checks script, nginx passing its own
+scheme) without a failed request, and the next run changes nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ UPGRADE_CHANGES = {
     "uWSGI service | /etc/systemd/system/myproject-handover.service.d links the service's drop-ins",
     "uWSGI service | systemd knows the current myproject-handover.service",
     "uWSGI service | Apply changes to myproject.service",
+    "Nginx site | Site /etc/nginx/sites-available/myproject",  # the scheme nginx's own
+    "Nginx site | Test and reload nginx",
 }
 
 

@@ -2,19 +2,23 @@
 
 Release switch: the slowest response 8 clients see through nginx while the live release
 changes (a code redeploy, a rollback) against uWSGI's graceful reload, at the default
-processes and with one. Deploy speed: fresh converge of one host, ours against the guide's
-steps as a plain shell script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for
-1, 2, 4 and 8 hosts; booting 1 and 4 test-bed hosts from the cached image. Serving throughput
-with wrk inside one host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask
-(ours), uWSGI's own HTTP server with the same processes, and nginx serving a static file (the
-ceiling); then tuning candidates of our defaults. Prints a markdown table of medians and
-ratios and writes it to bench/results.md (``--only switch``: one part, printed only).
+processes and with one; a rolling redeploy behind a load balancer of 1, 2 and 4 app servers.
+Deploy speed: fresh converge of one host, ours against the guide's steps as a plain shell
+script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for 1, 2, 4 and 8 hosts;
+booting 1 and 4 test-bed hosts from the cached image. Serving throughput with wrk inside one
+host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask (ours), gunicorn
+(sync and gthread, as many workers) behind the same nginx, uWSGI's own HTTP server, nginx
+serving a static file, and the app called in-process (the ceiling); a static file served by
+nginx against by the app; tuning candidates of our defaults. Prints markdown tables of
+medians and ratios and writes them to bench/results.md (``--only switch``, ``rolling`` or
+``serving``: that part alone, printed only).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -26,14 +30,44 @@ from pathlib import Path
 
 import testbed
 from testbed.load import Load
-from testbed.pyinfra_cli import pyinfra
+from testbed.pyinfra_cli import fleet_pyinfra, pyinfra
 
 BENCH = Path(__file__).resolve().parent
+ROLLING_SIZES = [1, 2, 4]  # app servers behind one load balancer
 WRK_SECONDS = 8
 WRK = f"wrk -t2 -c32 -d{WRK_SECONDS}s --latency"
 ROUTER_PORT = 8001
 DIRECT_PORT = 8002
 STATIC_PORT = 8080
+GUNICORN_WORKERS = 5  # our processes default
+OURS = "ours: nginx -> uWSGI socket -> Flask"
+VENV_PYTHON = "/srv/myproject/current/venv/bin/python3"
+GUNICORN = "gunicorn==23.0.0"  # what users pick instead of uWSGI, behind the same nginx
+GUNICORN_PORTS = {"sync": (8003, 8004), "gthread": (8005, 8006)}  # nginx port, gunicorn port
+GUNICORN_SITE = """server {{
+    listen 127.0.0.1:{listen};
+    location / {{
+        include proxy_params;
+        proxy_pass http://127.0.0.1:{port};
+    }}
+}}
+"""
+# the app called in-process, no server: requests per second on one core
+CEILING = """
+import sys, time
+sys.path.insert(0, "/srv/myproject/current/app")
+from werkzeug.test import create_environ
+from wsgi import app
+environ = create_environ("/", "http://localhost/")
+def start_response(status, headers, exc_info=None):
+    pass
+calls, started = 0, time.perf_counter()
+while time.perf_counter() - started < 5:
+    for _ in range(200):
+        b"".join(app(dict(environ), start_response))
+    calls += 200
+print(calls / (time.perf_counter() - started))
+"""
 STATIC_SITE = f"""server {{
     listen 127.0.0.1:{STATIC_PORT};
     root /var/www/html;
@@ -178,6 +212,58 @@ def release_switches(rounds: int, tmp: Path) -> dict[str, list[tuple]]:
     return results
 
 
+def rolling_releases(sizes: list[int], rounds: int, tmp: Path) -> dict[int, list[tuple]]:
+    """A code redeploy behind a load balancer of n app servers (batches of one, the default):
+    how long the run takes, and what 8 clients of the load balancer see meanwhile."""
+    hosts = testbed.boot(1 + max(sizes), prefix="bench-rolling")
+    results: dict[int, list[tuple]] = {}
+    try:
+        for n in sizes:
+            fleet = hosts[: 1 + n]
+            fleet_pyinfra(fleet, tmp, "deploy.py").check()  # the app servers join
+            for i in range(rounds):
+                app = sample_app(tmp, f"Rolling {n} {i}")
+                took: list[float] = []
+
+                def release(fleet=fleet, app=app, took=took):
+                    run = partial(fleet_pyinfra, fleet, tmp, "deploy.py", f"--data=app_src={app}")
+                    took.append(timed(lambda: run().check()))
+
+                worst, failed, requests = under_load(fleet[0], release)
+                results.setdefault(n, []).append((took[0], worst, failed, requests))
+    finally:
+        testbed.destroy(hosts)
+    return results
+
+
+def rolling_report(rolling: dict[int, list[tuple]]) -> str:
+    """The rolling release table: run time against one app server, clients' worst wait."""
+    one = median([r[0] for r in rolling[min(rolling)]])
+    rows = [
+        [
+            "app servers",
+            "rolling redeploy, median (s)",
+            "runs (s)",
+            "ratio",
+            "max latency via the load balancer, median (ms)",
+            "failed / requests",
+        ]
+    ]
+    for n, runs in rolling.items():
+        took = median([r[0] for r in runs])
+        rows.append(
+            [
+                str(n),
+                f"{took:.1f}",
+                " ".join(f"{r[0]:.1f}" for r in runs),
+                f"{took / one:.2f}x one",
+                f"{median([r[1] for r in runs]):.0f}",
+                f"{sum(r[2] for r in runs)} / {sum(r[3] for r in runs)}",
+            ]
+        )
+    return "## Rolling release behind a load balancer (batches of one)\n\n" + table(rows) + "\n"
+
+
 def testbed_boot(sizes: list[int], rounds: int) -> dict:
     """Time to boot n test-bed hosts from the cached image until SSH answers (warm)."""
     testbed.ensure_image()
@@ -237,9 +323,17 @@ def serving(rounds: int, tmp: Path) -> dict:
                 f" -p SupplementaryGroups=myproject /srv/myproject/current/venv/bin/uwsgi"
                 f" --ini /run/{unit}.ini"
             )
+        start_gunicorn(host)
         time.sleep(3)
         variants = {
-            "ours: nginx -> uWSGI socket -> Flask": ("http://127.0.0.1/", ""),
+            OURS: ("http://127.0.0.1/", ""),
+            **{
+                f"nginx -> gunicorn {kind} ({GUNICORN_WORKERS}) -> Flask": (
+                    f"http://127.0.0.1:{listen}/",
+                    "",
+                )
+                for kind, (listen, _) in GUNICORN_PORTS.items()
+            },
             "uWSGI's own HTTP server (`http` router, keep-alive; same ini)": (
                 f"http://127.0.0.1:{ROUTER_PORT}/",
                 "",
@@ -255,8 +349,18 @@ def serving(rounds: int, tmp: Path) -> dict:
             for name, (url, header) in variants.items():
                 results.setdefault(name, []).append(wrk(host, url, header))
         results = {name: median_of(runs) for name, runs in results.items()}
+        cores = int(host.exec("nproc").stdout)
+        one_core = median(
+            [
+                float(host.exec(f"{VENV_PYTHON} -c {shlex.quote(CEILING)}").stdout)
+                for _ in range(rounds)
+            ]
+        )
+        ceiling = {"per_core": one_core, "cores": cores}
 
-        host.exec("systemctl stop bench-direct bench-router")
+        host.exec(
+            "systemctl stop bench-direct bench-router bench-gunicorn-sync bench-gunicorn-gthread"
+        )
         tuning = {}
         for label, data in [
             ("uWSGI request logging on (before)", ["--data", "request_log=true"]),
@@ -269,9 +373,49 @@ def serving(rounds: int, tmp: Path) -> dict:
             deploy([host], tmp, *data)
             time.sleep(2)
             tuning[label] = median_of([wrk(host, "http://127.0.0.1/") for _ in range(rounds)])
+        static = static_files(host, tmp, rounds)
     finally:
         testbed.destroy([host])
-    return {"serving": results, "tuning": tuning}
+    return {"serving": results, "tuning": tuning, "ceiling": ceiling, "static": static}
+
+
+def start_gunicorn(host: testbed.Host) -> None:
+    """gunicorn in the app's virtualenv, sync and gthread (2 threads) with our worker count,
+    each behind its own nginx server block like ours (proxy_params, as its docs show)."""
+    host.exec(f"/srv/myproject/current/venv/bin/pip install -q {GUNICORN}")
+    for kind, (listen, port) in GUNICORN_PORTS.items():
+        threads = " --threads 2" if kind == "gthread" else ""
+        host.exec(
+            f"cat > /etc/nginx/sites-enabled/bench-gunicorn-{kind} <<'EOF'\n"
+            f"{GUNICORN_SITE.format(listen=listen, port=port)}EOF\n"
+            f"systemd-run --quiet --unit=bench-gunicorn-{kind} -p User=myproject"
+            f" -p Group=myproject -p WorkingDirectory=/srv/myproject/current/app"
+            f" /srv/myproject/current/venv/bin/gunicorn -w {GUNICORN_WORKERS} -k {kind}{threads}"
+            f" -b 127.0.0.1:{port} wsgi:app"
+        )
+    host.exec("nginx -t && systemctl reload nginx")
+
+
+STATIC_FILE = "static/bench.css"
+
+
+def static_files(host: testbed.Host, tmp: Path, rounds: int) -> dict:
+    """A 10 KB static file of the app: served by nginx from the release (the ``static``
+    setting) against served by Flask through uWSGI (without it)."""
+    app = Path(sample_app(tmp, "Hello There!"))
+    (app / "static").mkdir(exist_ok=True)
+    (app / STATIC_FILE).write_text("body { color: blue; }\n" * 455)
+    results = {}
+    for label, data in [
+        ("nginx from the release (`static` setting)", ['--data=static={"/static": "static"}']),
+        ("Flask through uWSGI (no `static` setting)", []),
+    ]:
+        deploy([host], tmp, f"--data=app_src={app}", *data)
+        time.sleep(2)
+        url = f"http://127.0.0.1/{STATIC_FILE}"
+        results[label] = median_of([wrk(host, url) for _ in range(rounds)])
+    deploy([host], tmp)  # back to the sample app
+    return results
 
 
 def table(rows: list[list[str]]) -> str:
@@ -325,14 +469,59 @@ def switch_report(switches: dict[str, list[tuple]]) -> str:
     return "## Release switch (max latency clients see)\n\n" + table(rows) + "\n"
 
 
+def wrk_rows(results: dict, base: str | None = None) -> list[list[str]]:
+    """Table rows of wrk results (and each one's requests/s against ``base``'s)."""
+    return [
+        [
+            name,
+            f"{r['rps']:.0f}",
+            f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}",
+            str(r["errors"]),
+            *([f"{r['rps'] / results[base]['rps']:.2f}x"] if base else []),
+        ]
+        for name, r in results.items()
+    ]
+
+
+def serving_report(serve: dict) -> str:
+    """The serving tables: the stacks side by side, the in-process ceiling, static files and
+    the tuning candidates."""
+    head = ["stack", "requests/s", "p50 (ms)", "p99 (ms)", "errors"]
+    gunicorn = next(name for name in serve["serving"] if "gunicorn sync" in name)
+    ceiling = serve["ceiling"]["per_core"] * serve["ceiling"]["cores"]
+    ours = serve["serving"][OURS]["rps"]
+    return "\n".join(
+        [
+            "## Serving throughput (wrk -t2 -c32, loopback inside the host)\n",
+            table([[*head, "vs gunicorn sync"], *wrk_rows(serve["serving"], gunicorn)]),
+            f"\nCeiling: the app called in-process in a tight loop (no server, no HTTP),"
+            f" {serve['ceiling']['per_core']:.0f} calls/s on one core x"
+            f" {serve['ceiling']['cores']} cores = {ceiling:.0f}/s; ours reaches"
+            f" {ours / ceiling:.0%} of it (wrk shares the same cores).\n",
+            "## Static files (a 10 KB file of the app, same load)\n",
+            table([head, *wrk_rows(serve["static"])]),
+            "\n## Tuning our defaults (ours, same load)\n",
+            table([["variant", *head[1:]], *wrk_rows(serve["tuning"])]),
+        ]
+    )
+
+
 def report(
-    fresh: dict, fleet: dict, operations: int, serve: dict, switches: dict, rounds: int
+    fresh: dict,
+    fleet: dict,
+    operations: int,
+    serve: dict,
+    switches: dict,
+    rolling: dict,
+    rounds: int,
 ) -> str:
     guide = median(fresh["guide"])
     parts = [
         f"# Benchmarks\n\nOne run of `make bench` on this machine ({rounds} rounds each,"
         " medians). Test-bed hosts are Debian 12 containers on the same 2 cores.\n",
         switch_report(switches),
+        rolling_report(rolling),
         "## Deploy speed\n",
         table(
             [
@@ -350,29 +539,7 @@ def report(
             ]
         ),
         f"\n{operations} operations per host.\n",
-        "## Serving throughput (wrk -t2 -c32, loopback inside the host)\n",
-        table(
-            [["stack", "requests/s", "p50 (ms)", "p99 (ms)", "errors", "vs uWSGI HTTP"]]
-            + [
-                [
-                    name,
-                    f"{r['rps']:.0f}",
-                    f"{r['p50']:.2f}",
-                    f"{r['p99']:.2f}",
-                    str(r["errors"]),
-                    f"{r['rps'] / serve['serving'][list(serve['serving'])[1]]['rps']:.2f}",
-                ]
-                for name, r in serve["serving"].items()
-            ]
-        ),
-        "\n## Tuning our defaults (ours, same load)\n",
-        table(
-            [["variant", "requests/s", "p50 (ms)", "p99 (ms)", "errors"]]
-            + [
-                [name, f"{r['rps']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", str(r["errors"])]
-                for name, r in serve["tuning"].items()
-            ]
-        ),
+        serving_report(serve),
     ]
     return "\n".join(parts) + "\n"
 
@@ -382,20 +549,28 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(BENCH / "results.md"))
     parser.add_argument(
-        "--only", choices=["switch"], help="run one part and print it (results.md untouched)"
+        "--only",
+        choices=["switch", "rolling", "serving"],
+        help="run one part and print it (results.md untouched)",
     )
     args = parser.parse_args(argv)
-    if args.only == "switch":
+    if args.only:
         with tempfile.TemporaryDirectory() as tmp:
-            print(switch_report(release_switches(args.rounds, Path(tmp))))
+            if args.only == "switch":
+                print(switch_report(release_switches(args.rounds, Path(tmp))))
+            elif args.only == "rolling":
+                print(rolling_report(rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))))
+            else:
+                print(serving_report(serving(args.rounds, Path(tmp))))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         switches = release_switches(args.rounds, Path(tmp))
+        rolling = rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
         noop, verify, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
     fleet = {"noop": noop, "verify": verify, "boot": testbed_boot([1, 4], args.rounds)}
-    text = report(fresh, fleet, operations, serve, switches, args.rounds)
+    text = report(fresh, fleet, operations, serve, switches, rolling, args.rounds)
     Path(args.out).write_text(text)
     print(text)
     return 0

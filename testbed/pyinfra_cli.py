@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -69,6 +70,13 @@ def pyinfra(
     the checkout ``cwd`` (another version of this repository, say)."""
     env = {**inventory_for(hosts, tmp), **(env_extra or {})}
     return pyinfra_cli(TEST_INVENTORY, entry, *args, env=env, dry=dry, timeout=timeout, cwd=cwd)
+
+
+def fleet_pyinfra(hosts: list[Host], tmp: Path, entry: str = "deploy.py", *args, **kwargs) -> Run:
+    """``pyinfra`` with the first host as the load balancer, the others as app servers."""
+    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
+    env = {"TESTBED_GROUPS": json.dumps(groups), **(kwargs.pop("env_extra", None) or {})}
+    return pyinfra(hosts, tmp, entry, *args, env_extra=env, **kwargs)
 
 
 def pyinfra_cli(

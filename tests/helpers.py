@@ -1,6 +1,6 @@
 """What the integration tests share: the sample app's greeting, the example app's settings,
 reading a host's state, copies of the sample app, verify.py's JSON report, HTTPS requests
-with SNI, and runs on a fleet (a load balancer and app servers)."""
+with SNI."""
 
 from __future__ import annotations
 
@@ -104,10 +104,3 @@ def plain(host, name: str, path: str = "/"):
         return resp.status, resp.getheader("Location")
     finally:
         conn.close()
-
-
-def fleet_run(hosts, workdir, entry="deploy.py", *args, env_extra=None):
-    """pyinfra with the first host as the load balancer and the others as app servers."""
-    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
-    env = {"TESTBED_GROUPS": json.dumps(groups), **(env_extra or {})}
-    return pyinfra(hosts, workdir, entry, *args, env_extra=env)

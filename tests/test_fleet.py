@@ -12,8 +12,8 @@ import pytest
 
 import testbed
 from testbed.load import Load
+from testbed.pyinfra_cli import fleet_pyinfra as run
 from tests.helpers import HELLO, app_saying
-from tests.helpers import fleet_run as run
 
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from testbed import acme
+from testbed.pyinfra_cli import fleet_pyinfra as run
 from tests.helpers import Served, app_saying, plain
-from tests.helpers import fleet_run as run
 
 NAME = "shop.test"
 SETTINGS = {

@@ -69,6 +69,7 @@ def test_a_stopped_app_server_is_skipped_and_named(fleet, workdir, tmp_path):
     testbed._run(["docker", "stop", "-t", "1", second.container])
     try:
         answers = [testbed.http_get(balancer.http_port, timeout=10)[0] for _ in range(10)]
+        print(f"\n[fleet] one app server stopped: {answers.count(200)} of 10 answered 200")
         assert answers == [200] * 10
         report = tmp_path / "report.json"
         result = run(fleet, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
@@ -117,6 +118,7 @@ def test_a_release_failing_on_the_first_batch_stops_the_rollout(fleet, workdir, 
         load.wait_for(50)
         result = run(fleet, workdir, "deploy.py", "--data", f"app_src={broken}")
         load.wait_for(len(load.samples) + 100)
+    print(f"\n[fleet] a release failing on the first batch: {load.summary()}")
     assert result.returncode != 0 and first.name in result.output
     assert load.failed == [], load.summary()
     assert {s.name: release_of(s) for s in (first, second)} == before  # nobody switched

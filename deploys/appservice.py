@@ -5,10 +5,12 @@ restarting the socket."""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
+from deploys.facts import UnitStatus
 from deploys.fileops import secret_file, socket_permissions
 from deploys.layout import Layout
 from deploys.release import live_release, restart_command
@@ -131,6 +133,7 @@ def configure_app_service(
         unit_loaded(name=f"systemd knows the current {name}", unit=name, drop_ins=(layout.sandbox,))
     service, socket = layout.unit_name, layout.socket_unit_name
     live = live_release(layout, settings)  # a master running other options than the ini's
+    handover_state = host.get_fact(UnitStatus, unit=layout.handover_unit_name)  # left running?
     changes_applied(
         name=f"Apply changes to {service}",
         stamp=layout.stamp(service),
@@ -143,13 +146,15 @@ def configure_app_service(
                     f"systemctl start {socket} {service}",
                 ],
                 (socket_op,),
+                files=(layout.socket_unit,),
             ),
             Level(
                 "handover",
                 digest(ini, unit, handover, sandbox(settings), env),
                 [restart_command(layout, settings)],
                 (ini_op, *unit_ops, *env_changes, *code_changes),
-                drifted=live["release"] is not None and live["workers"] != settings.processes,
+                drifted=(live["release"] is not None and live["workers"] != settings.processes)
+                or handover_state.get("ActiveState", "inactive") not in ("inactive", ""),
             ),
         ],
         files={

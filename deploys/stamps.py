@@ -39,6 +39,7 @@ class Level(NamedTuple):
     commands: list[str]
     triggers: tuple[OperationMeta, ...] = ()
     drifted: bool = False  # the live service disagrees with its config: apply it again
+    files: tuple[str, ...] = ()  # the config files it applies (for a stamp that lacks it)
 
 
 def _changed(op: OperationMeta) -> bool:
@@ -51,17 +52,18 @@ def file_hashes(files: dict[str, str]) -> dict[str, str]:
     return {path: hashlib.sha256(text.encode()).hexdigest() for path, text in files.items()}
 
 
-def _pending(level: Level, recorded: dict) -> bool:
+def _pending(level: Level, recorded: dict, hashes: dict[str, str]) -> bool:
     """Whether ``level`` must run: its fingerprint differs from the recorded one, its service
     drifted or a trigger changed the host. A level that a stamp of an earlier version of the
-    deploy does not know is judged by its triggers and drift alone: it must not restart what
-    runs fine (on a host's first run the stamp is empty and every level is pending)."""
-    unknown = bool(recorded) and level.name not in recorded
-    return (
-        (not unknown and recorded.get(level.name) != level.fingerprint)
-        or level.drifted
-        or any(map(_changed, level.triggers))
-    )
+    deploy does not know is judged by its files instead (their ``hashes`` against those the
+    stamp recorded as applied): it must not restart what runs fine, nor miss a change an
+    interrupted run wrote (on a host's first run the stamp is empty: every level runs)."""
+    if recorded and level.name not in recorded:
+        applied = recorded.get("files", {})
+        changed = any(applied.get(path) != hashes.get(path) for path in level.files)
+    else:
+        changed = recorded.get(level.name) != level.fingerprint
+    return changed or level.drifted or any(map(_changed, level.triggers))
 
 
 @operation()
@@ -80,9 +82,10 @@ def changes_applied(stamp: str, levels: list[Level], files: dict[str, str]):
     + files: the config files the levels apply, path -> text
     """
     recorded = recorded_stamp(stamp)
-    pending = [level for level in levels if _pending(level, recorded)]
+    hashes = file_hashes(files)
+    pending = [level for level in levels if _pending(level, recorded, hashes)]
     wanted = {level.name: level.fingerprint for level in levels}
-    wanted["files"] = file_hashes(files)
+    wanted["files"] = hashes
     if not pending and recorded == wanted:
         host.noop(f"{stamp} is up to date")
         return

@@ -164,7 +164,7 @@ def as_user(user: str, func, *args):
             os._exit(status)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
+        data = pipe.read(STATS_LIMIT * 2)
     _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
         raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
@@ -318,32 +318,43 @@ def check_candidate(app: AppRun, check: Health) -> int:
     return 0
 
 
+STATS_LIMIT = 1 << 20  # bytes: the app controls what its stats server sends
+
+
 def read_stats(stats_socket: str) -> dict | None:
-    """What uWSGI's stats server says, or None when it does not answer."""
+    """What uWSGI's stats server says, or None when it does not answer within 5 s, sends
+    more than STATS_LIMIT bytes or no JSON object."""
+    deadline = time.monotonic() + 5
+    data = b""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(stats_socket)
-            data = b"".join(iter(lambda: sock.recv(65536), b""))
-        return json.loads(data)
+            while chunk := sock.recv(65536):
+                data += chunk
+                if len(data) > STATS_LIMIT or time.monotonic() > deadline:
+                    return None
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        stats = json.loads(data)
     except (OSError, ValueError):
         return None
+    return stats if isinstance(stats, dict) else None
 
 
 def live_release(stats_socket: str) -> tuple[str | None, int]:
     """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
     from the stats server) and how many workers are up; (None, 0) when it does not answer."""
     stats = read_stats(stats_socket)
-    if stats is None:
+    if stats is None or not isinstance(stats.get("cwd"), str):
         return None, 0
-    workers = [w for w in stats.get("workers", []) if w.get("pid")]
+    workers = [w for w in stats.get("workers", []) if isinstance(w, dict) and w.get("pid")]
     return str(Path(stats["cwd"]).parent), len(workers)
 
 
 def worker_states(stats_socket: str) -> list[str]:
     """Each uWSGI worker's status (idle, busy, pause, ...); [] when it does not answer."""
-    stats = read_stats(stats_socket) or {}
-    return [w.get("status", "") for w in stats.get("workers", []) if w.get("pid")]
+    workers = (read_stats(stats_socket) or {}).get("workers", [])
+    return [str(w.get("status", "")) for w in workers if isinstance(w, dict) and w.get("pid")]
 
 
 def running(stats: str, user: str) -> tuple[str | None, int]:
@@ -387,6 +398,21 @@ def pause(service: Service, instance: Instance) -> None:
     time.sleep(PAUSE_SETTLE)
 
 
+def resume(service: Service, instance: Instance) -> None:
+    """Make a suspended ``instance`` take requests again (a run killed after pausing it)."""
+    if suspended(as_user(service.user, worker_states, instance.stats)):
+        systemctl("kill", "--kill-whom=main", "--signal=SIGTSTP", instance.unit)
+
+
+def retire_handover(service: Service) -> None:
+    """Pause and stop the handover instance if it runs (the last step of a restart, or what
+    an interrupted run left), and clear a failed state."""
+    if active(service.handover.unit):
+        pause(service, service.handover)
+        systemctl("stop", service.handover.unit)
+    subprocess.run(["systemctl", "reset-failed", service.handover.unit], capture_output=True)
+
+
 def systemctl(*args: str) -> None:
     """Run systemctl; CalledProcessError (with its output) when it fails."""
     subprocess.run(["systemctl", *args], check=True, capture_output=True, text=True)
@@ -401,27 +427,34 @@ def restart_without_pause(service: Service, release: str, timeout: float) -> str
     """Restart the service onto ``release`` (``current``'s target, with the configuration on
     disk) so that no request waits: the handover instance starts on it and takes requests
     from the same socket, the service is paused (its in-flight requests finish on the old
-    release) and restarted, then the handover is paused and stopped (gracefully: uwsgi.ini
-    makes SIGTERM wait for requests in flight). A service that does not run is just
+    release) and restarted (gracefully: its master alone gets SIGTERM and lets each worker
+    finish), then the handover is paused and stopped. A service that does not run is just
     (re)started. None, or the problem (the service untouched when the handover fails)."""
     main, handover = service.main, service.handover
     try:
         if running(main.stats, service.user)[0] is not None:
+            resume(service, main)  # it must serve while the handover (re)starts
             subprocess.run(["systemctl", "reset-failed", handover.unit], capture_output=True)
-            systemctl("restart", handover.unit)
-            problem = wait_for_generation(service, handover, release, timeout)
+            try:
+                systemctl("restart", handover.unit)
+                problem = wait_for_generation(service, handover, release, timeout)
+            except subprocess.CalledProcessError as err:
+                problem = f"{handover.unit} did not start: {err.stderr.strip()}"
             if problem:
-                systemctl("stop", handover.unit)
-                return f"{problem}: {unit_log(handover.unit, 20)}"
+                log = unit_log(handover.unit, 20)
+                subprocess.run(["systemctl", "stop", handover.unit], capture_output=True)
+                subprocess.run(["systemctl", "reset-failed", handover.unit], capture_output=True)
+                return f"{problem}\n{log}"
             pause(service, main)
         systemctl("restart", main.unit)
         problem = wait_for_generation(service, main, release, timeout)
-        if problem is None and active(handover.unit):
-            pause(service, handover)
-            systemctl("stop", handover.unit)
+        if problem is None:
+            retire_handover(service)
         return problem
     except subprocess.CalledProcessError as err:
         return f"{' '.join(err.cmd)} failed: {err.stderr.strip()}"
+    except RuntimeError as err:  # the stats could not be read as the app user
+        return str(err)
 
 
 class SiteConnection(http.client.HTTPSConnection):
@@ -502,11 +535,10 @@ def serve(service: Service, check: Health, release: str) -> str | None:
     problem = None
     if running(service.main.stats, service.user)[0] != release:
         problem = restart_without_pause(service, release, check.timeout)
-    return (
-        problem
-        or wait_for_generation(service, service.main, release, check.timeout)
-        or health(check, lambda: through_nginx(check))
-    )
+    problem = problem or wait_for_generation(service, service.main, release, check.timeout)
+    if problem is None:
+        retire_handover(service)  # one an interrupted run left
+    return problem or health(check, lambda: through_nginx(check))
 
 
 def prune(paths: Paths, keep: int, live: str) -> None:

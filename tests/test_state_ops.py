@@ -81,12 +81,14 @@ def test_on_a_first_run_the_strongest_level_runs(fake):
     assert commands(stamps.changes_applied, STAMP, levels(), FILES)[:-1] == ["systemctl restart a"]
 
 
-def test_a_level_an_earlier_deploy_did_not_record_runs_only_when_triggered(fake):
-    fake(recorded(reload="l1"))  # an earlier version knew no "restart" level
-    (stamp,) = commands(stamps.changes_applied, STAMP, levels(), FILES)
+def test_a_level_an_earlier_deploy_did_not_record_runs_only_when_its_files_changed(fake):
+    new_level = [Level("restart", "r1", ["systemctl restart a"], files=tuple(FILES)), levels()[1]]
+    fake(recorded(reload="l1"))  # an earlier version knew no "restart" level; same files
+    (stamp,) = commands(stamps.changes_applied, STAMP, new_level, FILES)
     assert stamp_written(stamp)["restart"] == "r1"  # recorded, nothing restarted
-    pending = [Level("restart", "r1", ["systemctl restart a"], (Changed(),)), levels()[1]]
-    assert commands(stamps.changes_applied, STAMP, pending, FILES)[:-1] == ["systemctl restart a"]
+    fake({("FileContents", STAMP): [json.dumps({"reload": "l1", "files": {}})]})
+    # a file it applies is not the one the stamp saw applied (a run killed before applying)
+    assert commands(stamps.changes_applied, STAMP, new_level, FILES)[:-1] == ["systemctl restart a"]
 
 
 def test_a_secret_file_is_owned_and_private_before_it_has_content(fake):

@@ -82,6 +82,7 @@ def test_unit_takes_its_socket_and_private_runtime_dir():
         "Type=notify",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "KillMode=mixed",  # SIGTERM to the master alone: a graceful stop
         "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
         "WantedBy=multi-user.target",
     ):
@@ -95,6 +96,7 @@ def test_handover_serves_the_same_socket_with_the_same_ini_and_its_own_stats():
         "Requires=myproject.socket",
         "Type=notify",
         "RuntimeDirectory=myproject-handover",
+        "KillMode=mixed",
         "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini"
         " --stats /run/myproject-handover/stats.sock",
     ):

@@ -20,6 +20,8 @@ BEFORE_SEVERAL_APPS = "4ca9fa8e8671e0a4cbb5ec3c3d8ca7b56a91fe7a"  # the last sin
 UPGRADE_CHANGES = {
     "Release checks | Release checks /usr/local/lib/flask-deploy/release_gate.py",
     "uWSGI service | uWSGI ini /etc/myproject/uwsgi.ini",
+    "uWSGI service | Unit /etc/systemd/system/myproject.service",  # KillMode=mixed
+    "uWSGI service | systemd knows the current myproject.service",
     "uWSGI service | Unit /etc/systemd/system/myproject-handover.service",
     "uWSGI service | /etc/systemd/system/myproject-handover.service.d links the service's drop-ins",
     "uWSGI service | systemd knows the current myproject-handover.service",

@@ -201,7 +201,7 @@ def sandboxed(
     """A systemd-run command line running ``command`` as the transient ``unit`` in the
     service's sandbox (its user, environment file and hardening) in ``workdir``, its output
     piped back, its exit status returned. A failed run of the unit before is cleared."""
-    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
+    systemctl("reset-failed", unit, check=False)
     return [
         "systemd-run",
         "--quiet",
@@ -277,8 +277,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
     release = app.release
     unit = f"{app.user}-candidate"
     sock = f"/run/{unit}/http.sock"
-    subprocess.run(["systemctl", "stop", unit], capture_output=True)
-    subprocess.run(["systemctl", "reset-failed", unit], capture_output=True)
+    discard(unit)
     subprocess.run(
         [
             "systemd-run",
@@ -306,7 +305,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
     try:  # the socket is in the app's own folder: connect as the app
         problem = as_user(app.user, health, check, lambda: UnixHTTPConnection(sock, timeout=10))
     finally:
-        subprocess.run(["systemctl", "stop", unit], capture_output=True)
+        systemctl("stop", unit, check=False)
     if problem:
         print(
             f"release {release.name} is unhealthy before going live: GET {check.path}"
@@ -341,20 +340,26 @@ def read_stats(stats_socket: str) -> dict | None:
     return stats if isinstance(stats, dict) else None
 
 
+def workers_up(stats: dict) -> list[dict]:
+    """The workers a stats answer lists with a process (the app controls its shape)."""
+    workers = stats.get("workers")
+    if not isinstance(workers, list):
+        return []
+    return [w for w in workers if isinstance(w, dict) and w.get("pid")]
+
+
 def live_release(stats_socket: str) -> tuple[str | None, int]:
     """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
     from the stats server) and how many workers are up; (None, 0) when it does not answer."""
     stats = read_stats(stats_socket)
     if stats is None or not isinstance(stats.get("cwd"), str):
         return None, 0
-    workers = [w for w in stats.get("workers", []) if isinstance(w, dict) and w.get("pid")]
-    return str(Path(stats["cwd"]).parent), len(workers)
+    return str(Path(stats["cwd"]).parent), len(workers_up(stats))
 
 
 def worker_states(stats_socket: str) -> list[str]:
     """Each uWSGI worker's status (idle, busy, pause, ...); [] when it does not answer."""
-    workers = (read_stats(stats_socket) or {}).get("workers", [])
-    return [str(w.get("status", "")) for w in workers if isinstance(w, dict) and w.get("pid")]
+    return [str(w.get("status", "")) for w in workers_up(read_stats(stats_socket) or {})]
 
 
 def running(stats: str, user: str) -> tuple[str | None, int]:
@@ -410,12 +415,19 @@ def retire_handover(service: Service) -> None:
     if active(service.handover.unit):
         pause(service, service.handover)
         systemctl("stop", service.handover.unit)
-    subprocess.run(["systemctl", "reset-failed", service.handover.unit], capture_output=True)
+    systemctl("reset-failed", service.handover.unit, check=False)
 
 
-def systemctl(*args: str) -> None:
-    """Run systemctl; CalledProcessError (with its output) when it fails."""
-    subprocess.run(["systemctl", *args], check=True, capture_output=True, text=True)
+def systemctl(*args: str, check: bool = True) -> None:
+    """Run systemctl quietly; CalledProcessError (with its output) when it fails, unless
+    ``check`` is off (clearing a state that may not be there)."""
+    subprocess.run(["systemctl", *args], check=check, capture_output=True, text=True)
+
+
+def discard(unit: str) -> None:
+    """Stop ``unit`` if it runs and forget a failed state of it."""
+    systemctl("stop", unit, check=False)
+    systemctl("reset-failed", unit, check=False)
 
 
 def active(unit: str) -> bool:
@@ -434,7 +446,7 @@ def restart_without_pause(service: Service, release: str, timeout: float) -> str
     try:
         if running(main.stats, service.user)[0] is not None:
             resume(service, main)  # it must serve while the handover (re)starts
-            subprocess.run(["systemctl", "reset-failed", handover.unit], capture_output=True)
+            systemctl("reset-failed", handover.unit, check=False)
             try:
                 systemctl("restart", handover.unit)
                 problem = wait_for_generation(service, handover, release, timeout)
@@ -442,8 +454,7 @@ def restart_without_pause(service: Service, release: str, timeout: float) -> str
                 problem = f"{handover.unit} did not start: {err.stderr.strip()}"
             if problem:
                 log = unit_log(handover.unit, 20)
-                subprocess.run(["systemctl", "stop", handover.unit], capture_output=True)
-                subprocess.run(["systemctl", "reset-failed", handover.unit], capture_output=True)
+                discard(handover.unit)
                 return f"{problem}\n{log}"
             pause(service, main)
         systemctl("restart", main.unit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files
 
 from deploys.facts import UnitStatus
 from deploys.fileops import secret_file, socket_permissions
@@ -17,7 +17,7 @@ from deploys.release import live_release, restart_command
 from deploys.render import digest, put_text, render
 from deploys.settings import Settings
 from deploys.stamps import Level, changes_applied
-from deploys.units import unit_loaded
+from deploys.units import unit_loaded, unit_state
 
 # uWSGI's per-request "magic variables" that load code, change directories, set the
 # environment, read files or reload the server (uWSGI's core/protocol.c); uwsgi.ini refuses
@@ -96,6 +96,16 @@ def write_app_environment(settings: Settings) -> list[OperationMeta]:
     ]
 
 
+def service_drifted(layout: Layout, settings: Settings) -> bool:
+    """Whether the service runs other options than its ini's (another worker count: a master
+    started by hand) or a handover instance was left running (an interrupted restart)."""
+    live = live_release(layout, settings)
+    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name)
+    return (live["release"] is not None and live["workers"] != settings.processes) or handover.get(
+        "ActiveState", "inactive"
+    ) not in ("inactive", "")
+
+
 @deploy("uWSGI service")
 def configure_app_service(
     settings: Settings, code_changes: list[OperationMeta], env_changes: list[OperationMeta]
@@ -132,8 +142,6 @@ def configure_app_service(
     for name in (layout.unit_name, layout.handover_unit_name):  # one drop-in folder
         unit_loaded(name=f"systemd knows the current {name}", unit=name, drop_ins=(layout.sandbox,))
     service, socket = layout.unit_name, layout.socket_unit_name
-    live = live_release(layout, settings)  # a master running other options than the ini's
-    handover_state = host.get_fact(UnitStatus, unit=layout.handover_unit_name)  # left running?
     changes_applied(
         name=f"Apply changes to {service}",
         stamp=layout.stamp(service),
@@ -153,8 +161,7 @@ def configure_app_service(
                 digest(ini, unit, handover, sandbox(settings), env),
                 [restart_command(layout, settings)],
                 (ini_op, *unit_ops, *env_changes, *code_changes),
-                drifted=(live["release"] is not None and live["workers"] != settings.processes)
-                or handover_state.get("ActiveState", "inactive") not in ("inactive", ""),
+                drifted=lambda: service_drifted(layout, settings),
             ),
         ],
         files={
@@ -167,9 +174,7 @@ def configure_app_service(
         },
     )
     for name in (socket, service):
-        systemd.service(
-            name=f"{name} enabled and running", service=name, running=True, enabled=True
-        )
+        unit_state(name=f"{name} enabled and running", unit=name, running=True, enabled=True)
     socket_permissions(
         name=f"Socket {layout.socket} is 660 root:www-data",
         path=layout.socket,

@@ -1,5 +1,5 @@
 """What every entry point does first on each host: validate settings, speed up the SSH
-connection, then decide on sudo."""
+connection and its fact reads, then decide on sudo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Home, User
 from pyinfra.operations import files
 
+from deploys import factcache, quicker
 from deploys.plan import HostPlan, load_plan
 
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
@@ -20,10 +21,15 @@ _DEPTH = [0]  # how deep in_turn is nested
 
 def prepare_host(secrets: bool = True) -> HostPlan:
     """Validate this host's settings (before anything else touches it), use sudo unless the
-    SSH user is root, and upload through a private folder (see private_upload_dir).
+    SSH user is root, and upload through a private folder (see private_upload_dir). Facts
+    are read through a cache (deploys/factcache.py), and pyinfra's bookkeeping is lightened
+    (deploys/quicker.py).
     ``secrets=False``: this entry point writes no secrets, so unset ``env`` values are fine."""
     plan = load_plan(host.data.dict(), host.name, secrets=secrets)
     disable_nagle(host.connector)
+    factcache.install(host, state)
+    quicker.cache_global_arguments()
+    quicker.order_without_inspect()
     host.data._temp_dir = f"{host.get_fact(Home)}/{UPLOAD_DIR}"
     if host.get_fact(User) != "root":
         host.data._sudo = True  # the normal case: a sudo user over SSH

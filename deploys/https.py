@@ -11,12 +11,12 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Directory, File
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files
 
 from deploys.layout import Layout
 from deploys.render import put_text
 from deploys.settings import Settings
-from deploys.units import unit_loaded
+from deploys.units import unit_loaded, unit_state
 
 ACME_WEBROOT = "/var/www/flask-deploy-acme"  # certbot writes challenges, nginx serves them
 RENEWAL_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/flask-deploy-reload-nginx"
@@ -191,9 +191,9 @@ def prepare_certificates(ca_bundle: str | None):
         unit="certbot.service",
         drop_ins=(CERTBOT_DROP_IN,) if ca_bundle else (),
     )
-    systemd.service(
+    unit_state(
         name="certbot.timer enabled and running (renewals)",
-        service="certbot.timer",
+        unit="certbot.timer",
         running=True,
         enabled=True,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import Layout
@@ -16,6 +16,7 @@ from deploys.plan import HostPlan
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
 from deploys.stamps import Level, changes_applied
+from deploys.units import unit_state
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 CATCH_ALL = "/etc/nginx/sites-available/flask-deploy-catch-all"
@@ -189,7 +190,7 @@ def configure_nginx(settings: Settings, shared: NginxHost):
     (``shared``, see configure_nginx_host) changed. With HTTPS: until the certificate
     covers every name the site serves what it served before plus the ACME challenge; once
     certbot has it (in this run or an earlier one), TLS with a redirect from HTTP."""
-    cert = certificate(settings)
+    cert = certificate(settings) if settings.https else None
     if not settings.https:
         _site(settings, None, shared)
     elif covers(cert, settings):
@@ -199,6 +200,4 @@ def configure_nginx(settings: Settings, shared: NginxHost):
         _site(settings, cert["names"] if cert else None, shared)
         issued = request_certificate(settings)
         _site(settings, settings.server_name, shared, _if=issued.did_change)
-    systemd.service(
-        name="nginx enabled and running", service="nginx.service", running=True, enabled=True
-    )
+    unit_state(name="nginx enabled and running", unit="nginx.service", running=True, enabled=True)

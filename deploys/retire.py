@@ -10,13 +10,14 @@ import shlex
 from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.files import FileContents
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from deploys.layout import Layout
 from deploys.nginx import tested_reload
 from deploys.plan import HostPlan
 from deploys.settings import SettingsError
+from deploys.units import unit_state
 
 SERVER_NAME_RE = re.compile(r"^\s*server_name\s+([^;]+);")
 
@@ -60,15 +61,15 @@ def retire_apps(plan: HostPlan):
             continue
         layout = Layout(name)
         for unit in (layout.socket_unit_name, layout.unit_name):
-            systemd.service(
+            unit_state(
                 name=f"Retired {name}: {unit} stopped and disabled",
-                service=unit,
+                unit=unit,
                 running=False,
                 enabled=False,
             )
-        systemd.service(
+        unit_state(
             name=f"Retired {name}: {layout.handover_unit_name} stopped",
-            service=layout.handover_unit_name,
+            unit=layout.handover_unit_name,
             running=False,
         )
         off = files.link(

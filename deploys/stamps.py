@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import NamedTuple
 
 from pyinfra import host
@@ -38,7 +39,9 @@ class Level(NamedTuple):
     fingerprint: str
     commands: list[str]
     triggers: tuple[OperationMeta, ...] = ()
-    drifted: bool = False  # the live service disagrees with its config: apply it again
+    # whether the live service disagrees with its config (apply it again), asked when the
+    # operation runs and only when nothing else makes the level pending
+    drifted: Callable[[], bool] = lambda: False
     files: tuple[str, ...] = ()  # the config files it applies (for a stamp that lacks it)
 
 
@@ -63,7 +66,7 @@ def _pending(level: Level, recorded: dict, hashes: dict[str, str]) -> bool:
         changed = any(applied.get(path) != hashes.get(path) for path in level.files)
     else:
         changed = recorded.get(level.name) != level.fingerprint
-    return changed or level.drifted or any(map(_changed, level.triggers))
+    return changed or level.drifted() or any(map(_changed, level.triggers))
 
 
 @operation()

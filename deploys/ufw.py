@@ -3,7 +3,6 @@ operation that brings it to a whole policy (rules, default policy, enabled)."""
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from pyinfra import host
@@ -13,10 +12,6 @@ from pyinfra.api.exceptions import OperationValueError
 SECTION = "--- pyinfra-ufw "
 POLICY_WORDS = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
 DEFAULT_KEYS = {"INPUT": "incoming", "OUTPUT": "outgoing", "FORWARD": "routed"}
-STATUS_RULE_RE = re.compile(
-    r"^(?P<to>.+?)\s+(?P<action>ALLOW|DENY|REJECT|LIMIT)(?: (?P<direction>IN|OUT|FWD))?"
-    r"\s+(?P<source>.+?)\s*$"
-)
 
 
 def parse_ufw(output: str) -> dict:
@@ -30,16 +25,6 @@ def parse_ufw(output: str) -> dict:
         elif current:
             sections[current].append(line)
 
-    status = sections.get("status", [])
-    active = any(line.strip() == "Status: active" for line in status)
-    in_table = False
-    status_rules = []
-    for line in status:
-        if line.startswith("--"):
-            in_table = True
-        elif in_table and (match := STATUS_RULE_RE.match(line)):
-            status_rules.append({k: (v or "").strip() for k, v in match.groupdict().items()})
-
     added = []
     for line in sections.get("added", []):
         if line.startswith("ufw "):
@@ -52,19 +37,22 @@ def parse_ufw(output: str) -> dict:
         if chain in DEFAULT_KEYS:
             defaults[DEFAULT_KEYS[chain]] = POLICY_WORDS.get(value.strip('"'), value.strip('"'))
 
-    return {"active": active, "rules": added, "defaults": defaults, "status_rules": status_rules}
+    active = [line.strip() for line in sections.get("loaded", [])] == ["yes"]
+    return {"active": active, "rules": added, "defaults": defaults}
 
 
 class UfwState(FactBase):
-    """UFW's state: ``active`` (bool), ``rules`` (added rules as ``"allow Nginx Full"``, even
-    while inactive), ``defaults`` (``{"incoming": "deny", ...}`` from /etc/default/ufw) and
-    ``status_rules`` (the live table when active). ``None`` when ufw is not installed."""
+    """UFW's state: ``active`` (bool: its chains are loaded in the kernel, which is what
+    ``ufw status`` tests, without its Python start-up), ``rules`` (added rules as ``"allow
+    Nginx Full"``, even while inactive) and ``defaults`` (``{"incoming": "deny", ...}`` from
+    /etc/default/ufw). ``None`` when ufw is not installed."""
 
     requires_command = "ufw"
 
     def command(self) -> str:
         return (
-            f"echo '{SECTION}status'; LANG=C ufw status verbose; "
+            f"echo '{SECTION}loaded'; iptables -n -L ufw-user-input >/dev/null 2>&1"
+            " && echo yes || echo no; "
             f"echo '{SECTION}added'; LANG=C ufw show added; "
             f"echo '{SECTION}defaults'; grep '^DEFAULT_' /etc/default/ufw"
         )
@@ -102,8 +90,8 @@ def policy(
     active: bool = True,
 ):
     """
-    Bring UFW to a whole policy from one read of its state (each read runs the ufw CLI twice,
-    about 0.1 s of the host's CPU): add the missing ``allow`` rules in their order, delete the
+    Bring UFW to a whole policy from one read of its state (each read runs the ufw CLI once,
+    about 0.05 s of the host's CPU): add the missing ``allow`` rules in their order, delete the
     ``absent`` ones, set the default for incoming traffic, then enable or disable UFW. Put
     the SSH rule first in ``allow``: it is added before UFW is enabled in the same run.
 

@@ -1,6 +1,9 @@
-"""systemd's view of our units: reloaded when its copy of a unit or drop-in is stale."""
+"""systemd's view of our units: reloaded when its copy of a unit or drop-in is stale; units
+started, stopped, enabled or disabled."""
 
 from __future__ import annotations
+
+import shlex
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -25,3 +28,28 @@ def unit_loaded(unit: str, drop_ins: tuple[str, ...] = ()):
         yield "systemctl daemon-reload"
     else:
         host.noop(f"systemd's copy of {unit} is current")
+
+
+@operation()
+def unit_state(unit: str, running: bool = True, enabled: bool | None = None):
+    """
+    Start or stop ``unit`` and enable or disable it, from one read of its state (pyinfra's
+    systemd.service asks systemctl twice).
+
+    + unit: the unit name, e.g. ``nginx.service``
+    + running: whether it should be active
+    + enabled: whether it should start at boot; None leaves that alone
+    """
+    status = host.get_fact(UnitStatus, unit=unit)
+    active = status.get("ActiveState", "")
+    commands = []
+    if running and active != "active":
+        commands.append(f"systemctl start {shlex.quote(unit)}")
+    elif not running and active not in ("inactive", "failed", ""):
+        commands.append(f"systemctl stop {shlex.quote(unit)}")
+    is_enabled = status.get("UnitFileState") == "enabled"
+    if enabled is not None and enabled != is_enabled:
+        commands.append(f"systemctl {'enable' if enabled else 'disable'} {shlex.quote(unit)}")
+    if not commands:
+        host.noop(f"{unit} is {'running' if running else 'stopped'}")
+    yield from commands

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -73,6 +74,18 @@ def test_second_run_changes_nothing(converged, workdir):
     host, _ = converged
     assert pyinfra([host], workdir).check().changed == 0
     assert pyinfra([host], workdir, dry=True).check().changed == 0
+
+
+def test_a_run_that_changes_nothing_reads_its_facts_in_a_few_round_trips(converged, workdir):
+    """Each fact used to be its own SSH command under sudo (about 75 on this run); batched
+    (deploys/factcache.py), the sudo log shows a handful."""
+    host, _ = converged
+    since = int(host.exec("date +%s").stdout) + 1  # the journal counts whole seconds
+    time.sleep(1.1)
+    assert pyinfra([host], workdir).check().changed == 0
+    log = host.exec(f"journalctl -q --since @{since} _COMM=sudo -o cat").stdout
+    invocations = [line for line in log.splitlines() if "COMMAND=" in line]
+    assert len(invocations) <= 12, "\n".join(invocations)
 
 
 def test_production_example_inventory_previews_a_server(converged, tmp_path):

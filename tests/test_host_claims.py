@@ -19,7 +19,7 @@ def test_a_fresh_host_and_our_own_deployment_claim_nothing(fake):
     assert foreign_claims(load_settings({})) == []
     fake(
         {
-            ("Users", None): {"myproject": OURS},
+            ("Account", None): OURS,
             ("Directory", "/etc/myproject"): dir_of("root", "myproject"),
             ("Directory", "/var/lib/myproject"): dir_of("myproject", "myproject"),
         }
@@ -36,7 +36,7 @@ def test_a_packages_folder_is_not_handed_to_an_app(fake):
 
 
 def test_an_existing_user_of_something_else_is_refused(fake):
-    fake({("Users", None): {"postgres": {"home": "/var/lib/postgresql"}}})
+    fake({("Account", None): {"home": "/var/lib/postgresql"}})
     (problem,) = foreign_claims(load_settings({"app_name": "postgres"}))
     assert problem.startswith("app_user: the user 'postgres' exists on web1 and is not")
 
@@ -53,7 +53,7 @@ def test_a_group_or_a_packages_unit_is_refused(fake):
 def test_our_own_folders_given_away_are_refused(fake):
     fake(
         {
-            ("Users", None): {"myproject": OURS},
+            ("Account", None): OURS,
             ("Directory", "/etc/myproject"): dir_of("root", "adm"),
         }
     )

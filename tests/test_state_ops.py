@@ -5,12 +5,16 @@ socket repairs, daemon-reload."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pyinfra.api import FileUploadCommand
 
 from deploys import fileops, stamps, units
+from deploys.facts import UnitStatus
 from deploys.stamps import Level, file_hashes
 from tests.fakehost import commands
+
+CAPTURED = Path(__file__).parent / "captured"
 
 STAMP = "/srv/a/state/a.service.applied"
 FILES = {"/etc/a/uwsgi.ini": "[uwsgi]\n"}
@@ -29,7 +33,7 @@ class Changed:
 def levels(drifted: bool = False, triggers: tuple = ()) -> list[Level]:
     return [
         Level("restart", "r1", ["systemctl restart a"]),
-        Level("reload", "l1", ["systemctl reload a"], triggers, drifted=drifted),
+        Level("reload", "l1", ["systemctl reload a"], triggers, drifted=lambda: drifted),
     ]
 
 
@@ -139,6 +143,30 @@ def test_daemon_reload_when_systemd_has_a_stale_or_no_copy_or_misses_a_drop_in(f
         assert reload == ["systemctl daemon-reload"]
     fake(unit(DropInPaths=[drop_in]))
     assert commands(units.unit_loaded, "a.service", (drop_in,)) == []
+
+
+def test_a_unit_is_started_stopped_enabled_and_disabled_from_one_read(fake):
+    def status(captured: str) -> dict:
+        return UnitStatus().process((CAPTURED / captured).read_text().splitlines())
+
+    fake({("UnitStatus", None): status("unit-active.txt")})
+    assert commands(units.unit_state, "a.service", running=True, enabled=True) == []
+    assert commands(units.unit_state, "a.service", running=False, enabled=False) == [
+        "systemctl stop a.service",
+        "systemctl disable a.service",
+    ]
+    assert commands(units.unit_state, "a.service", running=False) == ["systemctl stop a.service"]
+    fake({("UnitStatus", None): status("unit-missing.txt")})
+    assert commands(units.unit_state, "a.service", running=False, enabled=False) == []
+    assert commands(units.unit_state, "a.service", running=True, enabled=True) == [
+        "systemctl start a.service",
+        "systemctl enable a.service",
+    ]
+    fake(unit(ActiveState="failed", UnitFileState="disabled"))
+    assert commands(units.unit_state, "a.timer", enabled=True) == [
+        "systemctl start a.timer",
+        "systemctl enable a.timer",
+    ]
 
 
 def test_a_ca_bundle_the_app_could_change_is_refused(fake):

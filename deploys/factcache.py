@@ -1,0 +1,267 @@
+"""Facts in a few round trips instead of one each.
+
+pyinfra 3 reads every fact with its own command over SSH (``sudo -H -n sh -c ...``): some 70
+per app on a run that changes nothing, each a round trip and a sudo on the host. A host's
+``FactCache`` keeps each answer until anything else runs on the host (a command of an
+operation, an upload), and before an operation reads its first fact it *looks ahead*: it
+runs the generators of that operation and the ones after it on the answers it has, notes
+every fact they still want, reads those in one batch (one shell running each fact command
+in turn, its output framed) and goes on until they want nothing more or one of them would
+change the host. A run that changes nothing reads all its operations' facts in about three
+round trips; one that changes the host reads the facts after each change the same way.
+
+The answers are exactly the fact commands' own: a fact command that fails, or one that must
+run in another shell, is read on its own as before.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable
+
+import gevent
+from pyinfra.api import StringCommand
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.connectors.util import CommandOutput, OutputLine
+
+LOOK_AHEAD_ROUNDS = 8  # batches per look-ahead: an operation reading facts one after another
+BATCH_BYTES = 64_000  # of fact commands per batch (one argument of sh -c: at most 128 KiB)
+# Each fact command runs in a subshell, its output buffered in a private temporary file;
+# then each line is printed after a space and the exit status after "=", so no output of a
+# fact can pass for the frame. (Side by side they take no less time: the host's CPU is
+# what they wait for.)
+BATCH_START = "t=$(mktemp) || exit 1; trap 'rm -f \"$t\"' EXIT\n" + (
+    'framed() { r=$?; while IFS= read -r l || [ -n "$l" ]; do printf \' %s\\n\' "$l";'
+    ' done <"$t"; echo "=$r"; }\n'
+)
+BATCH_STEP = '(\n{command}\n) >"$t" 2>/dev/null </dev/null; framed\n'
+
+
+class _NotRead(BaseException):
+    """A fact the look-ahead has no answer for yet: it stops that operation's generator
+    (a BaseException, so that an operation's ``except Exception`` cannot swallow it)."""
+
+
+def batch_script(commands: Iterable[str]) -> str:
+    """One shell script running each fact command in turn, its output framed for
+    ``split_batch``."""
+    return BATCH_START + "".join(BATCH_STEP.format(command=command) for command in commands)
+
+
+def split_batch(lines: list[str], expected: int) -> list[tuple[int, list[str]]] | None:
+    """Each command's exit status and output lines from a ``batch_script``'s output; None
+    unless it holds exactly ``expected`` well-framed results."""
+    results: list[tuple[int, list[str]]] = []
+    output: list[str] = []
+    for line in lines:
+        if line.startswith(" "):
+            output.append(line[1:])
+        elif line.startswith("=") and line[1:].isdigit():
+            results.append((int(line[1:]), output))
+            output = []
+        else:
+            return None
+    return results if len(results) == expected and not output else None
+
+
+def _key(command, arguments: dict) -> tuple:
+    """What identifies a fact's answer: its command and the way it runs (sudo, user...)."""
+    raw = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+    return raw, tuple(sorted((name, repr(value)) for name, value in arguments.items()))
+
+
+def _batchable(arguments: dict) -> bool:
+    return arguments.get("_shell_executable") in (None, "sh")
+
+
+class FactCache:
+    """One host's fact answers, valid until something else runs on the host."""
+
+    def __init__(self, host, state):
+        self.host, self.state = host, state
+        connector = host.connector
+        self._run = connector.run_shell_command
+        self._get_fact = host.get_fact
+        self.answers: dict[tuple, tuple[bool, CommandOutput]] = {}  # command -> its output
+        self.values: dict[str, object] = {}  # fact read in an operation -> its value
+        self.unanswered: set = set()  # greenlets whose fact command failed: value not kept
+        self.epoch = 0  # counts the times the host may have changed
+        self.looked_ahead = False  # this epoch's look-ahead ran
+        self.wanted: dict[tuple, tuple] | None = None  # while looking ahead: facts to read
+        self.tried: set[tuple] = set()  # batched this epoch: a failed one is read on its own
+        self.readers: dict = {}  # greenlet -> depth of host.get_fact calls it is in
+        self.round_trips = 0  # fact reads that went to the host (batches count once)
+        host.get_fact = self.get_fact
+        connector.run_shell_command = self.run_shell_command
+        for name in ("put_file", "get_file", "rsync"):
+            if hasattr(connector, name):
+                setattr(connector, name, self._forgetting(getattr(connector, name)))
+
+    def forget(self) -> None:
+        """The host may change: drop every answer."""
+        self.answers.clear()
+        self.values.clear()
+        self.tried.clear()
+        self.epoch += 1
+        self.looked_ahead = False
+
+    def _forgetting(self, method: Callable) -> Callable:
+        def call(*args, **kwargs):
+            self.forget()
+            return method(*args, **kwargs)
+
+        return call
+
+    def get_fact(self, cls, *args, **kwargs):
+        """``host.get_fact``, answered from the cache where it can be (see the module)."""
+        if self.state.is_executing and self.host.current_op_hash and not self.looked_ahead:
+            if self.wanted is None:
+                self.look_ahead()
+        key = self._value_key(cls, args, kwargs)
+        if key in self.values:
+            return copy.deepcopy(self.values[key])
+        reader, epoch = gevent.getcurrent(), self.epoch
+        self.readers[reader] = self.readers.get(reader, 0) + 1
+        try:
+            value = self._get_fact(cls, *args, **kwargs)
+        finally:
+            self.readers[reader] -= 1
+            if not self.readers[reader]:
+                del self.readers[reader]
+        answered = reader not in self.unanswered
+        if not self.readers.get(reader):
+            self.unanswered.discard(reader)
+        if key is not None and answered and epoch == self.epoch:
+            self.values[key] = copy.deepcopy(value)
+        return value
+
+    def _value_key(self, cls, args: tuple, kwargs: dict) -> str | None:
+        """What identifies a fact's value inside an operation: the fact, its arguments and the
+        way the operation runs commands (sudo, user...), all of which pyinfra's get_fact would
+        work out again at some cost. None outside operations (a host setting may change)."""
+        arguments = self.host.current_op_global_arguments
+        if not arguments:
+            return None
+        running = [arguments.get(name) for name in CONNECTOR_ARGUMENT_KEYS]
+        return repr((cls.__module__, cls.__qualname__, args, sorted(kwargs.items()), running))
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
+        """The connector's, for fact commands from the cache; anything else forgets it."""
+        printing = {"print_output": print_output, "print_input": print_input}
+        if gevent.getcurrent() not in self.readers:
+            self.forget()
+            return self._run(command, **printing, **arguments)
+        key = _key(command, arguments)
+        if key in self.answers:
+            return self.answers[key]
+        if self.wanted is not None:  # looking ahead: nothing is read until the batch
+            if _batchable(arguments) and key not in self.tried:
+                self.wanted.setdefault(key, (command, arguments))
+            raise _NotRead
+        epoch = self.epoch
+        self.round_trips += 1
+        status, output = self._run(command, **printing, **arguments)
+        if not status:
+            self.unanswered.add(gevent.getcurrent())
+        elif epoch == self.epoch:
+            self.answers[key] = (status, output)
+        return status, output
+
+    def look_ahead(self) -> None:
+        """Read, in a few batches, the facts the current operation and the ones after it
+        want, up to the first that would change the host."""
+        self.looked_ahead = True
+        host = self.host
+        ops = self.state.ops[host]
+        order = [op for op in self.state.get_op_order() if op in ops]
+        pending = [ops[op].command_generator for op in order[order.index(host.current_op_hash) :]]
+        saved = (
+            host.in_op,
+            host.current_op_hash,
+            host.current_op_global_arguments,
+            host.current_op_deploy_data,
+        )
+        for _ in range(LOOK_AHEAD_ROUNDS):
+            self.wanted, blocked = {}, []
+            try:
+                for generator in pending:
+                    outcome = self._evaluate(generator)
+                    if outcome is _NotRead:
+                        blocked.append(generator)
+                    elif outcome:  # it changes the host: what comes after is read later
+                        break
+            finally:
+                wanted, self.wanted = self.wanted, None
+                (
+                    host.in_op,
+                    host.current_op_hash,
+                    host.current_op_global_arguments,
+                    host.current_op_deploy_data,
+                ) = saved
+            if not wanted:
+                return
+            self.read_batch(wanted)
+            pending = blocked
+
+    def _evaluate(self, generator: Callable):
+        """Whether an operation's generator yields a command on the answers so far; _NotRead
+        when it wants a fact not read yet; None when it cannot be told ahead (an ``_if`` on
+        an operation that has not run, say). Its messages are silenced: it runs again."""
+        logging.disable(logging.WARNING)
+        try:
+            for _command in generator():
+                return True
+            return False
+        except _NotRead:
+            return _NotRead
+        except Exception:
+            return None
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def read_batch(self, wanted: dict[tuple, tuple]) -> None:
+        """Read the ``wanted`` fact commands, one batch per way of running them."""
+        groups: dict[tuple, list] = {}
+        for key, (command, arguments) in wanted.items():
+            if _batchable(arguments):
+                groups.setdefault(key[1], []).append((key, command, arguments))
+        for items in groups.values():
+            for chunk in _chunks(items):
+                self._read_chunk(chunk)
+
+    def _read_chunk(self, chunk: list) -> None:
+        epoch = self.epoch
+        script = batch_script(key[0] for key, _, _ in chunk)
+        self.round_trips += 1
+        status, output = self._run(StringCommand(script), **chunk[0][2])
+        if epoch != self.epoch:
+            return
+        self.tried.update(key for key, _, _ in chunk)  # what this misses is read on its own
+        results = (split_batch(output.stdout_lines, len(chunk)) if status else None) or [
+            (1, [])
+        ] * len(chunk)
+        for (key, _, _), (code, lines) in zip(chunk, results, strict=True):
+            if code == 0:
+                self.answers[key] = (True, CommandOutput([OutputLine("stdout", x) for x in lines]))
+
+
+def _chunks(items: list) -> Iterable[list]:
+    """``items`` in runs whose commands fit one batch."""
+    chunk, size = [], 0
+    for item in items:
+        if chunk and size + len(item[0][0]) > BATCH_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item[0][0])
+    if chunk:
+        yield chunk
+
+
+def install(host, state) -> FactCache:
+    """Give ``host`` a fact cache (once)."""
+    cache = getattr(host, "fact_cache", None)
+    if cache is None:
+        cache = host.fact_cache = FactCache(host, state)
+    return cache

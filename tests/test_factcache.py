@@ -1,0 +1,118 @@
+"""The fact cache: batches framed so that no output can pass for the frame, and answers kept
+only while nothing else ran on the host (deploys/factcache.py)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from pyinfra.connectors.util import CommandOutput, OutputLine
+
+from deploys.factcache import FactCache, batch_script, split_batch
+
+AWKWARD = [
+    "echo plain; echo ' leading space'; echo '=0'",  # lines that look like the frame
+    "printf 'no newline at the end'",
+    "exit 3",  # a failing fact, and an exit that must not end the batch
+    "true",  # no output at all
+    "echo; echo",  # empty lines
+    "cat <<'EOF'\na heredoc\nEOF",
+    "echo to stderr >&2; echo out",
+]
+
+
+def run_batch(commands: list[str]) -> list[str]:
+    """What pyinfra's connector hands back: stdout split into lines, newlines stripped."""
+    out = subprocess.run(["sh", "-c", batch_script(commands)], capture_output=True, text=True)
+    return out.stdout.splitlines()
+
+
+def test_a_batch_gives_each_command_its_own_output_and_status():
+    assert split_batch(run_batch(AWKWARD), len(AWKWARD)) == [
+        (0, ["plain", " leading space", "=0"]),
+        (0, ["no newline at the end"]),
+        (3, []),
+        (0, []),
+        (0, ["", ""]),
+        (0, ["a heredoc"]),
+        (0, ["out"]),
+    ]
+
+
+def test_a_batch_that_does_not_add_up_is_not_used():
+    lines = run_batch(["echo a", "echo b"])
+    assert split_batch(lines, 3) is None
+    assert split_batch(lines[:-1], 2) is None  # cut short: output without its status
+    assert split_batch(["unframed", *lines], 2) is None
+
+
+class Connector:
+    """Counts what reaches the host; ``echo`` commands answer their argument."""
+
+    def __init__(self):
+        self.commands: list[str] = []
+
+    def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
+        self.commands.append(str(command))
+        ok = not str(command).startswith("false")
+        return ok, CommandOutput([OutputLine("stdout", str(command).removeprefix("echo "))])
+
+    def put_file(self, *args, **kwargs):
+        self.commands.append("upload")
+        return True
+
+
+class Host:
+    """pyinfra's host, as far as the cache sees it: facts read through its connector."""
+
+    current_op_hash = None
+    current_op_global_arguments = None
+
+    def __init__(self):
+        self.connector = Connector()
+
+    def get_fact(self, command: str):
+        return self.connector.run_shell_command(command)[1].stdout
+
+
+class State:
+    is_executing = False
+
+
+def test_answers_last_until_anything_else_runs_on_the_host():
+    host = Host()
+    FactCache(host, State())
+    connector = host.connector
+    assert host.get_fact("echo a") == "a"
+    assert host.get_fact("echo a") == "a"
+    assert connector.commands == ["echo a"]
+    connector.run_shell_command("systemctl restart x")  # an operation's command
+    host.get_fact("echo a")
+    assert connector.commands == ["echo a", "systemctl restart x", "echo a"]
+    connector.put_file("local", "remote")  # an upload
+    host.get_fact("echo a")
+    assert connector.commands[-2:] == ["upload", "echo a"]
+
+
+def test_a_fact_command_that_failed_is_asked_again():
+    host = Host()
+    FactCache(host, State())
+    host.get_fact("false x")
+    host.get_fact("false x")
+    assert host.connector.commands == ["false x", "false x"]
+
+
+def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():
+    from types import SimpleNamespace
+
+    from pyinfra.api.util import get_operation_order_from_stack
+
+    from deploys.quicker import order_from_frames
+
+    def nested(state):
+        return get_operation_order_from_stack(state), order_from_frames(state)
+
+    for deploy_file in (__file__, None, "absent.py"):
+        state = SimpleNamespace(current_deploy_filename=deploy_file, current_op_file_number=3)
+        pyinfra_says, frames_say = nested(state)
+        assert frames_say == pyinfra_says
+        assert len(pyinfra_says) >= (2 if deploy_file == __file__ else 0)

@@ -10,8 +10,8 @@ host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask (ours), g
 (sync and gthread, as many workers) behind the same nginx, uWSGI's own HTTP server, nginx
 serving a static file, and the app called in-process (the ceiling); a static file served by
 nginx against by the app; tuning candidates of our defaults. Prints markdown tables of
-medians and ratios and writes them to bench/results.md (``--only switch``, ``rolling`` or
-``serving``: that part alone, printed only).
+medians and ratios and writes them to bench/results.md (``--only switch``, ``rolling``,
+``serving`` or ``noop``: that part alone, printed only).
 """
 
 from __future__ import annotations
@@ -132,23 +132,28 @@ def fresh_converge(rounds: int, tmp: Path) -> dict:
     return {"ours": ours, "guide": guide}
 
 
-def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, int]:
-    """No-op deploy and verify times for the first n of max(sizes) converged hosts."""
+def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, dict, int]:
+    """No-op deploy and verify times for the first n of max(sizes) converged hosts, and the
+    CPU time each host spent per no-op (its container's, beside the runner's own)."""
     hosts = testbed.boot(max(sizes), prefix="bench-fleet")
     try:
         deploy(hosts, tmp)
         run = pyinfra(hosts[:1], tmp, "deploy.py").check()
         operations = int(re.search(r"Grand total\s+(\d+)", run.output).group(1))
-        noop, verify = {}, {}
+        noop, verify, host_cpu = {}, {}, {}
         for n in sizes:
-            noop[n] = [timed(lambda n=n: deploy(hosts[:n], tmp)) for _ in range(rounds)]
+            noop[n], host_cpu[n] = [], []
+            for _ in range(rounds):
+                before = sum(h.cpu_seconds() for h in hosts[:n])
+                noop[n].append(timed(lambda n=n: deploy(hosts[:n], tmp)))
+                host_cpu[n].append((sum(h.cpu_seconds() for h in hosts[:n]) - before) / n)
             verify[n] = [
                 timed(lambda n=n: pyinfra(hosts[:n], tmp, "verify.py").check())
                 for _ in range(rounds)
             ]
     finally:
         testbed.destroy(hosts)
-    return noop, verify, operations
+    return noop, verify, host_cpu, operations
 
 
 def under_load(host: testbed.Host, action) -> tuple[float, int, int]:
@@ -423,21 +428,23 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
-def timing_row(what: str, times: list[float], base: float, base_name: str) -> list[str]:
+def timing_row(
+    what: str, times: list[float], base: float, base_name: str, digits: int = 1
+) -> list[str]:
     """A table row: the median, every run, and the ratio of the median to ``base``."""
     return [
         what,
-        f"{median(times):.1f}",
-        " ".join(f"{t:.1f}" for t in times),
+        f"{median(times):.{digits}f}",
+        " ".join(f"{t:.{digits}f}" for t in times),
         f"{median(times) / base:.2f}x {base_name}",
     ]
 
 
-def per_fleet(label: str, times: dict[int, list[float]]) -> list[list[str]]:
+def per_fleet(label: str, times: dict[int, list[float]], digits: int = 1) -> list[list[str]]:
     """Rows for 1..n hosts, each against one host."""
     one = median(times[min(times)])
     return [
-        timing_row(f"{label}, {n} host{'s' if n > 1 else ''}", t, one, "one host")
+        timing_row(f"{label}, {n} host{'s' if n > 1 else ''}", t, one, "one host", digits)
         for n, t in times.items()
     ]
 
@@ -534,6 +541,7 @@ def report(
                     "guide",
                 ),
                 *per_fleet("no-op re-run", fleet["noop"]),
+                *per_fleet("host CPU per host and no-op", fleet["host_cpu"], digits=2),
                 *per_fleet("verify.py", fleet["verify"]),
                 *per_fleet("test bed: boot from the cached image", fleet["boot"]),
             ]
@@ -550,7 +558,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(BENCH / "results.md"))
     parser.add_argument(
         "--only",
-        choices=["switch", "rolling", "serving"],
+        choices=["switch", "rolling", "serving", "noop"],
         help="run one part and print it (results.md untouched)",
     )
     args = parser.parse_args(argv)
@@ -560,6 +568,14 @@ def main(argv=None) -> int:
                 print(switch_report(release_switches(args.rounds, Path(tmp))))
             elif args.only == "rolling":
                 print(rolling_report(rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))))
+            elif args.only == "noop":
+                noop, verify, host_cpu, _ = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
+                rows = [
+                    *per_fleet("no-op re-run", noop),
+                    *per_fleet("host CPU per host and no-op", host_cpu, digits=2),
+                    *per_fleet("verify.py", verify),
+                ]
+                print(table([["what", "median (s)", "runs (s)", "ratio"], *rows]))
             else:
                 print(serving_report(serving(args.rounds, Path(tmp))))
         return 0
@@ -568,8 +584,13 @@ def main(argv=None) -> int:
         rolling = rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
-        noop, verify, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
-    fleet = {"noop": noop, "verify": verify, "boot": testbed_boot([1, 4], args.rounds)}
+        noop, verify, host_cpu, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
+    fleet = {
+        "noop": noop,
+        "verify": verify,
+        "host_cpu": host_cpu,
+        "boot": testbed_boot([1, 4], args.rounds),
+    }
     text = report(fresh, fleet, operations, serve, switches, rolling, args.rounds)
     Path(args.out).write_text(text)
     print(text)

@@ -8,6 +8,7 @@ from pyinfra.facts.files import Directory
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server
 
+from deploys.factcache import read_together
 from deploys.facts import UnitStatus
 from deploys.layout import Layout
 from deploys.settings import Settings, SettingsError
@@ -54,7 +55,12 @@ def foreign_claims(settings: Settings) -> list[str]:
     folders or units would take (/etc, /srv, /var/lib, /run, a unit of a package). The
     deploy would hand them to the app. Empty when nothing is."""
     layout = Layout.of(settings)
-    user = host.get_fact(Account, user=settings.user)
+    user, etc, data = read_together(  # the usual case, a host it was deployed to, in one go
+        host,
+        (Account, {"user": settings.user}),
+        (Directory, {"path": layout.etc}),
+        (Directory, {"path": layout.data}),
+    )
     if user:
         if user.get("home") != layout.root:
             return [
@@ -64,8 +70,8 @@ def foreign_claims(settings: Settings) -> list[str]:
         return [
             f"app_name: {path} exists on {host.name} and belongs to {found[field]}, not to"
             " this app: remove it or hand it to the app's user"
-            for path, field in ((layout.etc, "group"), (layout.data, "user"))
-            if (found := host.get_fact(Directory, path=path)) and found[field] != settings.user
+            for path, field, found in ((layout.etc, "group", etc), (layout.data, "user", data))
+            if found and found[field] != settings.user
         ]
     taken = [layout.etc, layout.root, layout.data, layout.run_dir, layout.unit, layout.socket_unit]
     problems = [

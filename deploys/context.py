@@ -30,8 +30,9 @@ def prepare_host(secrets: bool = True) -> HostPlan:
     factcache.install(host, state)
     quicker.cache_global_arguments()
     quicker.order_without_inspect()
-    host.data._temp_dir = f"{host.get_fact(Home)}/{UPLOAD_DIR}"
-    if host.get_fact(User) != "root":
+    home, user = factcache.read_together(host, (Home, {}), (User, {}))
+    host.data._temp_dir = f"{home}/{UPLOAD_DIR}"
+    if user != "root":
         host.data._sudo = True  # the normal case: a sudo user over SSH
     return plan
 

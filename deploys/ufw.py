@@ -3,6 +3,7 @@ operation that brings it to a whole policy (rules, default policy, enabled)."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pyinfra import host
@@ -25,10 +26,11 @@ def parse_ufw(output: str) -> dict:
         elif current:
             sections[current].append(line)
 
-    added = []
-    for line in sections.get("added", []):
-        if line.startswith("ufw "):
-            added.append(" ".join(shlex.split(line)[1:]))
+    if "added" in sections:  # ufw's own listing (there are route rules)
+        listed = [line[4:] for line in sections["added"] if line.startswith("ufw ")]
+    else:
+        listed = added_rules(sections.get("tuples", []))
+    added = [" ".join(shlex.split(command)) for command in dict.fromkeys(listed)]
 
     defaults = {}
     for line in sections.get("defaults", []):
@@ -41,11 +43,89 @@ def parse_ufw(output: str) -> dict:
     return {"active": active, "rules": added, "defaults": defaults}
 
 
+def added_rules(tuples: list[str]) -> list[str]:
+    """The rules ufw lists in ``ufw show added`` (``allow 'Nginx Full'``...), from the
+    ``### tuple ###`` lines of its user.rules and user6.rules, as its own parser writes them
+    (ufw/parser.py, UFWCommandRule.get_command). Route rules are not written here: for them
+    UfwState runs ufw itself."""
+    return [command for line in tuples if (command := _tuple_command(line))]
+
+
+def _tuple_command(line: str) -> str | None:
+    """One ``### tuple ###`` line as a ufw command, None if ufw would skip it as malformed."""
+    comment = ""
+    if " comment=" in line:
+        line, _, comment = line.partition(" comment=")
+        comment = bytes.fromhex(comment.strip()[: len(comment.strip()) // 2 * 2]).decode(
+            "utf-8", "backslashreplace"
+        )
+    fields = line.removeprefix("### tuple ###").split()
+    if not 6 <= len(fields) <= 9:
+        return None
+    direction, iface_in, iface_out = "in", "", ""
+    if len(fields) in (7, 9):
+        last = fields[-1]
+        direction = last.split("_")[0]
+        if "!" in last and re.search(r"in_\w+", last) and re.search(r"out_\w+", last):
+            iface_in, iface_out = (part.partition("_")[2] for part in last.split("!")[:2])
+        elif last.startswith("in_"):
+            iface_in = last.partition("_")[2]
+        elif last.startswith("out_"):
+            iface_out = last.partition("_")[2]
+        elif "_" in last:
+            return None
+    if direction not in ("in", "out"):
+        return None
+    action, _, logtype = fields[0].lower().partition("_")
+    action = action if action in ("allow", "reject", "limit") else "deny"
+    proto, dport, dst, sport, src = fields[1:6]
+    dapp, sapp = (
+        (app.replace("%20", " ") if app != "-" else "" for app in fields[6:8])
+        if len(fields) >= 8
+        else ("", "")
+    )
+    words = [action]
+    anywhere = ("0.0.0.0/0", "::/0")
+    short = dst in anywhere and src in anywhere and sport == "any" and not sapp
+    if short and not iface_in and not iface_out and dport != "any":
+        words += ["out"] if direction == "out" else []
+        words += [logtype] if logtype else []
+        if dapp:
+            words.append(f"'{dapp}'" if " " in dapp else dapp)
+        else:
+            words.append(dport + (f"/{proto}" if proto != "any" else ""))
+    else:
+        if iface_in:
+            words += ["in", "on", iface_in]
+        if iface_out:
+            words += ["out", "on", iface_out]
+        elif direction == "out":
+            words.append("out")
+        words += [logtype] if logtype else []
+        for word, loc, port, app in (("from", src, sport, sapp), ("to", dst, dport, dapp)):
+            loc = "any" if loc in anywhere else loc
+            if loc != "any" or port != "any" or app:
+                words += [word, loc]
+                if app:
+                    words += ["app", f"'{app}'" if " " in app else app]
+                elif port != "any":
+                    words += ["port", port]
+        if not {"from", "to"} & set(words) and not iface_in and not iface_out:
+            words += ["to", "any"]
+        if proto != "any" and not dapp and not sapp:
+            words += ["proto", proto]
+    if comment:
+        words += ["comment", f"'{comment}'"]
+    return " ".join(words)
+
+
 class UfwState(FactBase):
     """UFW's state: ``active`` (bool: its chains are loaded in the kernel, which is what
-    ``ufw status`` tests, without its Python start-up), ``rules`` (added rules as ``"allow
-    Nginx Full"``, even while inactive) and ``defaults`` (``{"incoming": "deny", ...}`` from
-    /etc/default/ufw). ``None`` when ufw is not installed."""
+    ``ufw status`` tests), ``rules`` (added rules as ``"allow Nginx Full"``, even while
+    inactive, from its rule files as ``ufw show added`` lists them) and ``defaults``
+    (``{"incoming": "deny", ...}`` from /etc/default/ufw). ``None`` when ufw is not
+    installed. The ufw CLI itself (a Python start-up, 50 ms of the host's CPU) runs only
+    when there are route rules."""
 
     requires_command = "ufw"
 
@@ -53,7 +133,11 @@ class UfwState(FactBase):
         return (
             f"echo '{SECTION}loaded'; iptables -n -L ufw-user-input >/dev/null 2>&1"
             " && echo yes || echo no; "
-            f"echo '{SECTION}added'; LANG=C ufw show added; "
+            f"echo '{SECTION}tuples'; for f in /etc/ufw/user.rules /etc/ufw/user6.rules; do"
+            " if [ $f = /etc/ufw/user.rules ] || { grep -qiE '^IPV6=\"?yes\"?$' /etc/default/ufw"
+            " && [ -d /proc/sys/net/ipv6 ]; }; then grep '^### tuple ###' $f; fi; done; "
+            "if grep -q '^### tuple ### route:' /etc/ufw/user.rules /etc/ufw/user6.rules; then"
+            f" echo '{SECTION}added'; LANG=C ufw show added; fi; "
             f"echo '{SECTION}defaults'; grep '^DEFAULT_' /etc/default/ufw"
         )
 
@@ -90,10 +174,10 @@ def policy(
     active: bool = True,
 ):
     """
-    Bring UFW to a whole policy from one read of its state (each read runs the ufw CLI once,
-    about 0.05 s of the host's CPU): add the missing ``allow`` rules in their order, delete the
-    ``absent`` ones, set the default for incoming traffic, then enable or disable UFW. Put
-    the SSH rule first in ``allow``: it is added before UFW is enabled in the same run.
+    Bring UFW to a whole policy from one read of its state (see UfwState): add the missing
+    ``allow`` rules in their order, delete the ``absent`` ones, set the default for incoming
+    traffic, then enable or disable UFW. Put the SSH rule first in ``allow``: it is added
+    before UFW is enabled in the same run.
 
     + allow: rules to allow, e.g. ``OpenSSH``, ``Nginx Full``, ``8080/tcp``, ``6000:6007/udp``
     + absent: allow rules that must not exist, e.g. ``5000``

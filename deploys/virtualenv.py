@@ -81,7 +81,8 @@ def built_venv(path: str, requirements: str, packages: list[str]):
     + requirements: a requirements file on the host
     + packages: further pip requirements
     """
-    if host.get_fact(File, path=f"{path}/{COMPLETE_MARKER}"):
+    # pip's environment is not the fact's: without it the read joins the run's other facts
+    if host.get_fact(File, path=f"{path}/{COMPLETE_MARKER}", _env={}):
         host.noop(f"virtualenv {path} is complete")
         return
     venv = shlex.quote(path)

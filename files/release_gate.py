@@ -45,17 +45,116 @@ reads those as the app user (``as_user``).
 
 from __future__ import annotations
 
-import argparse
-import http.client
 import json
 import os
 import pwd
-import shutil
 import socket
-import ssl
-import subprocess
 import sys
 import time
+
+# What the deploy asks on every run, ``live`` (the LiveRelease fact), comes first and is
+# answered before the modules the rest needs are imported (they cost more than the answer).
+
+
+def as_user(user: str, func, *args):
+    """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
+    other groups) and return its JSON-able result; RuntimeError if the child failed. The child
+    never execs: having dropped root, the kernel keeps it undumpable, so the app cannot ptrace
+    it or reach into it through /proc (a process exec'd as the app outside its sandbox would
+    hand the app a way out of it)."""
+    entry = pwd.getpwnam(user)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root for good, then run func
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.write(write_end, json.dumps(func(*args)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read(STATS_LIMIT * 2)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
+    return json.loads(data)
+
+
+STATS_LIMIT = 1 << 20  # bytes: the app controls what its stats server sends
+
+
+def read_stats(stats_socket: str) -> dict | None:
+    """What uWSGI's stats server says, or None when it does not answer within 5 s, sends
+    more than STATS_LIMIT bytes or no JSON object."""
+    deadline = time.monotonic() + 5
+    data = b""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(stats_socket)
+            while chunk := sock.recv(65536):
+                data += chunk
+                if len(data) > STATS_LIMIT or time.monotonic() > deadline:
+                    return None
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        stats = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def workers_up(stats: dict) -> list[dict]:
+    """The workers a stats answer lists with a process (the app controls its shape)."""
+    workers = stats.get("workers")
+    if not isinstance(workers, list):
+        return []
+    return [w for w in workers if isinstance(w, dict) and w.get("pid")]
+
+
+def live_release(stats_socket: str) -> tuple[str | None, int]:
+    """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
+    from the stats server) and how many workers are up; (None, 0) when it does not answer."""
+    stats = read_stats(stats_socket)
+    if stats is None or not isinstance(stats.get("cwd"), str):
+        return None, 0
+    return os.path.dirname(os.path.normpath(stats["cwd"])), len(workers_up(stats))
+
+
+def running(stats: str, user: str) -> tuple[str | None, int]:
+    """live_release of the stats socket ``stats``, read as the app user ``user`` (the socket
+    is in the app's own folder)."""
+    return tuple(as_user(user, live_release, stats))
+
+
+def print_live(stats: str, user: str) -> int:
+    """``live``: print the release uWSGI runs and its workers (nothing when it is down)."""
+    release, workers = running(stats, user)
+    if release:
+        print(release, workers)
+    return 0
+
+
+def live_command_line(argv: list[str]) -> tuple[str, str] | None:
+    """The stats socket and user of ``live --stats=S --user=U``, the way LiveRelease asks it;
+    None for any other command line (main() parses those)."""
+    if len(argv) == 3 and argv[0] == "live":
+        stats, user = argv[1].partition("--stats=")[2], argv[2].partition("--user=")[2]
+        if stats and user:
+            return stats, user
+    return None
+
+
+if __name__ == "__main__" and (live := live_command_line(sys.argv[1:])):
+    sys.exit(print_live(*live))
+
+import argparse
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,35 +239,6 @@ def sandbox_properties(drop_in: str) -> list[str]:
         for line in lines
         if "=" in line and not line.lstrip().startswith(("#", ";", "["))
     ]
-
-
-def as_user(user: str, func, *args):
-    """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
-    other groups) and return its JSON-able result; RuntimeError if the child failed. The child
-    never execs: having dropped root, the kernel keeps it undumpable, so the app cannot ptrace
-    it or reach into it through /proc (a process exec'd as the app outside its sandbox would
-    hand the app a way out of it)."""
-    entry = pwd.getpwnam(user)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root for good, then run func
-        status = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-            os.write(write_end, json.dumps(func(*args)).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read(STATS_LIMIT * 2)
-    _, status = os.waitpid(pid, 0)
-    if status != 0 or not data:
-        raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
-    return json.loads(data)
 
 
 def unit_log(unit: str, lines: int = 60) -> str:
@@ -258,17 +328,18 @@ def release_commands(app: AppRun, commands: list[str]) -> int:
     return 0
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket (the candidate's uWSGI http-socket)."""
+def unix_connection(path: str, timeout: float):
+    """HTTP over a unix socket (the candidate's uWSGI http-socket). (http.client and ssl are
+    imported where they are used: ``live``, run by every deploy, needs neither.)"""
+    import http.client
 
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect(path)
 
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
+    return UnixHTTPConnection("localhost", timeout=timeout)
 
 
 def check_candidate(app: AppRun, check: Health) -> int:
@@ -303,7 +374,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
         check=True,
     )
     try:  # the socket is in the app's own folder: connect as the app
-        problem = as_user(app.user, health, check, lambda: UnixHTTPConnection(sock, timeout=10))
+        problem = as_user(app.user, health, check, lambda: unix_connection(sock, timeout=10))
     finally:
         systemctl("stop", unit, check=False)
     if problem:
@@ -317,55 +388,9 @@ def check_candidate(app: AppRun, check: Health) -> int:
     return 0
 
 
-STATS_LIMIT = 1 << 20  # bytes: the app controls what its stats server sends
-
-
-def read_stats(stats_socket: str) -> dict | None:
-    """What uWSGI's stats server says, or None when it does not answer within 5 s, sends
-    more than STATS_LIMIT bytes or no JSON object."""
-    deadline = time.monotonic() + 5
-    data = b""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(stats_socket)
-            while chunk := sock.recv(65536):
-                data += chunk
-                if len(data) > STATS_LIMIT or time.monotonic() > deadline:
-                    return None
-                sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        stats = json.loads(data)
-    except (OSError, ValueError):
-        return None
-    return stats if isinstance(stats, dict) else None
-
-
-def workers_up(stats: dict) -> list[dict]:
-    """The workers a stats answer lists with a process (the app controls its shape)."""
-    workers = stats.get("workers")
-    if not isinstance(workers, list):
-        return []
-    return [w for w in workers if isinstance(w, dict) and w.get("pid")]
-
-
-def live_release(stats_socket: str) -> tuple[str | None, int]:
-    """The release dir uWSGI runs (its master's cwd is the release's resolved app folder, read
-    from the stats server) and how many workers are up; (None, 0) when it does not answer."""
-    stats = read_stats(stats_socket)
-    if stats is None or not isinstance(stats.get("cwd"), str):
-        return None, 0
-    return str(Path(stats["cwd"]).parent), len(workers_up(stats))
-
-
 def worker_states(stats_socket: str) -> list[str]:
     """Each uWSGI worker's status (idle, busy, pause, ...); [] when it does not answer."""
     return [str(w.get("status", "")) for w in workers_up(read_stats(stats_socket) or {})]
-
-
-def running(stats: str, user: str) -> tuple[str | None, int]:
-    """live_release of the stats socket ``stats``, read as the app user ``user`` (the socket
-    is in the app's own folder)."""
-    return tuple(as_user(user, live_release, stats))
 
 
 def wait_for_generation(
@@ -468,26 +493,23 @@ def restart_without_pause(service: Service, release: str, timeout: float) -> str
         return str(err)
 
 
-class SiteConnection(http.client.HTTPSConnection):
-    """HTTPS to the host's own nginx with the site's name as SNI; the certificate is not
-    checked (the verifier does that): this asks the app, not the CA."""
+def through_nginx(check: Health):
+    """A connection to the site through nginx: HTTPS when it serves TLS, with the site's name
+    as SNI and no certificate check (the verifier does that: this asks the app, not the CA)."""
+    import http.client
+    import ssl
 
-    def __init__(self, name: str, timeout: float):
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        super().__init__("127.0.0.1", 443, timeout=timeout, context=context)
-        self.name = name
+    if not check.https:
+        return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
 
-    def connect(self):
-        raw = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.name)
+    class SiteConnection(http.client.HTTPSConnection):
+        def connect(self):
+            raw = socket.create_connection((self.host, self.port), self.timeout)
+            self.sock = self._context.wrap_socket(raw, server_hostname=check.host_header)
 
-
-def through_nginx(check: Health) -> http.client.HTTPConnection:
-    """A connection to the site through nginx: HTTPS when it serves TLS."""
-    if check.https:
-        return SiteConnection(check.host_header, timeout=10)
-    return http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+    return SiteConnection("127.0.0.1", 443, timeout=10, context=context)
 
 
 ERRORS_BEFORE_GIVING_UP = 3  # HTTP 500s in a row: the app's own error, not a slow start
@@ -496,6 +518,8 @@ ERRORS_BEFORE_GIVING_UP = 3  # HTTP 500s in a row: the app's own error, not a sl
 def health(check: Health, connect) -> str | None:
     """None when GET check.path answers 200 (with the expected text) within the timeout; the
     problem seen otherwise. Repeated HTTP 500s end the wait early."""
+    import http.client
+
     deadline = time.monotonic() + check.timeout
     errors = 0
     while True:
@@ -635,10 +659,7 @@ def main(argv=None) -> int:
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.subcommand == "live":
-        release, workers = running(args.stats, args.user)
-        if release:
-            print(release, workers)
-        return 0
+        return print_live(args.stats, args.user)
     if args.subcommand in ("check", "gate"):
         check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
     if args.subcommand in ("gate", "restart"):

@@ -7,7 +7,7 @@ import subprocess
 
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from deploys.factcache import FactCache, batch_script, split_batch
+from deploys.factcache import FactCache, batch_script, read_together, split_batch
 
 AWKWARD = [
     "echo plain; echo ' leading space'; echo '=0'",  # lines that look like the frame
@@ -46,15 +46,18 @@ def test_a_batch_that_does_not_add_up_is_not_used():
 
 
 class Connector:
-    """Counts what reaches the host; ``echo`` commands answer their argument."""
+    """Runs commands in a local shell, as pyinfra's connector hands back their output, and
+    notes each one that reached the "host"."""
 
     def __init__(self):
         self.commands: list[str] = []
 
     def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
-        self.commands.append(str(command))
-        ok = not str(command).startswith("false")
-        return ok, CommandOutput([OutputLine("stdout", str(command).removeprefix("echo "))])
+        text = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
+        self.commands.append(text)
+        out = subprocess.run(["sh", "-c", text], capture_output=True, text=True)
+        lines = [OutputLine("stdout", line) for line in out.stdout.splitlines()]
+        return out.returncode == 0, CommandOutput(lines)
 
     def put_file(self, *args, **kwargs):
         self.commands.append("upload")
@@ -85,9 +88,9 @@ def test_answers_last_until_anything_else_runs_on_the_host():
     assert host.get_fact("echo a") == "a"
     assert host.get_fact("echo a") == "a"
     assert connector.commands == ["echo a"]
-    connector.run_shell_command("systemctl restart x")  # an operation's command
+    connector.run_shell_command(": an operation")  # a command of an operation
     host.get_fact("echo a")
-    assert connector.commands == ["echo a", "systemctl restart x", "echo a"]
+    assert connector.commands == ["echo a", ": an operation", "echo a"]
     connector.put_file("local", "remote")  # an upload
     host.get_fact("echo a")
     assert connector.commands[-2:] == ["upload", "echo a"]
@@ -99,6 +102,17 @@ def test_a_fact_command_that_failed_is_asked_again():
     host.get_fact("false x")
     host.get_fact("false x")
     assert host.connector.commands == ["false x", "false x"]
+
+
+def test_facts_read_together_take_one_round_trip_and_stay_known():
+    host = Host()
+    host.fact_cache = FactCache(host, State())
+    requests = [("echo a", {}), ("echo b; echo c", {}), ("false", {})]
+    assert read_together(host, *requests) == ["a", "b\nc", ""]
+    batch, failed = host.connector.commands  # the failed one is asked again on its own
+    assert batch.startswith("t=$(mktemp)") and failed == "false"
+    assert host.get_fact("echo b; echo c") == "b\nc"
+    assert len(host.connector.commands) == 2
 
 
 def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():

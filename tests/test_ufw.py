@@ -1,5 +1,6 @@
 """The UFW fact parses what real hosts print (captured from a Debian 12 test-bed host)."""
 
+import shlex
 from pathlib import Path
 
 from deploys.firewall import firewall_rules
@@ -130,3 +131,21 @@ def test_a_from_rule_is_several_words_a_profile_one(fake):
         "ufw allow from 10.0.0.2 to any port 80 proto tcp",
         "ufw delete allow 'Nginx Full'",
     ]
+
+
+def test_rules_read_from_the_files_are_listed_as_ufw_show_added_lists_them():
+    """Captured on one host: the fact's output and ``ufw show added`` after adding rules of
+    every shape (apps, ports, ranges, addresses, IPv6, interfaces, out, log, comments,
+    deny/limit/reject). The fact runs no ufw CLI for them."""
+    listed = (CAPTURED / "ufw-many-rules-show-added.txt").read_text().splitlines()
+    expected = [" ".join(shlex.split(line)[1:]) for line in listed if line.startswith("ufw ")]
+    state = parsed("ufw-many-rules.txt")
+    assert "added" not in (CAPTURED / "ufw-many-rules.txt").read_text()
+    assert state["rules"] == expected
+    assert len(expected) == 17
+
+
+def test_with_route_rules_ufw_lists_the_rules_itself():
+    state = parsed("ufw-route-rules.txt")
+    assert "route allow in on eth0 out on eth1" in state["rules"]
+    assert len(state["rules"]) == 18

@@ -7,7 +7,6 @@ virtualenv's id (so a code change that leaves them alone reuses the virtualenv).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -69,6 +68,8 @@ def _requirement_problem(line: str) -> str | None:
 
 
 def _project_dependencies(pyproject: Path) -> str:
+    import tomllib  # here: only apps without a requirements file need it, and it is slow to load
+
     try:
         data = tomllib.loads(pyproject.read_text())
     except tomllib.TOMLDecodeError as err:

@@ -8,7 +8,8 @@ runs the generators of that operation and the ones after it on the answers it ha
 every fact they still want, reads those in one batch (one shell running each fact command
 in turn, its output framed) and goes on until they want nothing more or one of them would
 change the host. A run that changes nothing reads all its operations' facts in about three
-round trips; one that changes the host reads the facts after each change the same way.
+round trips; after a change the look-ahead covers a few operations, more while they go by
+unchanged.
 
 The answers are exactly the fact commands' own: a fact command that fails, or one that must
 run in another shell, is read on its own as before.
@@ -21,11 +22,12 @@ import logging
 from collections.abc import Callable, Iterable
 
 import gevent
-from pyinfra.api import StringCommand
+from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 LOOK_AHEAD_ROUNDS = 8  # batches per look-ahead: an operation reading facts one after another
+FIRST_WINDOW = 2  # operations looked ahead to after the host changed (doubling from there)
 BATCH_BYTES = 64_000  # of fact commands per batch (one argument of sh -c: at most 128 KiB)
 # Each fact command runs in a subshell, its output buffered in a private temporary file;
 # then each line is printed after a space and the exit status after "=", so no output of a
@@ -36,6 +38,10 @@ BATCH_START = "t=$(mktemp) || exit 1; trap 'rm -f \"$t\"' EXIT\n" + (
     ' done <"$t"; echo "=$r"; }\n'
 )
 BATCH_STEP = '(\n{command}\n) >"$t" 2>/dev/null </dev/null; framed\n'
+
+
+_UNKNOWN = object()  # no value worked out
+MISSING_COMMAND_MARKER = "##PYINFRA_NOCMD##"  # what pyinfra's guard prints without the command
 
 
 class _NotRead(BaseException):
@@ -87,10 +93,13 @@ class FactCache:
         self.values: dict[str, object] = {}  # fact read in an operation -> its value
         self.unanswered: set = set()  # greenlets whose fact command failed: value not kept
         self.epoch = 0  # counts the times the host may have changed
-        self.looked_ahead = False  # this epoch's look-ahead ran
+        self.order: list[str] = []  # this host's operations, in the order they run
+        self.looked_until = -1  # the last operation (index in order) looked ahead to
+        self.window: int | None = None  # operations a look-ahead covers (None: all of them)
         self.wanted: dict[tuple, tuple] | None = None  # while looking ahead: facts to read
         self.tried: set[tuple] = set()  # batched this epoch: a failed one is read on its own
-        self.readers: dict = {}  # greenlet -> depth of host.get_fact calls it is in
+        self.readers: dict = {}  # greenlet -> value keys of the host.get_fact calls it is in
+        self.commands: dict[str, tuple] = {}  # value key -> its command's key
         self.round_trips = 0  # fact reads that went to the host (batches count once)
         host.get_fact = self.get_fact
         connector.run_shell_command = self.run_shell_command
@@ -104,7 +113,8 @@ class FactCache:
         self.values.clear()
         self.tried.clear()
         self.epoch += 1
-        self.looked_ahead = False
+        self.looked_until = -1
+        self.window = FIRST_WINDOW
 
     def _forgetting(self, method: Callable) -> Callable:
         def call(*args, **kwargs):
@@ -115,26 +125,47 @@ class FactCache:
 
     def get_fact(self, cls, *args, **kwargs):
         """``host.get_fact``, answered from the cache where it can be (see the module)."""
-        if self.state.is_executing and self.host.current_op_hash and not self.looked_ahead:
-            if self.wanted is None:
-                self.look_ahead()
+        if self.state.is_executing and self.host.current_op_hash and self.wanted is None:
+            position = self._position(self.host.current_op_hash)
+            if position is not None and position > self.looked_until:
+                self.look_ahead(position)
         key = self._value_key(cls, args, kwargs)
         if key in self.values:
             return copy.deepcopy(self.values[key])
-        reader, epoch = gevent.getcurrent(), self.epoch
-        self.readers[reader] = self.readers.get(reader, 0) + 1
-        try:
-            value = self._get_fact(cls, *args, **kwargs)
-        finally:
-            self.readers[reader] -= 1
-            if not self.readers[reader]:
-                del self.readers[reader]
-        answered = reader not in self.unanswered
-        if not self.readers.get(reader):
-            self.unanswered.discard(reader)
-        if key is not None and answered and epoch == self.epoch:
-            self.values[key] = copy.deepcopy(value)
+        value = self._value_from_answer(cls, key)
+        if value is _UNKNOWN:
+            reader, epoch = gevent.getcurrent(), self.epoch
+            reading = self.readers.setdefault(reader, [])
+            reading.append(key)
+            try:
+                value = self._get_fact(cls, *args, **kwargs)
+            finally:
+                reading.pop()
+                if not reading:
+                    del self.readers[reader]
+            answered = reader not in self.unanswered
+            if reader not in self.readers:
+                self.unanswered.discard(reader)
+            if key is None or not answered or epoch != self.epoch:
+                return value
+        self.values[key] = copy.deepcopy(value)
         return value
+
+    def _value_from_answer(self, cls, key: str | None):
+        """A fact's value worked out from its command's answer (as pyinfra's get_fact does on
+        success), without pyinfra's cost of making the command again; _UNKNOWN when there is
+        no answer yet or pyinfra must judge it (a missing command, an error)."""
+        answer = self.answers.get(self.commands.get(key)) if key is not None else None
+        if answer is None or issubclass(cls, ShortFactBase):
+            return _UNKNOWN
+        lines = answer[1].stdout_lines
+        if lines == [MISSING_COMMAND_MARKER]:
+            return _UNKNOWN
+        fact = cls()
+        try:
+            return fact.process(lines) if lines else fact.default()
+        except Exception:
+            return _UNKNOWN
 
     def _value_key(self, cls, args: tuple, kwargs: dict) -> str | None:
         """What identifies a fact's value inside an operation: the fact, its arguments and the
@@ -149,10 +180,13 @@ class FactCache:
     def run_shell_command(self, command, print_output=False, print_input=False, **arguments):
         """The connector's, for fact commands from the cache; anything else forgets it."""
         printing = {"print_output": print_output, "print_input": print_input}
-        if gevent.getcurrent() not in self.readers:
+        reading = self.readers.get(gevent.getcurrent())
+        if not reading:
             self.forget()
             return self._run(command, **printing, **arguments)
         key = _key(command, arguments)
+        if reading[-1] is not None:
+            self.commands[reading[-1]] = key  # the same fact always makes the same command
         if key in self.answers:
             return self.answers[key]
         if self.wanted is not None:  # looking ahead: nothing is read until the batch
@@ -184,14 +218,26 @@ class FactCache:
             self.read_batch(wanted)
         return [self.get_fact(cls, **kwargs) for cls, kwargs in requests]
 
-    def look_ahead(self) -> None:
-        """Read, in a few batches, the facts the current operation and the ones after it
-        want, up to the first that would change the host."""
-        self.looked_ahead = True
+    def _position(self, op_hash: str) -> int | None:
+        """Where an operation comes in this host's run (None: one added as the run went)."""
+        if op_hash not in self.order:
+            ops = self.state.ops[self.host]
+            self.order = [op for op in self.state.get_op_order() if op in ops]
+        return self.order.index(op_hash) if op_hash in self.order else None
+
+    def look_ahead(self, position: int) -> None:
+        """Read, in a few batches, the facts the operation at ``position`` and the ones after
+        it want, up to the first that would change the host. Until the host first changes,
+        that is every operation; after a change, a window that starts small and doubles
+        while operations go by unchanged (a run that changes much must not read the facts
+        of every later operation after each change, only to drop them at the next)."""
         host = self.host
         ops = self.state.ops[host]
-        order = [op for op in self.state.get_op_order() if op in ops]
-        pending = [ops[op].command_generator for op in order[order.index(host.current_op_hash) :]]
+        end = len(self.order) if self.window is None else position + self.window
+        self.looked_until = end - 1
+        if self.window is not None:
+            self.window *= 2
+        pending = [ops[op].command_generator for op in self.order[position:end]]
         saved = (
             host.in_op,
             host.current_op_hash,

@@ -130,3 +130,11 @@ def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():
         pyinfra_says, frames_say = nested(state)
         assert frames_say == pyinfra_says
         assert len(pyinfra_says) >= (2 if deploy_file == __file__ else 0)
+
+
+def test_the_missing_command_marker_is_pyinfras():
+    from pyinfra.api import facts
+
+    from deploys.factcache import MISSING_COMMAND_MARKER
+
+    assert MISSING_COMMAND_MARKER == facts._MISSING_COMMAND_MARKER

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Iterable
 
 import gevent
+from paramiko import SSHException
 from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
@@ -29,15 +31,20 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 LOOK_AHEAD_ROUNDS = 8  # batches per look-ahead: an operation reading facts one after another
 FIRST_WINDOW = 2  # operations looked ahead to after the host changed (doubling from there)
 BATCH_BYTES = 64_000  # of fact commands per batch (one argument of sh -c: at most 128 KiB)
-# Each fact command runs in a subshell, its output buffered in a private temporary file;
-# then each line is printed after a space and the exit status after "=", so no output of a
-# fact can pass for the frame. (Side by side they take no less time: the host's CPU is
-# what they wait for.)
-BATCH_START = "t=$(mktemp) || exit 1; trap 'rm -f \"$t\"' EXIT\n" + (
-    'framed() { r=$?; while IFS= read -r l || [ -n "$l" ]; do printf \' %s\\n\' "$l";'
-    ' done <"$t"; echo "=$r"; }\n'
+# Each fact command runs in a subshell; its output lines are printed after a space, then its
+# exit status (passed on through descriptor 3) after "=", so no output of a fact can pass
+# for the frame. Nothing is written to a file: a full /tmp would cut answers short. (Side by
+# side they take no less time: the host's CPU is what they wait for.)
+BATCH_START = (
+    "exec 4>&1\n"
+    'framed() { while IFS= read -r l || [ -n "$l" ]; do printf \' %s\\n\' "$l"; done; }\n'
 )
-BATCH_STEP = '(\n{command}\n) >"$t" 2>/dev/null </dev/null; framed\n'
+BATCH_STEP = (
+    "r=$({{ {{ (\n{command}\n) 2>/dev/null </dev/null 3>&- 4>&-; echo $? >&3; }}"
+    " | framed >&4; }} 3>&1)\n"
+    'echo "=$r"\n'
+)
+MAX_AGE = 10.0  # seconds an answer is trusted (a host may wait long for its turn in a rolling run)
 
 
 _UNKNOWN = object()  # no value worked out
@@ -78,7 +85,15 @@ def _key(command, arguments: dict) -> tuple:
 
 
 def _batchable(arguments: dict) -> bool:
-    return arguments.get("_shell_executable") in (None, "sh")
+    """Whether a fact command may run inside a batch: in sh, with nothing a batch would
+    change the meaning of (its own input, a terminal, a timeout, other exit codes)."""
+    return (
+        arguments.get("_shell_executable") in (None, "sh")
+        and not arguments.get("_stdin")
+        and not arguments.get("_get_pty")
+        and arguments.get("_timeout") is None
+        and arguments.get("_success_exit_codes") in (None, [0], (0,))
+    )
 
 
 class FactCache:
@@ -96,6 +111,8 @@ class FactCache:
         self.order: list[str] = []  # this host's operations, in the order they run
         self.looked_until = -1  # the last operation (index in order) looked ahead to
         self.window: int | None = None  # operations a look-ahead covers (None: all of them)
+        self.since = 0.0  # when the oldest answer was read
+        self.executing = False  # whether the answers were read while operations ran
         self.wanted: dict[tuple, tuple] | None = None  # while looking ahead: facts to read
         self.tried: set[tuple] = set()  # batched this epoch: a failed one is read on its own
         self.readers: dict = {}  # greenlet -> value keys of the host.get_fact calls it is in
@@ -107,24 +124,37 @@ class FactCache:
             if hasattr(connector, name):
                 setattr(connector, name, self._forgetting(getattr(connector, name)))
 
-    def forget(self) -> None:
-        """The host may change: drop every answer."""
+    def forget(self, changed: bool = True) -> None:
+        """Drop every answer: the host may have changed (then look ahead a short window), or
+        the answers are too old or from before execution started."""
         self.answers.clear()
         self.values.clear()
         self.tried.clear()
         self.epoch += 1
         self.looked_until = -1
-        self.window = FIRST_WINDOW
+        self.window = FIRST_WINDOW if changed else None
+
+    def _remember(self, key: tuple, answer: tuple) -> None:
+        if not self.answers:
+            self.since = time.monotonic()
+        self.answers[key] = answer
 
     def _forgetting(self, method: Callable) -> Callable:
         def call(*args, **kwargs):
             self.forget()
-            return method(*args, **kwargs)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.forget()  # and what another greenlet read meanwhile
 
         return call
 
     def get_fact(self, cls, *args, **kwargs):
         """``host.get_fact``, answered from the cache where it can be (see the module)."""
+        started = self.state.is_executing and not self.executing  # (after pyinfra's prompt)
+        if self.answers and (started or time.monotonic() - self.since > MAX_AGE):
+            self.forget(changed=False)
+        self.executing = self.state.is_executing
         if self.state.is_executing and self.host.current_op_hash and self.wanted is None:
             position = self._position(self.host.current_op_hash)
             if position is not None and position > self.looked_until:
@@ -132,7 +162,7 @@ class FactCache:
         key = self._value_key(cls, args, kwargs)
         if key in self.values:
             return copy.deepcopy(self.values[key])
-        value = self._value_from_answer(cls, key)
+        value = self._value_from_answer(cls, key, args, kwargs)
         if value is _UNKNOWN:
             reader, epoch = gevent.getcurrent(), self.epoch
             reading = self.readers.setdefault(reader, [])
@@ -151,7 +181,7 @@ class FactCache:
         self.values[key] = copy.deepcopy(value)
         return value
 
-    def _value_from_answer(self, cls, key: str | None):
+    def _value_from_answer(self, cls, key: str | None, args: tuple, kwargs: dict):
         """A fact's value worked out from its command's answer (as pyinfra's get_fact does on
         success), without pyinfra's cost of making the command again; _UNKNOWN when there is
         no answer yet or pyinfra must judge it (a missing command, an error)."""
@@ -162,7 +192,8 @@ class FactCache:
         if lines == [MISSING_COMMAND_MARKER]:
             return _UNKNOWN
         fact = cls()
-        try:
+        try:  # command() first: some facts keep what it was given for process()
+            fact.command(*args, **{k: v for k, v in kwargs.items() if not k.startswith("_")})
             return fact.process(lines) if lines else fact.default()
         except Exception:
             return _UNKNOWN
@@ -182,8 +213,7 @@ class FactCache:
         printing = {"print_output": print_output, "print_input": print_input}
         reading = self.readers.get(gevent.getcurrent())
         if not reading:
-            self.forget()
-            return self._run(command, **printing, **arguments)
+            return self._forgetting(self._run)(command, **printing, **arguments)
         key = _key(command, arguments)
         if reading[-1] is not None:
             self.commands[reading[-1]] = key  # the same fact always makes the same command
@@ -199,7 +229,7 @@ class FactCache:
         if not status:
             self.unanswered.add(gevent.getcurrent())
         elif epoch == self.epoch:
-            self.answers[key] = (status, output)
+            self._remember(key, (status, output))
         return status, output
 
     def read_together(self, requests: list[tuple]) -> list:
@@ -270,7 +300,8 @@ class FactCache:
         """Whether an operation's generator yields a command on the answers so far; _NotRead
         when it wants a fact not read yet; None when it cannot be told ahead (an ``_if`` on
         an operation that has not run, say). Its messages are silenced: it runs again."""
-        logging.disable(logging.WARNING)
+        silenced = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)
         try:
             for _command in generator():
                 return True
@@ -280,7 +311,7 @@ class FactCache:
         except Exception:
             return None
         finally:
-            logging.disable(logging.NOTSET)
+            logging.disable(silenced)
 
     def read_batch(self, wanted: dict[tuple, tuple]) -> None:
         """Read the ``wanted`` fact commands, one batch per way of running them."""
@@ -296,7 +327,10 @@ class FactCache:
         epoch = self.epoch
         script = batch_script(key[0] for key, _, _ in chunk)
         self.round_trips += 1
-        status, output = self._run(StringCommand(script), **chunk[0][2])
+        try:
+            status, output = self._run(StringCommand(script), **chunk[0][2])
+        except (TimeoutError, OSError, SSHException):
+            status, output = False, CommandOutput([])  # each is read on its own, as pyinfra would
         if epoch != self.epoch:
             return
         self.tried.update(key for key, _, _ in chunk)  # what this misses is read on its own
@@ -305,7 +339,7 @@ class FactCache:
         ] * len(chunk)
         for (key, _, _), (code, lines) in zip(chunk, results, strict=True):
             if code == 0:
-                self.answers[key] = (True, CommandOutput([OutputLine("stdout", x) for x in lines]))
+                self._remember(key, (True, CommandOutput([OutputLine("stdout", x) for x in lines])))
 
 
 def _chunks(items: list) -> Iterable[list]:

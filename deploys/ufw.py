@@ -29,7 +29,10 @@ def parse_ufw(output: str) -> dict:
     if "added" in sections:  # ufw's own listing (there are route rules)
         listed = [line[4:] for line in sections["added"] if line.startswith("ufw ")]
     else:
-        listed = added_rules(sections.get("tuples", []))
+        ipv6 = sections.get("ipv6", [])  # as ufw reads it: the last setting, and the kernel's
+        v6 = bool(ipv6) and ipv6[-1].partition("=")[2].strip().strip("'\"").lower() == "yes"
+        tuples = sections.get("tuples", []) + (sections.get("tuples6", []) if v6 else [])
+        listed = added_rules(tuples)
     added = [" ".join(shlex.split(command)) for command in dict.fromkeys(listed)]
 
     defaults = {}
@@ -133,9 +136,10 @@ class UfwState(FactBase):
         return (
             f"echo '{SECTION}loaded'; iptables -n -L ufw-user-input >/dev/null 2>&1"
             " && echo yes || echo no; "
-            f"echo '{SECTION}tuples'; for f in /etc/ufw/user.rules /etc/ufw/user6.rules; do"
-            " if [ $f = /etc/ufw/user.rules ] || { grep -qiE '^IPV6=\"?yes\"?$' /etc/default/ufw"
-            " && [ -d /proc/sys/net/ipv6 ]; }; then grep '^### tuple ###' $f; fi; done; "
+            f"echo '{SECTION}tuples'; grep '^### tuple ###' /etc/ufw/user.rules; "
+            f"echo '{SECTION}tuples6'; grep '^### tuple ###' /etc/ufw/user6.rules; "
+            f"echo '{SECTION}ipv6'; test -d /proc/sys/net/ipv6"
+            " && grep -i '^IPV6=' /etc/default/ufw; "
             "if grep -q '^### tuple ### route:' /etc/ufw/user.rules /etc/ufw/user6.rules; then"
             f" echo '{SECTION}added'; LANG=C ufw show added; fi; "
             f"echo '{SECTION}defaults'; grep '^DEFAULT_' /etc/default/ufw"

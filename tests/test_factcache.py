@@ -7,7 +7,8 @@ import subprocess
 
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from deploys.factcache import FactCache, batch_script, read_together, split_batch
+from deploys import factcache
+from deploys.factcache import BATCH_START, FactCache, batch_script, read_together, split_batch
 
 AWKWARD = [
     "echo plain; echo ' leading space'; echo '=0'",  # lines that look like the frame
@@ -110,7 +111,7 @@ def test_facts_read_together_take_one_round_trip_and_stay_known():
     requests = [("echo a", {}), ("echo b; echo c", {}), ("false", {})]
     assert read_together(host, *requests) == ["a", "b\nc", ""]
     batch, failed = host.connector.commands  # the failed one is asked again on its own
-    assert batch.startswith("t=$(mktemp)") and failed == "false"
+    assert batch.startswith(BATCH_START) and failed == "false"
     assert host.get_fact("echo b; echo c") == "b\nc"
     assert len(host.connector.commands) == 2
 
@@ -138,3 +139,33 @@ def test_the_missing_command_marker_is_pyinfras():
     from deploys.factcache import MISSING_COMMAND_MARKER
 
     assert MISSING_COMMAND_MARKER == facts._MISSING_COMMAND_MARKER
+
+
+def test_answers_are_read_again_once_execution_starts_or_when_old(monkeypatch):
+    """Answers from the planning stage are not used to execute (pyinfra may have waited at
+    its prompt), nor answers older than MAX_AGE (a host waiting its turn in a rolling run)."""
+    host, state = Host(), State()
+    FactCache(host, state)
+    host.get_fact("echo a")
+    state.is_executing = True
+    host.get_fact("echo a")
+    host.get_fact("echo a")
+    assert host.connector.commands == ["echo a", "echo a"]
+    monkeypatch.setattr(factcache, "MAX_AGE", 0.0)
+    host.get_fact("echo a")
+    assert host.connector.commands == ["echo a"] * 3
+
+
+def test_a_batch_the_connection_fails_is_read_fact_by_fact():
+    host = Host()
+    host.fact_cache = FactCache(host, State())
+    run = host.fact_cache._run  # the connector's own, under the cache
+
+    def flaky(command, **kwargs):
+        if str(command).startswith(BATCH_START):
+            raise OSError("connection reset")
+        return run(command, **kwargs)
+
+    host.fact_cache._run = flaky
+    assert read_together(host, ("echo a", {}), ("echo b", {})) == ["a", "b"]
+    assert host.connector.commands == ["echo a", "echo b"]

@@ -149,3 +149,11 @@ def test_with_route_rules_ufw_lists_the_rules_itself():
     state = parsed("ufw-route-rules.txt")
     assert "route allow in on eth0 out on eth1" in state["rules"]
     assert len(state["rules"]) == 18
+
+
+def test_with_ipv6_off_the_ipv6_rules_are_not_listed():
+    listed = (CAPTURED / "ufw-ipv6-off-show-added.txt").read_text().splitlines()
+    expected = [" ".join(shlex.split(line)[1:]) for line in listed if line.startswith("ufw ")]
+    state = parsed("ufw-ipv6-off.txt")
+    assert state["rules"] == expected
+    assert not any("2001:db8" in rule for rule in expected)

@@ -34,6 +34,8 @@ from testbed.pyinfra_cli import fleet_pyinfra, pyinfra
 
 BENCH = Path(__file__).resolve().parent
 ROLLING_SIZES = [1, 2, 4]  # app servers behind one load balancer
+FLEET_SIZES = [1, 2, 4, 8]  # hosts of the no-op and verify runs
+TIMING_HEAD = ["what", "median (s)", "runs (s)", "ratio"]
 WRK_SECONDS = 8
 WRK = f"wrk -t2 -c32 -d{WRK_SECONDS}s --latency"
 ROUTER_PORT = 8001
@@ -132,9 +134,10 @@ def fresh_converge(rounds: int, tmp: Path) -> dict:
     return {"ours": ours, "guide": guide}
 
 
-def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, dict, int]:
+def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
     """No-op deploy and verify times for the first n of max(sizes) converged hosts, and the
-    CPU time each host spent per no-op (its container's, beside the runner's own)."""
+    CPU time each host spent per no-op (its container's, beside the runner's own), as
+    ``{"noop": {n: runs}, "host_cpu": ..., "verify": ...}``; and the operations per host."""
     hosts = testbed.boot(max(sizes), prefix="bench-fleet")
     try:
         deploy(hosts, tmp)
@@ -153,7 +156,16 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, dict, di
             ]
     finally:
         testbed.destroy(hosts)
-    return noop, verify, host_cpu, operations
+    return {"noop": noop, "host_cpu": host_cpu, "verify": verify}, operations
+
+
+def fleet_rows(fleet: dict) -> list[list[str]]:
+    """The table rows of fleet_runs' figures."""
+    return [
+        *per_fleet("no-op re-run", fleet["noop"]),
+        *per_fleet("host CPU per host and no-op", fleet["host_cpu"], digits=2),
+        *per_fleet("verify.py", fleet["verify"]),
+    ]
 
 
 def under_load(host: testbed.Host, action) -> tuple[float, int, int]:
@@ -532,7 +544,7 @@ def report(
         "## Deploy speed\n",
         table(
             [
-                ["what", "median (s)", "runs (s)", "ratio"],
+                TIMING_HEAD,
                 timing_row("fresh converge, ours (deploy.py)", fresh["ours"], guide, "guide"),
                 timing_row(
                     "fresh converge, the guide as a shell script (bench/guide.sh)",
@@ -540,9 +552,7 @@ def report(
                     guide,
                     "guide",
                 ),
-                *per_fleet("no-op re-run", fleet["noop"]),
-                *per_fleet("host CPU per host and no-op", fleet["host_cpu"], digits=2),
-                *per_fleet("verify.py", fleet["verify"]),
+                *fleet_rows(fleet),
                 *per_fleet("test bed: boot from the cached image", fleet["boot"]),
             ]
         ),
@@ -569,13 +579,8 @@ def main(argv=None) -> int:
             elif args.only == "rolling":
                 print(rolling_report(rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))))
             elif args.only == "noop":
-                noop, verify, host_cpu, _ = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
-                rows = [
-                    *per_fleet("no-op re-run", noop),
-                    *per_fleet("host CPU per host and no-op", host_cpu, digits=2),
-                    *per_fleet("verify.py", verify),
-                ]
-                print(table([["what", "median (s)", "runs (s)", "ratio"], *rows]))
+                fleet, _ = fleet_runs(FLEET_SIZES, args.rounds, Path(tmp))
+                print(table([TIMING_HEAD, *fleet_rows(fleet)]))
             else:
                 print(serving_report(serving(args.rounds, Path(tmp))))
         return 0
@@ -584,13 +589,8 @@ def main(argv=None) -> int:
         rolling = rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
-        noop, verify, host_cpu, operations = fleet_runs([1, 2, 4, 8], args.rounds, Path(tmp))
-    fleet = {
-        "noop": noop,
-        "verify": verify,
-        "host_cpu": host_cpu,
-        "boot": testbed_boot([1, 4], args.rounds),
-    }
+        fleet, operations = fleet_runs(FLEET_SIZES, args.rounds, Path(tmp))
+    fleet["boot"] = testbed_boot([1, 4], args.rounds)
     text = report(fresh, fleet, operations, serve, switches, rolling, args.rounds)
     Path(args.out).write_text(text)
     print(text)

@@ -21,6 +21,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import gevent
 from paramiko import SSHException
@@ -47,6 +48,8 @@ BATCH_STEP = (
 MAX_AGE = 10.0  # seconds an answer is trusted (a host may wait long for its turn in a rolling run)
 
 
+# what pyinfra's host holds of the operation running (its generator sets and clears them)
+CURRENT_OP = ("in_op", "current_op_hash", "current_op_global_arguments", "current_op_deploy_data")
 _UNKNOWN = object()  # no value worked out
 MISSING_COMMAND_MARKER = "##PYINFRA_NOCMD##"  # what pyinfra's guard prints without the command
 
@@ -117,7 +120,6 @@ class FactCache:
         self.tried: set[tuple] = set()  # batched this epoch: a failed one is read on its own
         self.readers: dict = {}  # greenlet -> value keys of the host.get_fact calls it is in
         self.commands: dict[str, tuple] = {}  # value key -> its command's key
-        self.round_trips = 0  # fact reads that went to the host (batches count once)
         host.get_fact = self.get_fact
         connector.run_shell_command = self.run_shell_command
         for name in ("put_file", "get_file", "rsync"):
@@ -224,7 +226,6 @@ class FactCache:
                 self.wanted.setdefault(key, (command, arguments))
             raise _NotRead
         epoch = self.epoch
-        self.round_trips += 1
         status, output = self._run(command, **printing, **arguments)
         if not status:
             self.unanswered.add(gevent.getcurrent())
@@ -235,18 +236,25 @@ class FactCache:
     def read_together(self, requests: list[tuple]) -> list:
         """The values of several facts, ``(fact class, {argument: value})`` each, read in
         one batch (for the deploy's own code, which asks its facts one after another)."""
-        self.wanted = {}
-        try:
+        with self._collecting() as wanted:
             for cls, kwargs in requests:
                 try:
                     self.get_fact(cls, **kwargs)
                 except _NotRead:
                     pass
-        finally:
-            wanted, self.wanted = self.wanted, None
         if wanted:
             self.read_batch(wanted)
         return [self.get_fact(cls, **kwargs) for cls, kwargs in requests]
+
+    @contextmanager
+    def _collecting(self):
+        """While inside, fact reads answer nothing new: they note the commands to batch in
+        the dict this yields (and raise _NotRead)."""
+        self.wanted = wanted = {}
+        try:
+            yield wanted
+        finally:
+            self.wanted = None
 
     def _position(self, op_hash: str) -> int | None:
         """Where an operation comes in this host's run (None: one added as the run went)."""
@@ -268,29 +276,20 @@ class FactCache:
         if self.window is not None:
             self.window *= 2
         pending = [ops[op].command_generator for op in self.order[position:end]]
-        saved = (
-            host.in_op,
-            host.current_op_hash,
-            host.current_op_global_arguments,
-            host.current_op_deploy_data,
-        )
+        saved = {name: getattr(host, name) for name in CURRENT_OP}  # the generators reset them
         for _ in range(LOOK_AHEAD_ROUNDS):
-            self.wanted, blocked = {}, []
+            blocked = []
             try:
-                for generator in pending:
-                    outcome = self._evaluate(generator)
-                    if outcome is _NotRead:
-                        blocked.append(generator)
-                    elif outcome:  # it changes the host: what comes after is read later
-                        break
+                with self._collecting() as wanted:
+                    for generator in pending:
+                        outcome = self._evaluate(generator)
+                        if outcome is _NotRead:
+                            blocked.append(generator)
+                        elif outcome:  # it changes the host: what comes after is read later
+                            break
             finally:
-                wanted, self.wanted = self.wanted, None
-                (
-                    host.in_op,
-                    host.current_op_hash,
-                    host.current_op_global_arguments,
-                    host.current_op_deploy_data,
-                ) = saved
+                for name, value in saved.items():
+                    setattr(host, name, value)
             if not wanted:
                 return
             self.read_batch(wanted)
@@ -314,11 +313,11 @@ class FactCache:
             logging.disable(silenced)
 
     def read_batch(self, wanted: dict[tuple, tuple]) -> None:
-        """Read the ``wanted`` fact commands, one batch per way of running them."""
+        """Read the ``wanted`` fact commands (batchable ones: see run_shell_command), one
+        batch per way of running them."""
         groups: dict[tuple, list] = {}
         for key, (command, arguments) in wanted.items():
-            if _batchable(arguments):
-                groups.setdefault(key[1], []).append((key, command, arguments))
+            groups.setdefault(key[1], []).append((key, command, arguments))
         for items in groups.values():
             for chunk in _chunks(items):
                 self._read_chunk(chunk)
@@ -326,7 +325,6 @@ class FactCache:
     def _read_chunk(self, chunk: list) -> None:
         epoch = self.epoch
         script = batch_script(key[0] for key, _, _ in chunk)
-        self.round_trips += 1
         try:
             status, output = self._run(StringCommand(script), **chunk[0][2])
         except (TimeoutError, OSError, SSHException):
@@ -334,9 +332,9 @@ class FactCache:
         if epoch != self.epoch:
             return
         self.tried.update(key for key, _, _ in chunk)  # what this misses is read on its own
-        results = (split_batch(output.stdout_lines, len(chunk)) if status else None) or [
-            (1, [])
-        ] * len(chunk)
+        results = split_batch(output.stdout_lines, len(chunk)) if status else None
+        if results is None:
+            return
         for (key, _, _), (code, lines) in zip(chunk, results, strict=True):
             if code == 0:
                 self._remember(key, (True, CommandOutput([OutputLine("stdout", x) for x in lines])))

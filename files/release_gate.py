@@ -143,8 +143,8 @@ def live_command_line(argv: list[str]) -> tuple[str, str] | None:
     """The stats socket and user of ``live --stats=S --user=U``, the way LiveRelease asks it;
     None for any other command line (main() parses those)."""
     if len(argv) == 3 and argv[0] == "live":
-        stats, user = argv[1].partition("--stats=")[2], argv[2].partition("--user=")[2]
-        if stats and user:
+        stats, user = argv[1].removeprefix("--stats="), argv[2].removeprefix("--user=")
+        if argv[1] != stats and argv[2] != user and stats and user:
             return stats, user
     return None
 

@@ -100,7 +100,7 @@ def service_drifted(layout: Layout, settings: Settings) -> bool:
     """Whether the service runs other options than its ini's (another worker count: a master
     started by hand) or a handover instance was left running (an interrupted restart)."""
     live = live_release(layout, settings)
-    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name)
+    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name, along=layout.unit_names)
     return (live["release"] is not None and live["workers"] != settings.processes) or handover.get(
         "ActiveState", "inactive"
     ) not in ("inactive", "")
@@ -136,11 +136,19 @@ def configure_app_service(
             target=f"{layout.unit}.d",
         ),
     ]
+    units = layout.unit_names
     unit_loaded(
-        name=f"systemd knows the current {layout.socket_unit_name}", unit=layout.socket_unit_name
+        name=f"systemd knows the current {layout.socket_unit_name}",
+        unit=layout.socket_unit_name,
+        along=units,
     )
     for name in (layout.unit_name, layout.handover_unit_name):  # one drop-in folder
-        unit_loaded(name=f"systemd knows the current {name}", unit=name, drop_ins=(layout.sandbox,))
+        unit_loaded(
+            name=f"systemd knows the current {name}",
+            unit=name,
+            drop_ins=(layout.sandbox,),
+            along=units,
+        )
     service, socket = layout.unit_name, layout.socket_unit_name
     changes_applied(
         name=f"Apply changes to {service}",
@@ -174,7 +182,9 @@ def configure_app_service(
         },
     )
     for name in (socket, service):
-        unit_state(name=f"{name} enabled and running", unit=name, running=True, enabled=True)
+        unit_state(
+            name=f"{name} enabled and running", unit=name, running=True, enabled=True, along=units
+        )
     socket_permissions(
         name=f"Socket {layout.socket} is 660 root:www-data",
         path=layout.socket,

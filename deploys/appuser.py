@@ -80,8 +80,11 @@ def foreign_claims(settings: Settings) -> list[str]:
     ]
     problems += [
         f"app_name: systemd has a unit {unit} on {host.name} (a package's?): pick another app_name"
-        for unit in (layout.unit_name, layout.socket_unit_name, layout.handover_unit_name)
-        if host.get_fact(UnitStatus, unit=unit).get("LoadState", "not-found") != "not-found"
+        for unit in layout.unit_names
+        if host.get_fact(UnitStatus, unit=unit, along=layout.unit_names).get(
+            "LoadState", "not-found"
+        )
+        != "not-found"
     ]
     if settings.user in host.get_fact(Groups):
         problems.append(

@@ -252,7 +252,7 @@ def _retired_checks(name: str, hosted: dict) -> list[Check]:
     checks = []
     units = {"app unit": layout.unit_name, "app socket unit": layout.socket_unit_name}
     for label, unit in units.items():
-        status = host.get_fact(UnitStatus, unit=unit)
+        status = host.get_fact(UnitStatus, unit=unit, along=layout.unit_names)
         state = status.get("UnitFileState") or "missing"
         checks += [
             _check(f"{label} stopped", "inactive", status.get("ActiveState") or "inactive"),
@@ -302,9 +302,10 @@ def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
 def app_checks(settings: Settings) -> list[Check]:
     """Every check of one app, in a stable order."""
     layout = Layout.of(settings)
-    app = host.get_fact(UnitStatus, unit=layout.unit_name)
-    socket_unit = host.get_fact(UnitStatus, unit=layout.socket_unit_name)
-    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name)
+    app, socket_unit, handover = (
+        host.get_fact(UnitStatus, unit=unit, along=layout.unit_names)
+        for unit in (layout.unit_name, layout.socket_unit_name, layout.handover_unit_name)
+    )
     nginx = host.get_fact(UnitStatus, unit="nginx.service")
     live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")

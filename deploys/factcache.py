@@ -29,6 +29,8 @@ from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from deploys.batchshell import BatchShell, open_over_ssh
+
 LOOK_AHEAD_ROUNDS = 8  # batches per look-ahead: an operation reading facts one after another
 FIRST_WINDOW = 2  # operations looked ahead to after the host changed (doubling from there)
 BATCH_BYTES = 64_000  # of fact commands per batch (one argument of sh -c: at most 128 KiB)
@@ -120,6 +122,7 @@ class FactCache:
         self.tried: set[tuple] = set()  # batched this epoch: a failed one is read on its own
         self.readers: dict = {}  # greenlet -> value keys of the host.get_fact calls it is in
         self.commands: dict[str, tuple] = {}  # value key -> its command's key
+        self.shells: dict[tuple, BatchShell | None] = {}  # way of running -> its batch shell
         host.get_fact = self.get_fact
         connector.run_shell_command = self.run_shell_command
         for name in ("put_file", "get_file", "rsync"):
@@ -226,7 +229,10 @@ class FactCache:
                 self.wanted.setdefault(key, (command, arguments))
             raise _NotRead
         epoch = self.epoch
-        status, output = self._run(command, **printing, **arguments)
+        answer = None
+        if _batchable(arguments) and key not in self.tried and not (print_output or print_input):
+            answer = self._read_alone(key, arguments)
+        status, output = answer or self._run(command, **printing, **arguments)
         if not status:
             self.unanswered.add(gevent.getcurrent())
         elif epoch == self.epoch:
@@ -324,20 +330,43 @@ class FactCache:
 
     def _read_chunk(self, chunk: list) -> None:
         epoch = self.epoch
-        script = batch_script(key[0] for key, _, _ in chunk)
-        try:
-            status, output = self._run(StringCommand(script), **chunk[0][2])
-        except (TimeoutError, OSError, SSHException):
-            status, output = False, CommandOutput([])  # each is read on its own, as pyinfra would
+        commands = [key[0] for key, _, _ in chunk]
+        shell = self._shell(chunk[0][0][1], chunk[0][2])
+        results = shell.run(commands) if shell is not None else None
+        if results is None:  # no shell kept open: one for this batch
+            results = self._read_in_new_shell(commands, chunk[0][2])
         if epoch != self.epoch:
             return
         self.tried.update(key for key, _, _ in chunk)  # what this misses is read on its own
-        results = split_batch(output.stdout_lines, len(chunk)) if status else None
         if results is None:
             return
         for (key, _, _), (code, lines) in zip(chunk, results, strict=True):
             if code == 0:
                 self._remember(key, (True, CommandOutput([OutputLine("stdout", x) for x in lines])))
+
+    def _read_alone(self, key: tuple, arguments: dict) -> tuple[bool, CommandOutput] | None:
+        """One fact command's answer from the shell kept open (no new channel and sudo);
+        None without one or when it fails (pyinfra then runs it, with its error output)."""
+        shell = self._shell(key[1], arguments)
+        results = shell.run([key[0]]) if shell is not None else None
+        if not results or results[0][0] != 0:
+            return None
+        return True, CommandOutput([OutputLine("stdout", line) for line in results[0][1]])
+
+    def _read_in_new_shell(self, commands: list[str], arguments: dict) -> list | None:
+        try:
+            status, output = self._run(StringCommand(batch_script(commands)), **arguments)
+        except (TimeoutError, OSError, SSHException):
+            return None  # each is read on its own, as pyinfra would
+        return split_batch(output.stdout_lines, len(commands)) if status else None
+
+    def _shell(self, running: tuple, arguments: dict) -> BatchShell | None:
+        """The shell kept open for batches run this way (``running``: the key's part), opened
+        at its first batch; None where there is none (see batchshell.open_over_ssh)."""
+        if running not in self.shells:
+            self.shells[running] = open_over_ssh(self.host, self.state, dict(arguments))
+        shell = self.shells[running]
+        return shell if shell is not None and not shell.closed else None
 
 
 def _chunks(items: list) -> Iterable[list]:

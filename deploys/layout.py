@@ -124,6 +124,11 @@ class Layout:
         return f"{self.app}.socket"
 
     @property
+    def unit_names(self) -> tuple[str, ...]:
+        """The app's units: its socket, service and handover (read together: UnitStatus)."""
+        return (self.socket_unit_name, self.unit_name, self.handover_unit_name)
+
+    @property
     def socket_unit(self) -> str:
         return f"/etc/systemd/system/{self.socket_unit_name}"
 

@@ -66,11 +66,13 @@ def retire_apps(plan: HostPlan):
                 unit=unit,
                 running=False,
                 enabled=False,
+                along=layout.unit_names,
             )
         unit_state(
             name=f"Retired {name}: {layout.handover_unit_name} stopped",
             unit=layout.handover_unit_name,
             running=False,
+            along=layout.unit_names,
         )
         off = files.link(
             name=f"Retired {name}: no {layout.site_enabled}",

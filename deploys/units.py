@@ -12,7 +12,7 @@ from deploys.facts import UnitStatus
 
 
 @operation()
-def unit_loaded(unit: str, drop_ins: tuple[str, ...] = ()):
+def unit_loaded(unit: str, drop_ins: tuple[str, ...] = (), along: tuple[str, ...] = ()):
     """
     Run ``systemctl daemon-reload`` when systemd's copy of ``unit`` is stale, missing, or in
     error (a unit file deleted and put back while the service kept running), or lacks one
@@ -20,8 +20,9 @@ def unit_loaded(unit: str, drop_ins: tuple[str, ...] = ()):
 
     + unit: the unit name, e.g. ``myproject.service``
     + drop_ins: drop-in files the unit must have loaded
+    + along: units whose state is read in the same call (see UnitStatus)
     """
-    status = host.get_fact(UnitStatus, unit=unit)
+    status = host.get_fact(UnitStatus, unit=unit, along=along)
     unloaded = set(drop_ins) - set(status.get("DropInPaths", []))
     stale = status.get("NeedDaemonReload") or status.get("LoadState") in ("not-found", "error")
     if stale or unloaded:
@@ -31,7 +32,9 @@ def unit_loaded(unit: str, drop_ins: tuple[str, ...] = ()):
 
 
 @operation()
-def unit_state(unit: str, running: bool = True, enabled: bool | None = None):
+def unit_state(
+    unit: str, running: bool = True, enabled: bool | None = None, along: tuple[str, ...] = ()
+):
     """
     Start or stop ``unit`` and enable or disable it, from one read of its state (pyinfra's
     systemd.service asks systemctl twice).
@@ -39,8 +42,9 @@ def unit_state(unit: str, running: bool = True, enabled: bool | None = None):
     + unit: the unit name, e.g. ``nginx.service``
     + running: whether it should be active
     + enabled: whether it should start at boot; None leaves that alone
+    + along: units whose state is read in the same call (see UnitStatus)
     """
-    status = host.get_fact(UnitStatus, unit=unit)
+    status = host.get_fact(UnitStatus, unit=unit, along=along)
     active = status.get("ActiveState", "")
     commands = []
     if running and active != "active":

@@ -46,6 +46,23 @@ def test_unit_status_of_a_missing_unit():
     assert status["LoadState"] == "not-found" and status["DropInPaths"] == []
 
 
+def test_units_read_together_share_one_command_and_each_gets_its_own_state():
+    group = ("myproject.socket", "myproject.service", "myproject-handover.service")
+    facts = {unit: UnitStatus() for unit in (*group, "nosuch.service")}
+    commands = {
+        fact.command(unit, along=(*group, "nosuch.service")) for unit, fact in facts.items()
+    }
+    assert len(commands) == 1  # whichever unit asks
+    states = {unit: fact.process(lines("unit-group.txt")) for unit, fact in facts.items()}
+    assert states["myproject.service"]["MainPID"] == 3857
+    assert states["myproject.service"]["ExecMainStartTimestamp"] == 1795686403
+    assert states["myproject.socket"]["ActiveState"] == "active"
+    assert states["myproject.socket"]["DropInPaths"] == []
+    assert states["myproject-handover.service"]["ActiveState"] == "inactive"
+    assert states["myproject-handover.service"]["UnitFileState"] == "static"
+    assert states["nosuch.service"]["LoadState"] == "not-found"
+
+
 def test_unit_status_asks_for_unix_timestamps():
     assert "--timestamp=unix" in UnitStatus().command("a.service")
 

@@ -1,0 +1,129 @@
+"""A shell kept open on the host for the fact cache's batches (deploys/factcache.py).
+
+Sending each batch on a new SSH channel costs the host more than most batches' facts do:
+sshd starts the login shell, which starts sudo, which starts sh, and sudo logs the whole
+batch (some 17 KB) to the journal; about 10 ms of the host's CPU a round trip. A
+BatchShell starts that chain once per way of running facts (sudo or not...) and sends each
+batch on its input.
+
+- A batch is sent as one quoted word that the shell evals in a subshell with its input
+  from /dev/null: a fact command can neither read the batches that follow nor break the
+  shell's own parsing, change its state or end it.
+- After each command's output the shell prints a newline, then a frame line: a secret of
+  this shell and the command's exit status. The secret travels on the channel only (never
+  on a command line, where ``ps`` would show it to any user of the host), so nothing a
+  fact prints can pass for a frame. A batch ends with an end line, also with the secret.
+- A shell that answers out of frame, ends or fails is closed, and its batches are read
+  another way (a shell per batch, then fact by fact).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Callable
+
+import gevent.lock
+from paramiko import SSHException
+from pyinfra.api import StringCommand
+from pyinfra.connectors.util import make_unix_command_for_host
+
+SECRET_VARIABLE = "flask_deploy_frame"  # the shell's variable holding the secret
+# connector arguments the connector itself handles (a batchable fact has none of them set)
+CONNECTION_ONLY = ("_get_pty", "_timeout", "_stdin", "_success_exit_codes")
+
+
+def batch_line(commands: list[str]) -> str:
+    """What is sent for one batch: each command framed (see the module), then the end."""
+    steps = "".join(
+        f"(\n{command}\n) 2>/dev/null </dev/null\n"
+        f'printf \'\\n%s %d\\n\' "${SECRET_VARIABLE}" "$?"\n'
+        for command in commands
+    )
+    return (
+        f"( eval {shlex.quote(steps)} ) </dev/null\nprintf '\\n%s end\\n' \"${SECRET_VARIABLE}\"\n"
+    )
+
+
+class BatchShell:
+    """A shell reading batches on its input (``send``) and answering on ``stdout`` (a text
+    file, read line by line as pyinfra reads a command's output)."""
+
+    def __init__(self, send: Callable[[str], None], stdout, close: Callable[[], None]):
+        self._send, self._stdout, self._close = send, stdout, close
+        self.secret = secrets.token_hex(16)
+        self.closed = False
+        self._turn = gevent.lock.Semaphore()  # one batch at a time on the shell
+        self._call(send, f"{SECRET_VARIABLE}={self.secret}\n")
+
+    def run(self, commands: list[str]) -> list[tuple[int, list[str]]] | None:
+        """Each command's exit status and output lines (as pyinfra would have them); None
+        when the shell is closed or the batch did not answer in frame."""
+        with self._turn:
+            if self.closed or not self._call(self._send, batch_line(commands)):
+                return None
+            try:
+                results = self._read_batch()
+            except (OSError, EOFError, UnicodeDecodeError, SSHException):
+                results = None
+            if results is None:
+                self.close()
+                return None
+            return results if len(results) == len(commands) else None
+
+    def _read_batch(self) -> list[tuple[int, list[str]]] | None:
+        """The frames up to the batch's end line; None if the shell ended or answered out
+        of frame (then where the next batch would start is unknown)."""
+        frame, end = f"{self.secret} ", f"{self.secret} end"
+        results: list[tuple[int, list[str]]] = []
+        output: list[str] = []
+        while line := self._stdout.readline():
+            line = line.removesuffix("\n")
+            if line == end:
+                return results if output == [""] else None
+            if line.startswith(frame) and line[len(frame) :].isdigit():
+                if output and output[-1] == "":  # the newline before the frame
+                    output.pop()
+                results.append((int(line[len(frame) :]), output))
+                output = []
+            else:
+                output.append(line)
+        return None
+
+    def _call(self, method: Callable, *args) -> bool:
+        try:
+            method(*args)
+            return True
+        except (OSError, EOFError, SSHException):
+            self.close()
+            return False
+
+    def close(self) -> None:
+        """Close the shell's channel (the shell ends at the end of its input)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self._close()
+            except (OSError, EOFError, SSHException):
+                pass
+
+
+def open_over_ssh(host, state, arguments: dict) -> BatchShell | None:
+    """A BatchShell on ``host``'s SSH connection that runs its batches the way pyinfra runs
+    a fact with these connector ``arguments`` (sudo, user, environment...); None for other
+    connectors and with a sudo password (pyinfra's askpass helpers)."""
+    client = getattr(host.connector, "client", None)
+    if client is None or arguments.get("_su_user"):
+        return None
+    if arguments.get("_sudo_password") or host.connector_data.get("prompted_sudo_password"):
+        return None
+    running = {k: v for k, v in arguments.items() if k not in CONNECTION_ONLY}
+    command = make_unix_command_for_host(state, host, StringCommand("sh"), **running)
+    try:
+        channel = client.get_transport().open_session()
+        channel.exec_command(command.get_raw_value())
+    except (OSError, EOFError, SSHException, AttributeError):
+        return None
+    return BatchShell(
+        lambda text: channel.sendall(text.encode()), channel.makefile("r"), channel.close
+    )

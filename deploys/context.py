@@ -30,7 +30,6 @@ def prepare_host(secrets: bool = True) -> HostPlan:
     factcache.install(host, state)
     quicker.cache_global_arguments()
     quicker.order_without_inspect()
-    quicker.host_data_without_exceptions()
     home, user = factcache.read_together(host, (Home, {}), (User, {}))
     host.data._temp_dir = f"{home}/{UPLOAD_DIR}"
     if user != "root":

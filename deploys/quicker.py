@@ -7,10 +7,6 @@ the deploy itself, and both grow with each host and operation:
   type hints of one TypedDict, which ``all_global_arguments`` evaluates anew each time
   (``typing.get_type_hints``: a millisecond a call, over 1,400 calls for eight hosts). The
   hints never change, so they are evaluated once.
-- Every fact read and operation also looks up each global argument in the host's data:
-  six layers (override, host, groups, all, deploy data), each a KeyError when the key is
-  not there, which it mostly is not (some 4,000 misses per host and run). Asking each
-  layer whether it has the key gives the same answer without the exceptions.
 - Every operation orders itself by the line numbers of its call stack, read with
   ``inspect.stack``, which also finds the module and source of every frame; for the deploy
   file, which pyinfra runs without making it a module, that means scanning every loaded
@@ -22,11 +18,9 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-from copy import copy
 
 import pyinfra
 from pyinfra.api import arguments
-from pyinfra.api.host import HostData
 from pyinfra.api.util import PYINFRA_INSTALL_DIR
 
 # the module, not the operation decorator that pyinfra.api exports under the same name
@@ -68,19 +62,3 @@ OWN_CODE = order_from_frames.__code__
 def order_without_inspect() -> None:
     """Have operations order themselves with ``order_from_frames``."""
     operation_module.get_operation_order_from_stack = order_from_frames
-
-
-def host_data_lookup(data: HostData, key: str):
-    """HostData.__getattr__ without an exception per layer that lacks ``key``: the first
-    layer holding it gives a shallow copy of its value (as pyinfra's)."""
-    for layer in data.__dict__["datas"]:
-        if callable(layer):
-            layer = layer()
-        if key in layer:
-            return copy(layer[key])
-    raise AttributeError(f"Host `{data.__dict__['host']}` has no data `{key}`")
-
-
-def host_data_without_exceptions() -> None:
-    """Have host data looked up with ``host_data_lookup``."""
-    HostData.__getattr__ = host_data_lookup

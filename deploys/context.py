@@ -16,7 +16,7 @@ from deploys.plan import HostPlan, load_plan
 
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
 TURN_SCALE = 10_000  # positions per level of in_turn (apps; a rolling release's steps)
-_DEPTH = [0]  # how deep in_turn is nested
+_TURNS: dict[str, tuple[float, int]] = {}  # host -> its in_turn offset and nesting depth
 
 
 def prepare_host(secrets: bool = True) -> HostPlan:
@@ -29,7 +29,7 @@ def prepare_host(secrets: bool = True) -> HostPlan:
     disable_nagle(host.connector)
     factcache.install(host, state)
     quicker.cache_global_arguments()
-    quicker.order_without_inspect()
+    quicker.order_without_inspect(turn_offset)
     home, user = factcache.read_together(host, (Home, {}), (User, {}))
     host.data._temp_dir = f"{home}/{UPLOAD_DIR}"
     if user != "root":
@@ -43,15 +43,24 @@ def in_turn(position: int):
     deploy before the next app's; within an app, a rolling batch's steps in order across
     hosts. (pyinfra orders operations by the line numbers of their call sites, so a plain
     loop would interleave the apps step by step, and a failing app would stop the host with
-    the next one half deployed.) Nested turns order within their enclosing turn."""
-    base = state.current_op_file_number
-    _DEPTH[0] += 1
-    state.current_op_file_number = base + position / TURN_SCALE ** _DEPTH[0]
+    the next one half deployed.) Nested turns order within their enclosing turn.
+
+    Each host has its own turn, added to the first number of its operations' order
+    (``turn_offset``, see quicker.order_from_frames): pyinfra loads the deploy file on all
+    hosts at once, in greenlets that take turns whenever one waits for the host, so one
+    shared number would leak a host's turn into another's operations (each host then has
+    operations of its own, run one host after another instead of on all at once)."""
+    offset, depth = _TURNS.get(host.name, (0.0, 0))
+    _TURNS[host.name] = (offset + position / TURN_SCALE ** (depth + 1), depth + 1)
     try:
         yield
     finally:
-        _DEPTH[0] -= 1
-        state.current_op_file_number = base
+        _TURNS[host.name] = (offset, depth)
+
+
+def turn_offset() -> float:
+    """What in_turn adds to the order of the operations this host makes now."""
+    return _TURNS.get(host.name, (0.0, 0))[0]
 
 
 @deploy("Private upload folder")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from collections.abc import Callable
 
 import pyinfra
 from pyinfra.api import arguments
@@ -33,10 +34,10 @@ def cache_global_arguments() -> None:
         arguments.all_global_arguments = functools.cache(arguments.all_global_arguments)
 
 
-def order_from_frames(state) -> list:
+def order_from_frames(state, offset: Callable[[], float] = lambda: 0.0) -> list:
     """pyinfra.api.util.get_operation_order_from_stack, from the frames themselves: the line
     numbers of the calls that led to an operation, from the deploy file's down, pyinfra's
-    own left out."""
+    own left out; ``offset()`` is added to the first (the deploy file's number)."""
     frames = []
     frame = sys._getframe(0)  # as pyinfra's, which counts its own frame (then leaves it out)
     while frame is not None:
@@ -48,7 +49,7 @@ def order_from_frames(state) -> list:
         for i, frame in enumerate(frames):  # noqa: B007 (as pyinfra: the last one if absent)
             if frame.f_code.co_filename == state.current_deploy_filename:
                 break
-    line_numbers = [state.current_op_file_number] if pyinfra.is_cli else []
+    line_numbers = [state.current_op_file_number + offset()] if pyinfra.is_cli else []
     for frame in frames[i:]:
         code = frame.f_code
         if not code.co_filename.startswith(PYINFRA_INSTALL_DIR) and code is not OWN_CODE:
@@ -59,6 +60,9 @@ def order_from_frames(state) -> list:
 OWN_CODE = order_from_frames.__code__
 
 
-def order_without_inspect() -> None:
-    """Have operations order themselves with ``order_from_frames``."""
-    operation_module.get_operation_order_from_stack = order_from_frames
+def order_without_inspect(offset: Callable[[], float]) -> None:
+    """Have operations order themselves with ``order_from_frames``, ``offset()`` added to
+    the deploy file's number (see context.in_turn)."""
+    operation_module.get_operation_order_from_stack = functools.partial(
+        order_from_frames, offset=offset
+    )

@@ -29,6 +29,7 @@ from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
+from deploys import factmerge
 from deploys.batchshell import BatchShell, open_over_ssh
 
 LOOK_AHEAD_ROUNDS = 8  # batches per look-ahead: an operation reading facts one after another
@@ -330,7 +331,8 @@ class FactCache:
 
     def _read_chunk(self, chunk: list) -> None:
         epoch = self.epoch
-        commands = [key[0] for key, _, _ in chunk]
+        merged, alone = factmerge.merge(chunk, command_of=lambda item: item[0][0])
+        commands = [m.command for m in merged] + [key[0] for key, _, _ in alone]
         shell = self._shell(chunk[0][0][1], chunk[0][2])
         results = shell.run(commands) if shell is not None else None
         if results is None:  # no shell kept open: one for this batch
@@ -340,7 +342,11 @@ class FactCache:
         self.tried.update(key for key, _, _ in chunk)  # what this misses is read on its own
         if results is None:
             return
-        for (key, _, _), (code, lines) in zip(chunk, results, strict=True):
+        answered = list(zip(alone, results[len(merged) :], strict=True))
+        for each, (code, lines) in zip(merged, results, strict=False):
+            outputs = each.answers(code, lines)  # None: each is read on its own
+            answered += zip(each.items, [(0, out) for out in outputs or []], strict=False)
+        for (key, _, _), (code, lines) in answered:
             if code == 0:
                 self._remember(key, (True, CommandOutput([OutputLine("stdout", x) for x in lines])))
 

@@ -11,8 +11,9 @@ batch on its input.
   shell's own parsing, change its state or end it.
 - After each command's output the shell prints a newline, then a frame line: a secret of
   this shell and the command's exit status. The secret travels on the channel only (never
-  on a command line, where ``ps`` would show it to any user of the host), so nothing a
-  fact prints can pass for a frame. A batch ends with an end line, also with the secret.
+  on a command line, where ``ps`` would show it to any user of the host) and is unset
+  before each command runs, so nothing a fact prints can pass for a frame. A batch ends
+  with an end line, also with the secret.
 - A shell that answers out of frame, ends or fails is closed, and its batches are read
   another way (a shell per batch, then fact by fact).
 """
@@ -36,7 +37,7 @@ CONNECTION_ONLY = ("_get_pty", "_timeout", "_stdin", "_success_exit_codes")
 def batch_line(commands: list[str]) -> str:
     """What is sent for one batch: each command framed (see the module), then the end."""
     steps = "".join(
-        f"(\n{command}\n) 2>/dev/null </dev/null\n"
+        f"(\nunset {SECRET_VARIABLE}\n{command}\n) 2>/dev/null </dev/null\n"
         f'printf \'\\n%s %d\\n\' "${SECRET_VARIABLE}" "$?"\n'
         for command in commands
     )

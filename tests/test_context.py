@@ -1,4 +1,5 @@
-"""The SSH connection tweak every entry point applies: Nagle off on real TCP sockets only."""
+"""What every entry point applies: Nagle off on real TCP sockets only; each host's own
+operation turns."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import socket
 from types import SimpleNamespace
 
 import pytest
+from pyinfra.context import ctx_host
 
-from deploys.context import disable_nagle
+from deploys.context import TURN_SCALE, disable_nagle, in_turn, turn_offset
 
 
 def connector_on(sock) -> SimpleNamespace:
@@ -36,3 +38,24 @@ def test_other_connections_are_left_alone():
     assert disable_nagle(connector_on(object())) is False  # a ProxyCommand or jump channel
     assert disable_nagle(SimpleNamespace()) is False  # @local, @docker: no SSH client
     assert disable_nagle(SimpleNamespace(client=None)) is False  # not connected
+
+
+def test_each_host_keeps_its_own_turn_while_hosts_load_interleaved():
+    """pyinfra loads the deploy file on every host at once, switching between them whenever
+    one waits: a host's turn must not leak into another's operations."""
+    first, second = SimpleNamespace(name="first"), SimpleNamespace(name="second")
+    with ctx_host.use(first):
+        app_turn = in_turn(2)
+        app_turn.__enter__()
+    with ctx_host.use(second):  # enters its own turn while the first host is in one
+        with in_turn(1):
+            assert turn_offset() == 1 / TURN_SCALE
+            with ctx_host.use(first):
+                assert turn_offset() == 2 / TURN_SCALE
+                app_turn.__exit__(None, None, None)  # the first host's turn ends meanwhile
+            assert turn_offset() == 1 / TURN_SCALE
+            with in_turn(3):  # nested: within its enclosing turn
+                assert turn_offset() == 1 / TURN_SCALE + 3 / TURN_SCALE**2
+        assert turn_offset() == 0
+    with ctx_host.use(first):
+        assert turn_offset() == 0

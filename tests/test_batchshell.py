@@ -1,0 +1,102 @@
+"""The shell kept open for fact batches (deploys/batchshell.py), run as a real local sh:
+each command's output and status as pyinfra would have them, whatever a command prints,
+reads or does to its shell; the frame's secret out of every other process's reach."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from deploys.batchshell import BatchShell
+
+AWKWARD = [
+    "echo plain; echo ' leading space'; echo '=0'",
+    "printf 'no newline at the end'",
+    "exit 3",  # a failing fact, and an exit that must not end the shell
+    "true",  # no output at all
+    "echo; echo",  # empty lines
+    "printf 'a\\n\\n'",  # a blank last line
+    "cat <<'EOF'\na heredoc\nEOF",
+    "echo to stderr >&2; echo out",
+]
+
+
+@pytest.fixture
+def shell():
+    proc = subprocess.Popen(
+        ["sh"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+
+    def send(text: str) -> None:
+        proc.stdin.write(text)
+        proc.stdin.flush()
+
+    yield BatchShell(send, proc.stdout, proc.stdin.close), proc
+    proc.kill()
+    proc.wait()
+
+
+def one_by_one(command: str) -> tuple[int, list[str]]:
+    """What pyinfra's connector hands back for the command on its own."""
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    return out.returncode, out.stdout.splitlines()
+
+
+def test_each_command_gets_what_it_would_get_on_its_own(shell):
+    batch, _ = shell
+    assert batch.run(AWKWARD) == [one_by_one(command) for command in AWKWARD]
+    assert batch.run(["echo again"]) == [(0, ["again"])]  # the shell goes on
+
+
+def test_output_that_imitates_the_frame_stays_output(shell):
+    batch, _ = shell
+    forged = [
+        "echo '0123456789abcdef0123456789abcdef 0'",  # a frame with another secret
+        "echo '0123456789abcdef0123456789abcdef end'; printf '\\n%s end\\n' guess",
+        'echo "$flask_deploy_frame"',  # the variable is not in a command's environment
+    ]
+    results = batch.run(forged)
+    assert [status for status, _ in results] == [0, 0, 0]
+    assert results[0][1] == ["0123456789abcdef0123456789abcdef 0"]
+    assert results[2][1] == [""]  # unset before each command
+
+
+def test_a_command_can_neither_read_the_next_batch_nor_change_the_shell(shell):
+    batch, _ = shell
+    reads = ["cat", 'if read line; then echo "read $line"; else echo nothing; fi']
+    assert batch.run(reads) == [(0, []), (0, ["nothing"])]
+    assert batch.run(["cd /; flask_deploy_frame=x; set -e; false", "pwd >/dev/null; exit 0"]) == [
+        (1, []),
+        (0, []),
+    ]
+    assert batch.run(["echo still framed"]) == [(0, ["still framed"])]
+
+
+def test_a_broken_command_fails_its_batch_and_the_shell_goes_on(shell):
+    batch, _ = shell
+    assert batch.run(["echo before", "( unbalanced"]) is None
+    assert not batch.closed
+    assert batch.run(["echo after"]) == [(0, ["after"])]
+
+
+def test_a_shell_that_ended_answers_nothing_and_is_closed(shell):
+    batch, proc = shell
+    proc.kill()
+    proc.wait()
+    assert batch.run(["echo hello"]) is None
+    assert batch.closed
+    assert batch.run(["echo hello"]) is None
+
+
+def test_no_process_of_the_host_sees_the_frame_secret(shell):
+    """An attacker on the host who could read the secret could forge a fact's frame: it is
+    on no process's command line or environment while the shell runs a batch."""
+    batch, _ = shell
+    spy = (
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo;"
+        " tr '\\0' '\\n' < $p/environ 2>/dev/null; done"
+    )
+    [(status, lines)] = batch.run([spy])
+    assert status == 0 and lines
+    assert not [line for line in lines if batch.secret in line]

@@ -100,7 +100,9 @@ def service_drifted(layout: Layout, settings: Settings) -> bool:
     """Whether the service runs other options than its ini's (another worker count: a master
     started by hand) or a handover instance was left running (an interrupted restart)."""
     live = live_release(layout, settings)
-    handover = host.get_fact(UnitStatus, unit=layout.handover_unit_name, along=layout.unit_names)
+    handover = host.get_fact(
+        UnitStatus, unit=layout.handover_unit_name, along=layout.units_read_together
+    )
     return (live["release"] is not None and live["workers"] != settings.processes) or handover.get(
         "ActiveState", "inactive"
     ) not in ("inactive", "")
@@ -136,7 +138,7 @@ def configure_app_service(
             target=f"{layout.unit}.d",
         ),
     ]
-    units = layout.unit_names
+    units = layout.units_read_together
     unit_loaded(
         name=f"systemd knows the current {layout.socket_unit_name}",
         unit=layout.socket_unit_name,

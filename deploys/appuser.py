@@ -81,7 +81,7 @@ def foreign_claims(settings: Settings) -> list[str]:
     problems += [
         f"app_name: systemd has a unit {unit} on {host.name} (a package's?): pick another app_name"
         for unit in layout.unit_names
-        if host.get_fact(UnitStatus, unit=unit, along=layout.unit_names).get(
+        if host.get_fact(UnitStatus, unit=unit, along=layout.units_read_together).get(
             "LoadState", "not-found"
         )
         != "not-found"

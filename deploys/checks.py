@@ -23,7 +23,7 @@ from deploys.facts import (
 )
 from deploys.firewall import firewall_rules
 from deploys.fleet import Fleet
-from deploys.layout import Layout
+from deploys.layout import NGINX_UNIT, Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.plan import HostPlan
 from deploys.release import live_release
@@ -252,7 +252,7 @@ def _retired_checks(name: str, hosted: dict) -> list[Check]:
     checks = []
     units = {"app unit": layout.unit_name, "app socket unit": layout.socket_unit_name}
     for label, unit in units.items():
-        status = host.get_fact(UnitStatus, unit=unit, along=layout.unit_names)
+        status = host.get_fact(UnitStatus, unit=unit, along=layout.units_read_together)
         state = status.get("UnitFileState") or "missing"
         checks += [
             _check(f"{label} stopped", "inactive", status.get("ActiveState") or "inactive"),
@@ -281,7 +281,7 @@ def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
     """The checks of what the host's apps share: nginx, the firewall, certbot's timer, the
     catch-all; that no app runs the settings do not list, and the retired apps are off."""
     hosted = host.get_fact(HostedApps)
-    nginx = host.get_fact(UnitStatus, unit="nginx.service")
+    nginx = host.get_fact(UnitStatus, unit=NGINX_UNIT)
     config_test = host.get_fact(NginxConfigTest) or {"ok": False, "message": "nginx missing"}
     return [
         *_unit_checks("nginx", nginx),
@@ -303,10 +303,10 @@ def app_checks(settings: Settings) -> list[Check]:
     """Every check of one app, in a stable order."""
     layout = Layout.of(settings)
     app, socket_unit, handover = (
-        host.get_fact(UnitStatus, unit=unit, along=layout.unit_names)
+        host.get_fact(UnitStatus, unit=unit, along=layout.units_read_together)
         for unit in (layout.unit_name, layout.socket_unit_name, layout.handover_unit_name)
     )
-    nginx = host.get_fact(UnitStatus, unit="nginx.service")
+    nginx = host.get_fact(UnitStatus, unit=NGINX_UNIT, along=layout.units_read_together)
     live = live_release(layout, settings)
     current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "missing")
     link = host.get_fact(Link, path=layout.site_enabled)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from deploys.settings import Settings
 
 GATE_SCRIPT = "/usr/local/lib/flask-deploy/release_gate.py"  # files/release_gate.py, host-wide
+NGINX_UNIT = "nginx.service"
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,14 @@ class Layout:
 
     @property
     def unit_names(self) -> tuple[str, ...]:
-        """The app's units: its socket, service and handover (read together: UnitStatus)."""
+        """The app's units: its socket, service and handover."""
         return (self.socket_unit_name, self.unit_name, self.handover_unit_name)
+
+    @property
+    def units_read_together(self) -> tuple[str, ...]:
+        """The app's units and nginx's: the deploy reads their state in one systemctl call
+        (UnitStatus's ``along``)."""
+        return (*self.unit_names, NGINX_UNIT)
 
     @property
     def socket_unit(self) -> str:

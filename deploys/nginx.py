@@ -11,7 +11,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, server
 
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
-from deploys.layout import Layout
+from deploys.layout import NGINX_UNIT, Layout
 from deploys.plan import HostPlan
 from deploys.render import FILES, digest, put_text, render
 from deploys.settings import Settings
@@ -200,4 +200,10 @@ def configure_nginx(settings: Settings, shared: NginxHost):
         _site(settings, cert["names"] if cert else None, shared)
         issued = request_certificate(settings)
         _site(settings, settings.server_name, shared, _if=issued.did_change)
-    unit_state(name="nginx enabled and running", unit="nginx.service", running=True, enabled=True)
+    unit_state(
+        name="nginx enabled and running",
+        unit=NGINX_UNIT,
+        running=True,
+        enabled=True,
+        along=Layout.of(settings).units_read_together,
+    )

@@ -76,12 +76,14 @@ class LiveRelease(FactBase):
     ``{"release": None, "workers": 0}`` when it does not answer (or before the first deploy).
     The stats socket lives in the app's own folder, so the gate reads it in a child that
     dropped root for the app's uid without exec'ing: a process the app could neither follow
-    a planted path with, nor inspect (``runuser ... python3`` would be both)."""
+    a planted path with, nor inspect (``runuser ... python3`` would be both). Python starts
+    isolated (no environment or user site) and without ``site``: the script needs the
+    standard library only, and this fact is read on every run."""
 
     def command(self, gate_script: str, stats_socket: str, user: str) -> str:
         return (
             f"test -f {gate_script} && id -u {shlex.quote(user)} >/dev/null 2>&1 || exit 0;"
-            f" python3 {gate_script} live --stats={shlex.quote(stats_socket)}"
+            f" python3 -I -S {gate_script} live --stats={shlex.quote(stats_socket)}"
             f" --user={shlex.quote(user)}"
         )
 

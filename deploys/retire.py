@@ -66,13 +66,13 @@ def retire_apps(plan: HostPlan):
                 unit=unit,
                 running=False,
                 enabled=False,
-                along=layout.unit_names,
+                along=layout.units_read_together,
             )
         unit_state(
             name=f"Retired {name}: {layout.handover_unit_name} stopped",
             unit=layout.handover_unit_name,
             running=False,
-            along=layout.unit_names,
+            along=layout.units_read_together,
         )
         off = files.link(
             name=f"Retired {name}: no {layout.site_enabled}",

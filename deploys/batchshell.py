@@ -55,7 +55,9 @@ class BatchShell:
         self.secret = secrets.token_hex(16)
         self.closed = False
         self._turn = gevent.lock.Semaphore()  # one batch at a time on the shell
-        self._call(send, f"{SECRET_VARIABLE}={self.secret}\n")
+        self._greeted = False  # whether its first line, before any batch, was read
+        greeting = f"{SECRET_VARIABLE}={self.secret}\nprintf '%s ready\\n' \"${SECRET_VARIABLE}\"\n"
+        self._call(send, greeting)
 
     def run(self, commands: list[str]) -> list[tuple[int, list[str]]] | None:
         """Each command's exit status and output lines (as pyinfra would have them); None
@@ -64,13 +66,19 @@ class BatchShell:
             if self.closed or not self._call(self._send, batch_line(commands)):
                 return None
             try:
-                results = self._read_batch()
+                results = self._read_batch() if self._greeted or self._read_greeting() else None
             except (OSError, EOFError, UnicodeDecodeError, SSHException):
                 results = None
             if results is None:
                 self.close()
                 return None
             return results if len(results) == len(commands) else None
+
+    def _read_greeting(self) -> bool:
+        """Whether the shell's first line is its ready line: anything before it (a login
+        script that prints) would pass for the first fact's output."""
+        self._greeted = self._stdout.readline() == f"{self.secret} ready\n"
+        return self._greeted
 
     def _read_batch(self) -> list[tuple[int, list[str]]] | None:
         """The frames up to the batch's end line; None if the shell ended or answered out

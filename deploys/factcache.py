@@ -49,6 +49,9 @@ BATCH_STEP = (
     'echo "=$r"\n'
 )
 MAX_AGE = 10.0  # seconds an answer is trusted (a host may wait long for its turn in a rolling run)
+# shells kept open per host (the SSH user's, root's): each holds one of the connection's
+# sessions, of which sshd allows 10 by default (MaxSessions), pyinfra's commands included
+MAX_SHELLS = 2
 
 
 # what pyinfra's host holds of the operation running (its generator sets and clears them)
@@ -369,9 +372,9 @@ class FactCache:
     def _shell(self, running: tuple, arguments: dict) -> BatchShell | None:
         """The shell kept open for batches run this way (``running``: the key's part), opened
         at its first batch; None where there is none (see batchshell.open_over_ssh)."""
-        if running not in self.shells:
+        if running not in self.shells and len(self.shells) < MAX_SHELLS:
             self.shells[running] = open_over_ssh(self.host, self.state, dict(arguments))
-        shell = self.shells[running]
+        shell = self.shells.get(running)
         return shell if shell is not None and not shell.closed else None
 
 

@@ -22,17 +22,22 @@ AWKWARD = [
 ]
 
 
-@pytest.fixture
-def shell():
+def start(command: list[str]):
     proc = subprocess.Popen(
-        ["sh"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
     )
 
     def send(text: str) -> None:
         proc.stdin.write(text)
         proc.stdin.flush()
 
-    yield BatchShell(send, proc.stdout, proc.stdin.close), proc
+    return BatchShell(send, proc.stdout, proc.stdin.close), proc
+
+
+@pytest.fixture
+def shell():
+    batch, proc = start(["sh"])
+    yield batch, proc
     proc.kill()
     proc.wait()
 
@@ -87,6 +92,17 @@ def test_a_shell_that_ended_answers_nothing_and_is_closed(shell):
     assert batch.run(["echo hello"]) is None
     assert batch.closed
     assert batch.run(["echo hello"]) is None
+
+
+def test_a_shell_that_prints_before_its_first_batch_is_not_used():
+    """A login script that prints would pass for the first fact's output."""
+    batch, proc = start(["sh", "-c", "echo 'Welcome!'; exec sh"])
+    try:
+        assert batch.run(["echo hello"]) is None
+        assert batch.closed
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_no_process_of_the_host_sees_the_frame_secret(shell):

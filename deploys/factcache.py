@@ -371,7 +371,8 @@ class FactCache:
 
     def _shell(self, running: tuple, arguments: dict) -> BatchShell | None:
         """The shell kept open for batches run this way (``running``: the key's part), opened
-        at its first batch; None where there is none (see batchshell.open_over_ssh)."""
+        at its first batch, at most MAX_SHELLS; None where there is none (see
+        batchshell.open_over_ssh)."""
         if running not in self.shells and len(self.shells) < MAX_SHELLS:
             self.shells[running] = open_over_ssh(self.host, self.state, dict(arguments))
         shell = self.shells.get(running)

@@ -126,8 +126,8 @@ class Layout:
 
     @property
     def unit_names(self) -> tuple[str, ...]:
-        """The app's units: its socket, service and handover."""
-        return (self.socket_unit_name, self.unit_name, self.handover_unit_name)
+        """The app's units: its service, socket and handover."""
+        return (self.unit_name, self.socket_unit_name, self.handover_unit_name)
 
     @property
     def units_read_together(self) -> tuple[str, ...]:

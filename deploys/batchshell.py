@@ -9,13 +9,19 @@ batch on its input.
 - A batch is sent as one quoted word that the shell evals in a subshell with its input
   from /dev/null: a fact command can neither read the batches that follow nor break the
   shell's own parsing, change its state or end it.
-- After each command's output the shell prints a newline, then a frame line: a secret of
-  this shell and the command's exit status. The secret travels on the channel only (never
-  on a command line, where ``ps`` would show it to any user of the host) and is unset
-  before each command runs, so nothing a fact prints can pass for a frame. A batch ends
-  with an end line, also with the secret.
-- A shell that answers out of frame, ends or fails is closed, and its batches are read
-  another way (a shell per batch, then fact by fact).
+- Each command's output is collected by the shell (a command substitution, with its exit
+  status after it) and printed by the shell's builtin ``printf``, then a frame line: a
+  secret of this shell and the status. No process a fact starts holds the channel: one
+  that lingers, or a user it runs as (``runuser``) who takes a copy of its output, can
+  only hold up that fact's answer, never write into a later one's.
+- The secret travels on the channel only (never on a command line, where ``ps`` would
+  show it to any user of the host) and is unset before each command runs, so nothing a
+  fact prints can pass for a frame. Each batch ends with an end line holding the secret
+  and the batch's number.
+- A shell that answers out of frame, ends, fails or whose reading is interrupted is
+  closed, and its batches are read another way (a shell per batch, then fact by fact).
+  What the shell itself would say on its error output goes to /dev/null.
+- The shell is the host's ``sh`` (dash on Debian), whose ``printf`` is a builtin.
 """
 
 from __future__ import annotations
@@ -34,15 +40,17 @@ SECRET_VARIABLE = "flask_deploy_frame"  # the shell's variable holding the secre
 CONNECTION_ONLY = ("_get_pty", "_timeout", "_stdin", "_success_exit_codes")
 
 
-def batch_line(commands: list[str]) -> str:
-    """What is sent for one batch: each command framed (see the module), then the end."""
+def batch_line(commands: list[str], number: int) -> str:
+    """What is sent for batch ``number``: each command framed (see the module), then the
+    end."""
     steps = "".join(
-        f"(\nunset {SECRET_VARIABLE}\n{command}\n) 2>/dev/null </dev/null\n"
-        f'printf \'\\n%s %d\\n\' "${SECRET_VARIABLE}" "$?"\n'
+        f'o=$( (\nunset {SECRET_VARIABLE}\n{command}\n) 2>/dev/null </dev/null; echo "=$?")\n'
+        f'printf \'%s\\n%s %s\\n\' "${{o%=*}}" "${SECRET_VARIABLE}" "${{o##*=}}"\n'
         for command in commands
     )
     return (
-        f"( eval {shlex.quote(steps)} ) </dev/null\nprintf '\\n%s end\\n' \"${SECRET_VARIABLE}\"\n"
+        f"( eval {shlex.quote(steps)} ) </dev/null\n"
+        f"printf '\\n%s end %d\\n' \"${SECRET_VARIABLE}\" {number}\n"
     )
 
 
@@ -56,23 +64,30 @@ class BatchShell:
         self.closed = False
         self._turn = gevent.lock.Semaphore()  # one batch at a time on the shell
         self._greeted = False  # whether its first line, before any batch, was read
-        greeting = f"{SECRET_VARIABLE}={self.secret}\nprintf '%s ready\\n' \"${SECRET_VARIABLE}\"\n"
-        self._call(send, greeting)
+        self._batches = 0
+        self._call(  # its own errors (a broken batch) unread would fill the channel's window
+            send,
+            f"exec 2>/dev/null\n{SECRET_VARIABLE}={self.secret}\n"
+            f"printf '%s ready\\n' \"${SECRET_VARIABLE}\"\n",
+        )
 
     def run(self, commands: list[str]) -> list[tuple[int, list[str]]] | None:
         """Each command's exit status and output lines (as pyinfra would have them); None
         when the shell is closed or the batch did not answer in frame."""
         with self._turn:
-            if self.closed or not self._call(self._send, batch_line(commands)):
+            self._batches += 1
+            if self.closed or not self._call(self._send, batch_line(commands, self._batches)):
                 return None
+            results = None
             try:
-                results = self._read_batch() if self._greeted or self._read_greeting() else None
+                if self._greeted or self._read_greeting():
+                    results = self._read_batch()
             except (OSError, EOFError, UnicodeDecodeError, SSHException):
-                results = None
-            if results is None:
-                self.close()
-                return None
-            return results if len(results) == len(commands) else None
+                pass
+            finally:
+                if results is None:  # also when interrupted: where its answers end is unknown
+                    self.close()
+            return results if results is not None and len(results) == len(commands) else None
 
     def _read_greeting(self) -> bool:
         """Whether the shell's first line is its ready line: anything before it (a login
@@ -83,7 +98,7 @@ class BatchShell:
     def _read_batch(self) -> list[tuple[int, list[str]]] | None:
         """The frames up to the batch's end line; None if the shell ended or answered out
         of frame (then where the next batch would start is unknown)."""
-        frame, end = f"{self.secret} ", f"{self.secret} end"
+        frame, end = f"{self.secret} ", f"{self.secret} end {self._batches}"
         results: list[tuple[int, list[str]]] = []
         output: list[str] = []
         while line := self._stdout.readline():

@@ -5,6 +5,7 @@ reads or does to its shell; the frame's secret out of every other process's reac
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -76,6 +77,49 @@ def test_a_command_can_neither_read_the_next_batch_nor_change_the_shell(shell):
         (0, []),
     ]
     assert batch.run(["echo still framed"]) == [(0, ["still framed"])]
+
+
+def test_a_process_a_command_leaves_behind_writes_into_its_answer_only(shell):
+    """What a lingering process (or a user who took a copy of a command's output) writes
+    belongs to that command: it holds up its answer, never writes into a later one."""
+    batch, _ = shell
+    first = "echo first; (sleep 0.3; echo late) &"
+    assert batch.run([first]) in (None, [one_by_one(first)])  # None: read alone instead
+    time.sleep(0.5)
+    assert batch.run(["echo mine"]) in (None, [(0, ["mine"])])
+
+
+class Interrupted(BaseException):
+    """What cuts a read short without an error of the stream (a timeout, the greenlet
+    killed)."""
+
+
+def test_a_read_cut_short_closes_the_shell():
+    """Its answers would otherwise be taken for the next batch's."""
+    proc = subprocess.Popen(["sh"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def send(text: str) -> None:
+        proc.stdin.write(text)
+        proc.stdin.flush()
+
+    class CutShort:
+        reads = 0
+
+        def readline(self):
+            self.reads += 1
+            if self.reads == 2:  # the greeting read, then the first batch's first line
+                raise Interrupted
+            return proc.stdout.readline()
+
+    batch = BatchShell(send, CutShort(), proc.stdin.close)
+    try:
+        with pytest.raises(Interrupted):
+            batch.run(["echo one"])
+        assert batch.closed
+        assert batch.run(["echo two"]) is None
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_broken_command_fails_its_batch_and_the_shell_goes_on(shell):

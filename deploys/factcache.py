@@ -28,6 +28,7 @@ from paramiko import SSHException
 from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
+from pyinfra.context import ctx_host
 
 from deploys import factmerge
 from deploys.batchshell import BatchShell, open_over_ssh
@@ -160,6 +161,9 @@ class FactCache:
 
     def get_fact(self, cls, *args, **kwargs):
         """``host.get_fact``, answered from the cache where it can be (see the module)."""
+        reading_host = ctx_host.get()
+        if reading_host is not None and reading_host is not self.host:
+            return self._read_for_another_host(cls, *args, **kwargs)
         started = self.state.is_executing and not self.executing  # (after pyinfra's prompt)
         if self.answers and (started or time.monotonic() - self.since > MAX_AGE):
             self.forget(changed=False)
@@ -189,6 +193,20 @@ class FactCache:
                 return value
         self.values[key] = copy.deepcopy(value)
         return value
+
+    def _read_for_another_host(self, cls, *args, **kwargs):
+        """A fact read while another host's operations run (a load balancer asking its app
+        servers where they stand): read as pyinfra would, through this host's shell, without
+        looking ahead or keeping a value (the host's own operations may be half-way)."""
+        reader = gevent.getcurrent()
+        self.readers.setdefault(reader, []).append(None)
+        try:
+            return self._get_fact(cls, *args, **kwargs)
+        finally:
+            self.readers[reader].pop()
+            if not self.readers[reader]:
+                del self.readers[reader]
+                self.unanswered.discard(reader)
 
     def _value_from_answer(self, cls, key: str | None, args: tuple, kwargs: dict):
         """A fact's value worked out from its command's answer (as pyinfra's get_fact does on

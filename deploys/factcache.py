@@ -28,7 +28,7 @@ from paramiko import SSHException
 from pyinfra.api import ShortFactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.connectors.util import CommandOutput, OutputLine
-from pyinfra.context import ctx_host
+from pyinfra.context import ContextObject, ctx_host
 
 from deploys import factmerge
 from deploys.batchshell import BatchShell, open_over_ssh
@@ -411,11 +411,20 @@ def _chunks(items: list) -> Iterable[list]:
 
 
 def install(host, state) -> FactCache:
-    """Give ``host`` a fact cache (once)."""
+    """Give ``host`` a fact cache (once). ``host`` and ``state`` may be pyinfra's context
+    objects (``from pyinfra import host``): the cache keeps what they stand for now, the
+    host being deployed (a context object would stand for whichever host's operations read
+    the fact, say a load balancer's asking its app servers)."""
+    host, state = _resolved(host), _resolved(state)
     cache = getattr(host, "fact_cache", None)
     if cache is None:
         cache = host.fact_cache = FactCache(host, state)
     return cache
+
+
+def _resolved(obj):
+    """What a pyinfra context object stands for in this greenlet (other objects as they are)."""
+    return obj._get_module() if isinstance(obj, ContextObject) else obj
 
 
 def read_together(host, *requests: tuple) -> list:

@@ -116,6 +116,23 @@ def test_facts_read_together_take_one_round_trip_and_stay_known():
     assert len(host.connector.commands) == 2
 
 
+def test_a_host_s_facts_come_from_that_host_whoever_asks():
+    """Installed through pyinfra's context object (``from pyinfra import host``), the cache
+    keeps the host it was installed for; another host's operations (a load balancer asking
+    its app servers) read from that host, as pyinfra would, and look nothing ahead."""
+    import pyinfra
+    from pyinfra.context import ctx_host
+
+    server, balancer = Host(), Host()
+    with ctx_host.use(server):
+        cache = factcache.install(pyinfra.host, State())
+    assert cache.host is server
+    with ctx_host.use(balancer):
+        assert server.get_fact("echo from-the-server") == "from-the-server"
+    assert server.connector.commands == ["echo from-the-server"]
+    assert balancer.connector.commands == [] and cache.values == {}
+
+
 def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():
     from types import SimpleNamespace
 

@@ -143,17 +143,15 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
         deploy(hosts, tmp)
         run = pyinfra(hosts[:1], tmp, "deploy.py").check()
         operations = int(re.search(r"Grand total\s+(\d+)", run.output).group(1))
-        noop, verify, host_cpu = {}, {}, {}
-        for n in sizes:
-            noop[n], host_cpu[n] = [], []
-            for _ in range(rounds):
+        noop = {n: [] for n in sizes}
+        host_cpu = {n: [] for n in sizes}
+        verify = {n: [] for n in sizes}
+        for _ in range(rounds):  # the sizes side by side in each round: the machine drifts
+            for n in sizes:
                 before = sum(h.cpu_seconds() for h in hosts[:n])
                 noop[n].append(timed(lambda n=n: deploy(hosts[:n], tmp)))
                 host_cpu[n].append((sum(h.cpu_seconds() for h in hosts[:n]) - before) / n)
-            verify[n] = [
-                timed(lambda n=n: pyinfra(hosts[:n], tmp, "verify.py").check())
-                for _ in range(rounds)
-            ]
+                verify[n].append(timed(lambda n=n: pyinfra(hosts[:n], tmp, "verify.py").check()))
     finally:
         testbed.destroy(hosts)
     return {"noop": noop, "host_cpu": host_cpu, "verify": verify}, operations

@@ -177,18 +177,8 @@ class FactCache:
             return copy.deepcopy(self.values[key])
         value = self._value_from_answer(cls, key, args, kwargs)
         if value is _UNKNOWN:
-            reader, epoch = gevent.getcurrent(), self.epoch
-            reading = self.readers.setdefault(reader, [])
-            reading.append(key)
-            try:
-                value = self._get_fact(cls, *args, **kwargs)
-            finally:
-                reading.pop()
-                if not reading:
-                    del self.readers[reader]
-            answered = reader not in self.unanswered
-            if reader not in self.readers:
-                self.unanswered.discard(reader)
+            epoch = self.epoch
+            value, answered = self._read_through_pyinfra(key, cls, args, kwargs)
             if key is None or not answered or epoch != self.epoch:
                 return value
         self.values[key] = copy.deepcopy(value)
@@ -198,15 +188,24 @@ class FactCache:
         """A fact read while another host's operations run (a load balancer asking its app
         servers where they stand): read as pyinfra would, through this host's shell, without
         looking ahead or keeping a value (the host's own operations may be half-way)."""
+        return self._read_through_pyinfra(None, cls, args, kwargs)[0]
+
+    def _read_through_pyinfra(self, key: str | None, cls, args: tuple, kwargs: dict):
+        """pyinfra's get_fact, its command noted as the one of the value ``key`` (None: a
+        value not kept); the value, and whether its command answered."""
         reader = gevent.getcurrent()
-        self.readers.setdefault(reader, []).append(None)
+        reading = self.readers.setdefault(reader, [])
+        reading.append(key)
         try:
-            return self._get_fact(cls, *args, **kwargs)
+            value = self._get_fact(cls, *args, **kwargs)
         finally:
-            self.readers[reader].pop()
-            if not self.readers[reader]:
+            reading.pop()
+            if not reading:
                 del self.readers[reader]
-                self.unanswered.discard(reader)
+        answered = reader not in self.unanswered
+        if reader not in self.readers:
+            self.unanswered.discard(reader)
+        return value, answered
 
     def _value_from_answer(self, cls, key: str | None, args: tuple, kwargs: dict):
         """A fact's value worked out from its command's answer (as pyinfra's get_fact does on
@@ -369,7 +368,7 @@ class FactCache:
             answered += zip(each.items, [(0, out) for out in outputs or []], strict=False)
         for (key, _, _), (code, lines) in answered:
             if code == 0:
-                self._remember(key, (True, CommandOutput([OutputLine("stdout", x) for x in lines])))
+                self._remember(key, (True, _stdout(lines)))
 
     def _read_alone(self, key: tuple, arguments: dict) -> tuple[bool, CommandOutput] | None:
         """One fact command's answer from the shell kept open (no new channel and sudo);
@@ -378,7 +377,7 @@ class FactCache:
         results = shell.run([key[0]]) if shell is not None else None
         if not results or results[0][0] != 0:
             return None
-        return True, CommandOutput([OutputLine("stdout", line) for line in results[0][1]])
+        return True, _stdout(results[0][1])
 
     def _read_in_new_shell(self, commands: list[str], arguments: dict) -> list | None:
         try:
@@ -395,6 +394,11 @@ class FactCache:
             self.shells[running] = open_over_ssh(self.host, self.state, dict(arguments))
         shell = self.shells.get(running)
         return shell if shell is not None and not shell.closed else None
+
+
+def _stdout(lines: list[str]) -> CommandOutput:
+    """A command's output as pyinfra's connector hands it back, from its stdout lines."""
+    return CommandOutput([OutputLine("stdout", line) for line in lines])
 
 
 def _chunks(items: list) -> Iterable[list]:

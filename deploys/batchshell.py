@@ -9,11 +9,15 @@ batch on its input.
 - A batch is sent as one quoted word that the shell evals in a subshell with its input
   from /dev/null: a fact command can neither read the batches that follow nor break the
   shell's own parsing, change its state or end it.
-- Each command's output is collected by the shell (a command substitution, with its exit
-  status after it) and printed by the shell's builtin ``printf``, then a frame line: a
-  secret of this shell and the status. No process a fact starts holds the channel: one
-  that lingers, or a user it runs as (``runuser``) who takes a copy of its output, can
-  only hold up that fact's answer, never write into a later one's.
+- Each command runs in the subshell of a command substitution that collects its output
+  (one fork: an exit trap marks the output's end, the substitution's status is the
+  command's), which the shell's builtin ``printf`` prints, then a frame line: a secret of
+  this shell and the status. No process a fact starts holds the channel: one that
+  lingers, or a user it runs as (``runuser``) who takes a copy of its output, can only
+  hold up that fact's answer, never write into a later one's.
+- The deploy lock's process goes on as the shell of root's facts (deploys/lock.py): it
+  holds the lock on descriptor 9, which no command gets; its shell is never closed, only
+  no longer used, since closing its channel would let the lock go.
 - The secret travels on the channel only (never on a command line, where ``ps`` would
   show it to any user of the host) and is unset before each command runs, so nothing a
   fact prints can pass for a frame. Each batch ends with an end line holding the secret
@@ -40,12 +44,20 @@ SECRET_VARIABLE = "flask_deploy_frame"  # the shell's variable holding the secre
 CONNECTION_ONLY = ("_get_pty", "_timeout", "_stdin", "_success_exit_codes")
 
 
+UNKNOWN = -1  # the status of a command whose answer is not known exactly (see batch_line)
+
+
 def batch_line(commands: list[str], number: int) -> str:
     """What is sent for batch ``number``: each command framed (see the module), then the
-    end."""
+    end. Each runs in the subshell that collects its output, where an exit trap marks the
+    output's end (a command substitution drops trailing newlines), so a command that exits
+    gets its status and all its output too; one that takes the mark away (replaces or
+    silences that subshell, or sets its own trap) is answered UNKNOWN, to be read alone."""
     steps = "".join(
-        f'o=$( (\nunset {SECRET_VARIABLE}\n{command}\n) 2>/dev/null </dev/null; echo "=$?")\n'
-        f'printf \'%s\\n%s %s\\n\' "${{o%=*}}" "${SECRET_VARIABLE}" "${{o##*=}}"\n'
+        f"o=$(trap 'printf .' EXIT\nunset {SECRET_VARIABLE}\n{{\n{command}\n}}"
+        " 2>/dev/null </dev/null 9>&-); s=$?\n"
+        f'case $o in *.) printf \'%s\\n%s %s\\n\' "${{o%.}}" "${SECRET_VARIABLE}" "$s" ;;'
+        f" *) printf '\\n%s ?\\n' \"${SECRET_VARIABLE}\" ;; esac\n"
         for command in commands
     )
     return (
@@ -105,10 +117,11 @@ class BatchShell:
             line = line.removesuffix("\n")
             if line == end:
                 return results if output == [""] else None
-            if line.startswith(frame) and line[len(frame) :].isdigit():
+            status = line[len(frame) :] if line.startswith(frame) else ""
+            if status.isdigit() or status == "?":
                 if output and output[-1] == "":  # the newline before the frame
                     output.pop()
-                results.append((int(line[len(frame) :]), output))
+                results.append((int(status) if status != "?" else UNKNOWN, output))
                 output = []
             else:
                 output.append(line)
@@ -132,22 +145,35 @@ class BatchShell:
                 pass
 
 
-def open_over_ssh(host, state, arguments: dict) -> BatchShell | None:
-    """A BatchShell on ``host``'s SSH connection that runs its batches the way pyinfra runs
-    a fact with these connector ``arguments`` (sudo, user, environment...); None for other
-    connectors and with a sudo password (pyinfra's askpass helpers)."""
+def open_channel(host, state, arguments: dict, script: str = "sh"):
+    """An SSH channel of ``host`` running ``script`` the way pyinfra runs a fact with these
+    connector ``arguments`` (sudo, user, environment...); None for other connectors, su, and
+    with a sudo password (pyinfra's askpass helpers)."""
     client = getattr(host.connector, "client", None)
     if client is None or arguments.get("_su_user"):
         return None
     if arguments.get("_sudo_password") or host.connector_data.get("prompted_sudo_password"):
         return None
     running = {k: v for k, v in arguments.items() if k not in CONNECTION_ONLY}
-    command = make_unix_command_for_host(state, host, StringCommand("sh"), **running)
+    command = make_unix_command_for_host(state, host, StringCommand(script), **running)
     try:
         channel = client.get_transport().open_session()
         channel.exec_command(command.get_raw_value())
     except (OSError, EOFError, SSHException, AttributeError):
         return None
-    return BatchShell(
-        lambda text: channel.sendall(text.encode()), channel.makefile("r"), channel.close
-    )
+    return channel
+
+
+def open_over_ssh(host, state, arguments: dict) -> BatchShell | None:
+    """A BatchShell on ``host``'s SSH connection that runs its batches the way pyinfra runs
+    a fact with these connector ``arguments``; None where open_channel gives no channel."""
+    channel = open_channel(host, state, arguments)
+    return None if channel is None else on_channel(channel, channel.makefile("r"))
+
+
+def on_channel(channel, stdout, keep_open: bool = False) -> BatchShell:
+    """A BatchShell of the shell reading ``channel`` (its output: the text file ``stdout``).
+    ``keep_open``: closing the shell leaves the channel open (its shell holds a lock that
+    lasts as long as the connection); the shell just answers nothing more."""
+    close = (lambda: None) if keep_open else channel.close
+    return BatchShell(lambda text: channel.sendall(text.encode()), stdout, close)

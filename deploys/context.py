@@ -30,6 +30,8 @@ def prepare_host(secrets: bool = True) -> HostPlan:
     factcache.install(host, state)
     quicker.cache_global_arguments()
     quicker.order_without_inspect(turn_offset)
+    quicker.lighter_host_data()
+    quicker.keep_command_splits()
     home, user = factcache.read_together(host, (Home, {}), (User, {}))
     host.data._temp_dir = f"{home}/{UPLOAD_DIR}"
     if user != "root":

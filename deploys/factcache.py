@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import gevent
 from paramiko import SSHException
 from pyinfra.api import ShortFactBase, StringCommand
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra.context import ContextObject, ctx_host
 
@@ -55,6 +55,10 @@ MAX_AGE = 10.0  # seconds an answer is trusted (a host may wait long for its tur
 MAX_SHELLS = 2
 
 
+# connector arguments that do not change how a fact command runs: the temporary folder
+# (only for a sudo password's helper, which a batch shell never has) and the retries of
+# operations' commands
+NOT_HOW_FACTS_RUN = ("_temp_dir", "_retries", "_retry_delay", "_retry_until")
 # what pyinfra's host holds of the operation running (its generator sets and clears them)
 CURRENT_OP = ("in_op", "current_op_hash", "current_op_global_arguments", "current_op_deploy_data")
 _UNKNOWN = object()  # no value worked out
@@ -89,9 +93,11 @@ def split_batch(lines: list[str], expected: int) -> list[tuple[int, list[str]]] 
 
 
 def _key(command, arguments: dict) -> tuple:
-    """What identifies a fact's answer: its command and the way it runs (sudo, user...)."""
+    """What identifies a fact's answer: its command and the way it runs (sudo, user...; not
+    what only pyinfra's operations use, such as an upload folder)."""
     raw = command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
-    return raw, tuple(sorted((name, repr(value)) for name, value in arguments.items()))
+    running = ((n, repr(v)) for n, v in arguments.items() if n not in NOT_HOW_FACTS_RUN)
+    return raw, tuple(sorted(running))
 
 
 def _batchable(arguments: dict) -> bool:
@@ -386,6 +392,15 @@ class FactCache:
             return None  # each is read on its own, as pyinfra would
         return split_batch(output.stdout_lines, len(commands)) if status else None
 
+    def adopt_shell(self, arguments: dict, shell: BatchShell) -> bool:
+        """Use ``shell`` for the batches of facts run with these connector ``arguments``
+        (see fact_arguments); False when such a shell was opened already."""
+        running = _key("", arguments)[1]
+        if running in self.shells:
+            return False
+        self.shells[running] = shell
+        return True
+
     def _shell(self, running: tuple, arguments: dict) -> BatchShell | None:
         """The shell kept open for batches run this way (``running``: the key's part), opened
         at its first batch, at most MAX_SHELLS; None where there is none (see
@@ -394,6 +409,13 @@ class FactCache:
             self.shells[running] = open_over_ssh(self.host, self.state, dict(arguments))
         shell = self.shells.get(running)
         return shell if shell is not None and not shell.closed else None
+
+
+def fact_arguments(host, state) -> dict:
+    """The connector arguments pyinfra runs ``host``'s facts with outside operations (and
+    inside those that set none: sudo and the like come from the host's data)."""
+    arguments, _ = pop_global_arguments(state, host, {})
+    return {key: value for key, value in arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
 
 
 def _stdout(lines: list[str]) -> CommandOutput:

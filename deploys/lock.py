@@ -4,9 +4,13 @@ until their SSH connection closes, so two runs never interleave on ``current``, 
 history, pruning or the host-wide files; the second waits, naming who holds the lock, and
 gives up after LOCK_WAIT seconds.
 
-The lock is ``flock`` on a file in a root-only folder, held by a process whose input is a
-dedicated SSH channel of this run: whether the run ends, fails or is killed, the channel
-closes and the lock goes with it, so a crashed run never leaves a stale lock.
+The lock is ``flock`` on a file in a root-only folder, held by a process whose input is an
+SSH channel of this run: whether the run ends, fails or is killed, the channel closes and
+the lock goes with it, so a crashed run never leaves a stale lock. That process then
+becomes the shell the fact cache sends its batches to (deploys/batchshell.py), which would
+otherwise need a channel and a sudo of its own; it keeps the lock on a descriptor that no
+fact command gets, and the channel stays open, lock held, even if the shell stops being
+used for facts.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import socket
 import sys
 import time
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.api.exceptions import PyinfraError
+
+from deploys import batchshell, factcache
 
 LOCK_DIR = "/run/flask-deploy"  # root's (also the folder of the apps' sockets)
 LOCK_WAIT = 600  # seconds
@@ -31,11 +37,17 @@ class DeployLockError(PyinfraError):
     """Another run holds the host's deploy lock for longer than LOCK_WAIT."""
 
 
-def lock_script(name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR) -> str:
+HOLD = "exec cat >/dev/null"  # what a lock script ends with: keep the lock, read nothing
+AND_BATCHES = "exec sh"  # ...or go on as a shell reading the fact cache's batches
+
+
+def lock_script(
+    name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR, then: str = HOLD
+) -> str:
     """Shell that takes the lock ``name`` (waiting up to ``wait`` s, saying who holds it),
-    records ``owner``, prints ``locked`` and keeps the lock until its input closes. It
-    refuses a folder that is not its user's alone (root's, on a host): nobody else may plant
-    a link there for it to write through."""
+    records ``owner``, prints ``locked`` and keeps the lock until its input closes, running
+    ``then`` (HOLD or AND_BATCHES) with it. It refuses a folder that is not its user's alone
+    (root's, on a host): nobody else may plant a link there for it to write through."""
     lock, who = f"{folder}/{name}.deploy-lock", f"{folder}/{name}.deploy-lock.owner"
     return (
         f"umask 022; mkdir -p {folder} || exit 1;"
@@ -45,7 +57,7 @@ def lock_script(name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK
         f' if ! flock -n 9; then echo "waiting for $(cat {who} 2>/dev/null)";'
         f' flock -w {int(wait)} 9 || {{ echo "timeout: held by $(cat {who} 2>/dev/null)";'
         " exit 1; }; fi;"
-        f" printf '%s\\n' {shlex.quote(owner)} > {who}; echo locked; exec cat >/dev/null"
+        f" printf '%s\\n' {shlex.quote(owner)} > {who}; echo locked; {then}"
     )
 
 
@@ -64,17 +76,39 @@ def hold_deploy_lock() -> None:
     nothing). Raises DeployLockError when it stays taken."""
     if "--dry" in sys.argv or host.name in _HELD:
         return
-    client = getattr(host.connector, "client", None)
-    if client is None:  # not an SSH connection (e.g. @local): nothing to hold it with
+    if getattr(host.connector, "client", None) is None:  # not SSH (@local): nothing to hold it
         return
-    channel = client.get_transport().open_session()
+    arguments = factcache.fact_arguments(host, state)
+    cache = getattr(host, "fact_cache", None)
+    if cache is not None and _as_root(arguments):
+        channel = batchshell.open_channel(
+            host, state, arguments, lock_script(HOST_LOCK, run_owner(), then=AND_BATCHES)
+        )
+        if channel is not None:
+            stream = _wait_for_lock(channel)
+            cache.adopt_shell(arguments, batchshell.on_channel(channel, stream, keep_open=True))
+            return
+    channel = host.connector.client.get_transport().open_session()
     sudo = "" if host.data.get("_sudo") is not True else "sudo -n "
     channel.exec_command(f"{sudo}sh -c {shlex.quote(lock_script(HOST_LOCK, run_owner()))}")
+    _wait_for_lock(channel)
+
+
+def _as_root(arguments: dict) -> bool:
+    """Whether facts run as root with these connector arguments, as the lock's folder needs:
+    sudo to root (or no sudo: the SSH user is root), not to another user."""
+    return not any(arguments.get(name) for name in ("_sudo_user", "_su_user", "_doas", "_dzdo"))
+
+
+def _wait_for_lock(channel):
+    """Read the lock script's lines on ``channel`` until it holds the lock (then keep the
+    channel open for the rest of the run and return its output, read up to there), saying
+    who holds it meanwhile; DeployLockError when it gives up or fails."""
     stream = channel.makefile("r")
-    for line in stream:
+    for line in iter(stream.readline, ""):
         if line.strip() == "locked":
             _HELD[host.name] = channel
-            return
+            return stream
         if line.startswith("waiting for"):
             host.log(f"{line.strip()}: another run holds the host's deploy lock")
         elif line.startswith("timeout"):

@@ -11,21 +11,35 @@ the deploy itself, and both grow with each host and operation:
   ``inspect.stack``, which also finds the module and source of every frame; for the deploy
   file, which pyinfra runs without making it a module, that means scanning every loaded
   module (a millisecond an operation and host). Walking the frames gives the same numbers.
+- Working out those global arguments looks each of them up in the host's data (some 4,000
+  lookups per host and run): each lookup raises and catches an exception in every layer of
+  data it is not in, and merges the host's groups' data into a new dict on the way. The
+  lookup tests for the key instead, and a host's groups' data are merged once (they never
+  change during a run: what a deploy sets goes to another layer).
+- pyinfra's file facts make their commands with ``make_formatted_string_command``, which
+  splits its constant template with ``shlex`` each time (over 150 times a host and run).
+  The splits are kept.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
+import shlex
 import sys
 from collections.abc import Callable
+from types import MappingProxyType
 
 import pyinfra
 from pyinfra.api import arguments
+from pyinfra.api.host import HostData
+from pyinfra.api.inventory import Inventory
 from pyinfra.api.util import PYINFRA_INSTALL_DIR
 
-# the module, not the operation decorator that pyinfra.api exports under the same name
+# the modules, not the functions that pyinfra.api exports under the same names
 operation_module = importlib.import_module("pyinfra.api.operation")
+command_module = importlib.import_module("pyinfra.api.command")
 
 
 def cache_global_arguments() -> None:
@@ -66,3 +80,50 @@ def order_without_inspect(offset: Callable[[], float]) -> None:
     operation_module.get_operation_order_from_stack = functools.partial(
         order_from_frames, offset=offset
     )
+
+
+def lighter_host_data() -> None:
+    """Host data looked up without exceptions, groups' data merged once (see the module)."""
+    if HostData.__getattr__ is not _host_data_attribute:
+        HostData.__getattr__ = _host_data_attribute
+        Inventory.get_groups_data = _merged_once(Inventory.get_groups_data)
+
+
+def _host_data_attribute(self, key: str):
+    """HostData.__getattr__: the first layer of data holding ``key`` (a shallow copy of its
+    value, as pyinfra gives), the layers that are callables called first."""
+    for data in self.datas:
+        if callable(data):
+            data = data()
+        if key in data:
+            return copy.copy(data[key])
+    raise AttributeError(f"Host `{self.host}` has no data `{key}`")
+
+
+def _merged_once(get_groups_data: Callable) -> Callable:
+    """Inventory.get_groups_data, each list of groups merged once (a read-only view)."""
+
+    @functools.wraps(get_groups_data)
+    def merged(self, groups):
+        known = self.__dict__.setdefault("_merged_groups_data", {})
+        key = tuple(groups)
+        if key not in known:
+            known[key] = MappingProxyType(get_groups_data(self, groups))
+        return known[key]
+
+    return merged
+
+
+class _KeptSplits:
+    """``shlex`` for pyinfra.api.command: its splits kept (a template is split again and
+    again), everything else shlex's own."""
+
+    split = staticmethod(functools.lru_cache(maxsize=1024)(lambda text: tuple(shlex.split(text))))
+
+    def __getattr__(self, name: str):
+        return getattr(shlex, name)
+
+
+def keep_command_splits() -> None:
+    """Keep the splits of make_formatted_string_command's templates (see the module)."""
+    command_module.shlex = _KeptSplits()

@@ -45,20 +45,25 @@ reads those as the app user (``as_user``).
 
 from __future__ import annotations
 
-import json
+import _json
+import _socket
+import marshal
 import os
 import pwd
-import socket
 import sys
 import time
 
 # What the deploy asks on every run, ``live`` (the LiveRelease fact), comes first and is
-# answered before the modules the rest needs are imported (they cost more than the answer).
+# answered before the modules the rest needs are imported (they cost more than the answer):
+# it makes do with modules built into Python (json's and socket's own C parts, marshal),
+# which cost next to nothing to import, where json and socket would take 15 ms of the
+# host's CPU (they import re, enum and selectors).
 
 
 def as_user(user: str, func, *args):
     """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
-    other groups) and return its JSON-able result; RuntimeError if the child failed. The child
+    other groups) and return its result (str, int, None, lists, dicts: passed back with
+    marshal, which only this child writes); RuntimeError if the child failed. The child
     never execs: having dropped root, the kernel keeps it undumpable, so the app cannot ptrace
     it or reach into it through /proc (a process exec'd as the app outside its sandbox would
     hand the app a way out of it)."""
@@ -72,7 +77,7 @@ def as_user(user: str, func, *args):
             os.setgroups([])
             os.setgid(entry.pw_gid)
             os.setuid(entry.pw_uid)
-            os.write(write_end, json.dumps(func(*args)).encode())
+            os.write(write_end, marshal.dumps(func(*args)))
             status = 0
         finally:
             os._exit(status)
@@ -82,7 +87,7 @@ def as_user(user: str, func, *args):
     _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
         raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
-    return json.loads(data)
+    return marshal.loads(data)
 
 
 STATS_LIMIT = 1 << 20  # bytes: the app controls what its stats server sends
@@ -93,19 +98,44 @@ def read_stats(stats_socket: str) -> dict | None:
     more than STATS_LIMIT bytes or no JSON object."""
     deadline = time.monotonic() + 5
     data = b""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(stats_socket)
-            while chunk := sock.recv(65536):
-                data += chunk
-                if len(data) > STATS_LIMIT or time.monotonic() > deadline:
-                    return None
-                sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        stats = json.loads(data)
+        sock.settimeout(5)
+        sock.connect(stats_socket)
+        while chunk := sock.recv(65536):
+            data += chunk
+            if len(data) > STATS_LIMIT or time.monotonic() > deadline:
+                return None
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        stats = json_value(data.decode())
     except (OSError, ValueError):
         return None
+    finally:
+        sock.close()
     return stats if isinstance(stats, dict) else None
+
+
+JSON_CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": -float("inf")}
+
+
+class _JsonDecoder:
+    """What the scanner of json's C part asks of its decoder: json.loads's defaults."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int, parse_constant = float, int, JSON_CONSTANTS.__getitem__
+
+
+def json_value(text: str):
+    """json.loads(text) (ValueError when it is not one JSON value), with json's C scanner."""
+    text = text.strip(" \t\n\r")
+    try:
+        value, end = _json.make_scanner(_JsonDecoder())(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError("more than one JSON value")
+    return value
 
 
 def workers_up(stats: dict) -> list[dict]:
@@ -154,6 +184,7 @@ if __name__ == "__main__" and (live := live_command_line(sys.argv[1:])):
 
 import argparse
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from deploys.batchshell import BatchShell
+from deploys.batchshell import UNKNOWN, BatchShell
 
 AWKWARD = [
     "echo plain; echo ' leading space'; echo '=0'",
@@ -20,6 +20,8 @@ AWKWARD = [
     "printf 'a\\n\\n'",  # a blank last line
     "cat <<'EOF'\na heredoc\nEOF",
     "echo to stderr >&2; echo out",
+    "printf 'blank lines, then exit\\n\\n\\n'; exit 4",  # all of its output, and its status
+    "cd /; set -e; false; echo not reached",
 ]
 
 
@@ -84,9 +86,17 @@ def test_a_process_a_command_leaves_behind_writes_into_its_answer_only(shell):
     belongs to that command: it holds up its answer, never writes into a later one."""
     batch, _ = shell
     first = "echo first; (sleep 0.3; echo late) &"
-    assert batch.run([first]) in (None, [one_by_one(first)])  # None: read alone instead
+    assert batch.run([first]) in ([one_by_one(first)], [(UNKNOWN, [])])  # UNKNOWN: read alone
     time.sleep(0.5)
-    assert batch.run(["echo mine"]) in (None, [(0, ["mine"])])
+    assert batch.run(["echo mine"]) == [(0, ["mine"])]
+
+
+def test_a_command_that_takes_the_end_mark_away_is_answered_unknown(shell):
+    """A command that replaces the shell collecting its output, or sets that shell's exit
+    trap, leaves its output's end unknown: it is to be read alone; the others are answered."""
+    batch, _ = shell
+    commands = ["exec echo replaced", "echo before", "trap '' EXIT; echo trapped", "echo after"]
+    assert batch.run(commands) == [(UNKNOWN, []), (0, ["before"]), (UNKNOWN, []), (0, ["after"])]
 
 
 class Interrupted(BaseException):

@@ -134,6 +134,9 @@ def fresh_converge(rounds: int, tmp: Path) -> dict:
     return {"ours": ours, "guide": guide}
 
 
+NOOP_ROUNDS = 3  # no-op rounds per round of the other benchmarks
+
+
 def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
     """No-op deploy and verify times for the first n of max(sizes) converged hosts, and the
     CPU time each host spent per no-op (its container's, beside the runner's own), as
@@ -146,7 +149,9 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
         noop = {n: [] for n in sizes}
         host_cpu = {n: [] for n in sizes}
         verify = {n: [] for n in sizes}
-        for _ in range(rounds):  # the sizes side by side in each round: the machine drifts
+        # the sizes side by side in each round (the machine drifts), three times the rounds
+        # of the rest: a no-op takes seconds, and a few more medians steady the ratio
+        for _ in range(rounds * NOOP_ROUNDS):
             for n in sizes:
                 before = sum(h.cpu_seconds() for h in hosts[:n])
                 noop[n].append(timed(lambda n=n: deploy(hosts[:n], tmp)))
@@ -536,7 +541,8 @@ def report(
     guide = median(fresh["guide"])
     parts = [
         f"# Benchmarks\n\nOne run of `make bench` on this machine ({rounds} rounds each,"
-        " medians). Test-bed hosts are Debian 12 containers on the same 2 cores.\n",
+        f" {rounds * NOOP_ROUNDS} of the no-op; medians). Test-bed hosts are Debian 12"
+        " containers on the same 2 cores.\n",
         switch_report(switches),
         rolling_report(rolling),
         "## Deploy speed\n",

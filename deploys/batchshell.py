@@ -15,9 +15,9 @@ batch on its input.
   this shell and the status. No process a fact starts holds the channel: one that
   lingers, or a user it runs as (``runuser``) who takes a copy of its output, can only
   hold up that fact's answer, never write into a later one's.
-- The deploy lock's process goes on as the shell of root's facts (deploys/lock.py): it
-  holds the lock on descriptor 9, which no command gets; its shell is never closed, only
-  no longer used, since closing its channel would let the lock go.
+- The deploy lock's process starts the shell of root's facts and passes it what follows
+  on its channel (deploys/lock.py): that shell never has the lock; it is never closed,
+  only no longer used, since closing its channel would let the lock go.
 - The secret travels on the channel only (never on a command line, where ``ps`` would
   show it to any user of the host) and is unset before each command runs, so nothing a
   fact prints can pass for a frame. Each batch ends with an end line holding the secret
@@ -55,7 +55,7 @@ def batch_line(commands: list[str], number: int) -> str:
     silences that subshell, or sets its own trap) is answered UNKNOWN, to be read alone."""
     steps = "".join(
         f"o=$(trap 'printf .' EXIT\nunset {SECRET_VARIABLE}\n{{\n{command}\n}}"
-        " 2>/dev/null </dev/null 9>&-); s=$?\n"
+        " 2>/dev/null </dev/null); s=$?\n"
         f'case $o in *.) printf \'%s\\n%s %s\\n\' "${{o%.}}" "${SECRET_VARIABLE}" "$s" ;;'
         f" *) printf '\\n%s ?\\n' \"${SECRET_VARIABLE}\" ;; esac\n"
         for command in commands

@@ -66,12 +66,14 @@ class UnitStatus(FactBase):
 class UserCanReadWrite(FactBase):
     """Whether ``user`` can read and write ``path`` (every parent folder traversable too),
     tested as that user with runuser, which gets no handle on the fact's output (a process
-    of that user could take it over and answer in its place)."""
+    of that user could take it over and answer in its place), and 10 s (that user could
+    stop the test, and runuser with it)."""
 
     def command(self, path: str, user: str) -> str:
         quoted = shlex.quote(path)
         return (
-            f"runuser -u {shlex.quote(user)} -- sh -c 'test -r {quoted} && test -w {quoted}'"
+            f"timeout -s KILL 10 runuser -u {shlex.quote(user)} --"
+            f" sh -c 'test -r {quoted} && test -w {quoted}'"
             " </dev/null >/dev/null 2>&1 && echo yes || echo no"
         )
 

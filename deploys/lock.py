@@ -7,10 +7,10 @@ gives up after LOCK_WAIT seconds.
 The lock is ``flock`` on a file in a root-only folder, held by a process whose input is an
 SSH channel of this run: whether the run ends, fails or is killed, the channel closes and
 the lock goes with it, so a crashed run never leaves a stale lock. That process then
-becomes the shell the fact cache sends its batches to (deploys/batchshell.py), which would
-otherwise need a channel and a sudo of its own; it keeps the lock on a descriptor that no
-fact command gets, and the channel stays open, lock held, even if the shell stops being
-used for facts.
+starts the shell the fact cache sends its batches to (deploys/batchshell.py), which would
+otherwise need a channel and a sudo of its own, and passes it what follows on the channel;
+that shell never has the lock, so no fact can keep it, and the channel stays open, lock
+held, even if the shell stops being used for facts.
 """
 
 from __future__ import annotations
@@ -37,18 +37,27 @@ class DeployLockError(PyinfraError):
     """Another run holds the host's deploy lock for longer than LOCK_WAIT."""
 
 
-HOLD = "exec cat >/dev/null"  # what a lock script ends with: keep the lock, read nothing
-AND_BATCHES = "exec sh"  # ...or go on as a shell reading the fact cache's batches
-
-
 def lock_script(
-    name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR, then: str = HOLD
+    name: str, owner: str, wait: int = LOCK_WAIT, folder: str = LOCK_DIR, batches: bool = False
 ) -> str:
     """Shell that takes the lock ``name`` (waiting up to ``wait`` s, saying who holds it),
-    records ``owner``, prints ``locked`` and keeps the lock until its input closes, running
-    ``then`` (HOLD or AND_BATCHES) with it. It refuses a folder that is not its user's alone
-    (root's, on a host): nobody else may plant a link there for it to write through."""
+    records ``owner``, prints ``locked`` and keeps the lock until its input closes. It
+    refuses a folder that is not its user's alone (root's, on a host): nobody else may plant
+    a link there for it to write through.
+
+    ``batches``: what follows on its input goes to a shell it starts for the fact cache's
+    batches (deploys/batchshell.py), through a pipe named in that folder (gone once both
+    ends are open). That shell does not get the lock: a fact that hangs (or that the app
+    stops) can hold up the run, never keep the lock once the run's channel closes."""
     lock, who = f"{folder}/{name}.deploy-lock", f"{folder}/{name}.deploy-lock.owner"
+    pipe = f"{folder}/{name}.batches"
+    hold = (
+        f" rm -f {pipe} && mkfifo -m 600 {pipe} || exit 1;"
+        f" {{ exec <{pipe} 9>&-; rm -f {pipe}; exec sh; }} & echo locked;"
+        f" cat >{pipe}; exec cat >/dev/null"  # still held if that shell ends: no lock lost
+        if batches
+        else " echo locked; exec cat >/dev/null"
+    )
     return (
         f"umask 022; mkdir -p {folder} || exit 1;"
         f' if [ ! -O {folder} ] || [ -n "$(find {folder} -maxdepth 0 -perm /022)" ]; then'
@@ -57,7 +66,7 @@ def lock_script(
         f' if ! flock -n 9; then echo "waiting for $(cat {who} 2>/dev/null)";'
         f' flock -w {int(wait)} 9 || {{ echo "timeout: held by $(cat {who} 2>/dev/null)";'
         " exit 1; }; fi;"
-        f" printf '%s\\n' {shlex.quote(owner)} > {who}; echo locked; {then}"
+        f" printf '%s\\n' {shlex.quote(owner)} > {who};{hold}"
     )
 
 
@@ -82,7 +91,7 @@ def hold_deploy_lock() -> None:
     cache = getattr(host, "fact_cache", None)
     if cache is not None and _as_root(arguments):
         channel = batchshell.open_channel(
-            host, state, arguments, lock_script(HOST_LOCK, run_owner(), then=AND_BATCHES)
+            host, state, arguments, lock_script(HOST_LOCK, run_owner(), batches=True)
         )
         if channel is not None:
             stream = _wait_for_lock(channel)

@@ -91,17 +91,28 @@ def lighter_host_data() -> None:
 
 def _host_data_attribute(self, key: str):
     """HostData.__getattr__: the first layer of data holding ``key`` (a shallow copy of its
-    value, as pyinfra gives), the layers that are callables called first."""
+    value, as pyinfra gives), the layers that are callables called first. A plain dict (or
+    a read-only view of one) without the key is passed over without an exception; other
+    mappings are asked as pyinfra asks them (a defaultdict answers every key)."""
     for data in self.datas:
         if callable(data):
             data = data()
-        if key in data:
+        if type(data) in PLAIN_MAPPINGS and key not in data:
+            continue
+        try:
             return copy.copy(data[key])
+        except KeyError:
+            pass
     raise AttributeError(f"Host `{self.host}` has no data `{key}`")
 
 
+PLAIN_MAPPINGS = (dict, MappingProxyType)
+PYINFRA_HOST_DATA_ATTRIBUTE = HostData.__getattr__  # pyinfra's own (what the tests compare)
+
+
 def _merged_once(get_groups_data: Callable) -> Callable:
-    """Inventory.get_groups_data, each list of groups merged once (a read-only view)."""
+    """Inventory.get_groups_data, each list of groups merged once (a read-only view: pyinfra
+    never changes an inventory's group data once loaded, nor does this project)."""
 
     @functools.wraps(get_groups_data)
     def merged(self, groups):

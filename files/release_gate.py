@@ -50,6 +50,7 @@ import _socket
 import marshal
 import os
 import pwd
+import select
 import sys
 import time
 
@@ -60,10 +61,11 @@ import time
 # host's CPU (they import re, enum and selectors).
 
 
-def as_user(user: str, func, *args):
+def as_user(user: str, func, *args, timeout: float = 30):
     """Call ``func(*args)`` in a child process running as ``user`` (its uid and group, no
     other groups) and return its result (str, int, None, lists, dicts: passed back with
-    marshal, which only this child writes); RuntimeError if the child failed. The child
+    marshal, which only this child writes); RuntimeError if the child failed or gave no
+    answer within ``timeout`` seconds (the app may stop it: then it is killed). The child
     never execs: having dropped root, the kernel keeps it undumpable, so the app cannot ptrace
     it or reach into it through /proc (a process exec'd as the app outside its sandbox would
     hand the app a way out of it)."""
@@ -82,12 +84,36 @@ def as_user(user: str, func, *args):
         finally:
             os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read(STATS_LIMIT * 2)
+    try:
+        data = read_within(read_end, STATS_LIMIT * 2, timeout)
+    finally:
+        os.close(read_end)
+    if data is None:
+        os.kill(pid, 9)  # SIGKILL (the signal module would cost more to import than this run)
     _, status = os.waitpid(pid, 0)
+    if data is None:
+        raise RuntimeError(f"{func.__name__} as {user} gave no answer within {timeout} s")
     if status != 0 or not data:
         raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
     return marshal.loads(data)
+
+
+def read_within(fd: int, limit: int, timeout: float) -> bytes | None:
+    """What ``fd`` gives until its end (at most ``limit`` bytes and what came with the last
+    read); None when that takes longer than ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) <= limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 STATS_LIMIT = 1 << 20  # bytes: the app controls what its stats server sends
@@ -162,8 +188,12 @@ def running(stats: str, user: str) -> tuple[str | None, int]:
 
 
 def print_live(stats: str, user: str) -> int:
-    """``live``: print the release uWSGI runs and its workers (nothing when it is down)."""
-    release, workers = running(stats, user)
+    """``live``: print the release uWSGI runs and its workers (nothing when it is down, or
+    does not answer in time)."""
+    try:
+        release, workers = running(stats, user)
+    except RuntimeError:
+        return 0
     if release:
         print(release, workers)
     return 0
@@ -405,7 +435,13 @@ def check_candidate(app: AppRun, check: Health) -> int:
         check=True,
     )
     try:  # the socket is in the app's own folder: connect as the app
-        problem = as_user(app.user, health, check, lambda: unix_connection(sock, timeout=10))
+        problem = as_user(
+            app.user,
+            health,
+            check,
+            lambda: unix_connection(sock, timeout=10),
+            timeout=check.timeout + 30,
+        )
     finally:
         systemctl("stop", unit, check=False)
     if problem:

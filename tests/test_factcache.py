@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from deploys import factcache
@@ -186,3 +187,31 @@ def test_a_batch_the_connection_fails_is_read_fact_by_fact():
     host.fact_cache._run = flaky
     assert read_together(host, ("echo a", {}), ("echo b", {})) == ["a", "b"]
     assert host.connector.commands == ["echo a", "echo b"]
+
+
+def test_host_data_is_looked_up_as_pyinfra_does():
+    """quicker's HostData lookup (no exception per layer) answers each key as pyinfra's own
+    does, whatever the layers: dicts, callables giving one, read-only views, a defaultdict
+    (which answers every key), falsy values, keys in no layer."""
+    from collections import defaultdict
+    from types import MappingProxyType
+
+    from pyinfra.api.host import HostData
+
+    from deploys.quicker import PYINFRA_HOST_DATA_ATTRIBUTE, _host_data_attribute
+
+    layouts = [
+        ({"a": 1}, lambda: {"a": 2, "b": 0}, MappingProxyType({"c": None}), lambda: {}),
+        ({}, defaultdict(lambda: "any"), {"a": [1]}),
+        (lambda: {"b": False}, {"a": ""}, MappingProxyType({})),
+    ]
+    for layers in layouts:
+        data = HostData("host", *layers)
+        for key in ("a", "b", "c", "missing"):
+            try:
+                expected = PYINFRA_HOST_DATA_ATTRIBUTE(data, key)
+            except AttributeError:
+                with pytest.raises(AttributeError):
+                    _host_data_attribute(data, key)
+            else:
+                assert _host_data_attribute(data, key) == expected

@@ -1,14 +1,18 @@
 """The deploy lock's shell, run for real with flock: the second holder waits, names the first,
 gives up after its wait, and gets the lock as soon as the first one's input closes."""
 
+import os
+import signal
 import subprocess
+import threading
 
 from deploys.batchshell import BatchShell
-from deploys.lock import AND_BATCHES, HOLD, lock_script
+from deploys.lock import lock_script
 
 
-def holder(tmp_path, owner: str, wait: int = 5, then: str = HOLD) -> subprocess.Popen:
-    script = lock_script("app", owner, wait=wait, folder=str(tmp_path / "locks"), then=then)
+def holder(tmp_path, owner: str, wait: int = 5, batches: bool = False) -> subprocess.Popen:
+    folder = str(tmp_path / "locks")
+    script = lock_script("app", owner, wait=wait, folder=folder, batches=batches)
     return subprocess.Popen(
         ["sh", "-c", script],
         stdin=subprocess.PIPE,
@@ -50,12 +54,12 @@ def test_a_folder_others_can_write_is_refused(tmp_path):
     assert "locks is writable by others" in err
 
 
-def test_the_holder_goes_on_as_the_fact_shell_and_no_fact_keeps_the_lock(tmp_path):
-    """The lock's process becomes the shell of the fact cache's batches (one channel and one
-    sudo fewer): it answers batches while the lock holds, no fact command gets the lock's
-    descriptor (a process one leaves behind would keep the lock after the run), and the lock
-    goes when the input closes."""
-    first = holder(tmp_path, "deploy.py by alice", then=AND_BATCHES)
+def test_the_holder_starts_the_fact_shell_which_never_gets_the_lock(tmp_path):
+    """The lock's process starts the shell of the fact cache's batches and passes it what
+    follows on its input (one channel and one sudo fewer). That shell has no hold on the
+    lock: when the run ends (its input closes) the lock goes, even while a fact hangs; and
+    if that shell dies, the lock stays held until the run ends."""
+    first = holder(tmp_path, "deploy.py by alice", batches=True)
     assert first.stdout.readline() == "locked\n"
 
     def send(text: str) -> None:
@@ -64,16 +68,39 @@ def test_the_holder_goes_on_as_the_fact_shell_and_no_fact_keeps_the_lock(tmp_pat
 
     shell = BatchShell(send, first.stdout, first.stdin.close)
     lock = tmp_path / "locks/app.deploy-lock"
-    assert shell.run(["echo fact", f"flock -n {lock} true; echo $?", "sleep 10 >/dev/null &"]) == [
+    assert shell.run(["echo fact", f"flock -n {lock} true; echo $?"]) == [
         (0, ["fact"]),
-        (0, ["1"]),  # held: by the shell, not given to the fact
-        (0, []),
+        (0, ["1"]),  # held, by the holder
     ]
-    assert shell.run(["ls -l /proc/self/fd/ | grep -c deploy-lock"]) == [(1, ["0"])]
+    assert shell.run(["ls -l /proc/$$/fd/ | grep -c deploy-lock"]) == [(1, ["0"])]
+    assert not (tmp_path / "locks/app.batches").exists()  # the pipe's name is gone
+
+    hung = threading.Thread(target=shell.run, args=(["sleep 3"],))
+    hung.start()
     second = holder(tmp_path, "deploy.py by bob")
     assert second.stdout.readline() == "waiting for deploy.py by alice\n"
-    shell.close()  # the run ends; the sleep a fact left behind holds no lock
+    first.stdin.close()  # the run ends while its fact hangs
     assert second.stdout.readline() == "locked\n"
+    hung.join(timeout=10)
     second.stdin.close()
     second.wait(timeout=5)
+
+
+def test_the_lock_stays_held_when_the_fact_shell_dies(tmp_path):
+    first = holder(tmp_path, "deploy.py by alice", batches=True)
+    assert first.stdout.readline() == "locked\n"
+
+    def send(text: str) -> None:
+        first.stdin.write(text)
+        first.stdin.flush()
+
+    shell = BatchShell(send, first.stdout, first.stdin.close)
+    [(_, [pid])] = shell.run(["echo $$"])
+    os.kill(int(pid), signal.SIGKILL)
+    send("echo into a pipe nobody reads\n")  # the holder's copy fails; it holds on
+    lock = tmp_path / "locks/app.deploy-lock"
+    held = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
+    assert held.returncode == 1
+    first.stdin.close()
     first.wait(timeout=5)
+    assert subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0

@@ -3,6 +3,7 @@
 import json
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import sys
@@ -170,3 +171,16 @@ def test_live_reads_the_release_and_its_workers_from_the_stats_server(tmp_path):
         "release": "/srv/myproject/releases/eed358cb2531b095",
         "workers": 5,
     }
+
+
+def stop_myself() -> None:
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def test_a_child_that_gives_no_answer_in_time_is_killed():
+    """The app can stop the child that reads its stats (it runs as the app): the root side
+    waits a bounded time, kills it and says so, rather than hold up the run."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    with pytest.raises(RuntimeError, match="gave no answer within 1 s"):
+        release_gate.as_user(user, stop_myself, timeout=1)
+    assert release_gate.as_user(user, os.getuid) == os.getuid()

@@ -43,17 +43,19 @@ def lock_script(
     """Shell that takes the lock ``name`` (waiting up to ``wait`` s, saying who holds it),
     records ``owner``, prints ``locked`` and keeps the lock until its input closes. It
     refuses a folder that is not its user's alone (root's, on a host): nobody else may plant
-    a link there for it to write through.
+    a link there for it to write through. The lock and owner files are its user's alone
+    (mode 600): another user who could open the lock file could hold it (``flock -s``).
 
     ``batches``: what follows on its input goes to a shell it starts for the fact cache's
     batches (deploys/batchshell.py), through a pipe named in that folder (gone once both
     ends are open). That shell does not get the lock: a fact that hangs (or that the app
-    stops) can hold up the run, never keep the lock once the run's channel closes."""
-    lock, who = f"{folder}/{name}.deploy-lock", f"{folder}/{name}.deploy-lock.owner"
+    stops) can hold up the run, never keep the lock once the run's channel closes. The
+    shell starts only once ``locked`` is out: a run killed while it waited ends there."""
+    lock, who = f"{folder}/{name}.lock", f"{folder}/{name}.lock.owner"
     pipe = f"{folder}/{name}.batches"
     hold = (
-        f" rm -f {pipe} && mkfifo -m 600 {pipe} || exit 1;"
-        f" {{ exec <{pipe} 9>&-; rm -f {pipe}; exec sh; }} & echo locked;"
+        f" rm -f {pipe} && mkfifo -m 600 {pipe} || exit 1; echo locked || exit 1;"
+        f" {{ exec 9>&- <{pipe}; rm -f {pipe}; umask 022; exec sh; }} &"
         f" cat >{pipe}; exec cat >/dev/null"  # still held if that shell ends: no lock lost
         if batches
         else " echo locked; exec cat >/dev/null"
@@ -62,7 +64,7 @@ def lock_script(
         f"umask 022; mkdir -p {folder} || exit 1;"
         f' if [ ! -O {folder} ] || [ -n "$(find {folder} -maxdepth 0 -perm /022)" ]; then'
         f" echo 'unsafe: {folder} is writable by others' >&2; exit 1; fi;"
-        f" exec 9>{lock} || exit 1;"
+        f" umask 077; exec 9>{lock} || exit 1;"
         f' if ! flock -n 9; then echo "waiting for $(cat {who} 2>/dev/null)";'
         f' flock -w {int(wait)} 9 || {{ echo "timeout: held by $(cat {who} 2>/dev/null)";'
         " exit 1; }; fi;"

@@ -84,18 +84,22 @@ def as_user(user: str, func, *args, timeout: float = 30):
         finally:
             os._exit(status)
     os.close(write_end)
+    limit = STATS_LIMIT * 2
     try:
-        data = read_within(read_end, STATS_LIMIT * 2, timeout)
+        data = read_within(read_end, limit, timeout)
     finally:
         os.close(read_end)
-    if data is None:
+    if data is None or len(data) > limit:
         os.kill(pid, 9)  # SIGKILL (the signal module would cost more to import than this run)
     _, status = os.waitpid(pid, 0)
     if data is None:
         raise RuntimeError(f"{func.__name__} as {user} gave no answer within {timeout} s")
-    if status != 0 or not data:
+    if status != 0 or not data or len(data) > limit:
         raise RuntimeError(f"{func.__name__} as {user} failed (wait status {status})")
-    return marshal.loads(data)
+    try:
+        return marshal.loads(data)
+    except (EOFError, ValueError, TypeError) as err:
+        raise RuntimeError(f"{func.__name__} as {user} answered nothing readable") from err
 
 
 def read_within(fd: int, limit: int, timeout: float) -> bytes | None:
@@ -457,7 +461,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
 
 def worker_states(stats_socket: str) -> list[str]:
     """Each uWSGI worker's status (idle, busy, pause, ...); [] when it does not answer."""
-    return [str(w.get("status", "")) for w in workers_up(read_stats(stats_socket) or {})]
+    return [str(w.get("status", ""))[:16] for w in workers_up(read_stats(stats_socket) or {})]
 
 
 def wait_for_generation(

@@ -86,7 +86,7 @@ def test_a_run_that_changes_nothing_reads_its_facts_in_a_few_round_trips(converg
     assert pyinfra([host], workdir).check().changed == 0
     log = host.exec(f"journalctl -q --since @{since} _COMM=sudo -o cat").stdout
     invocations = [line for line in log.splitlines() if "COMMAND=" in line]
-    assert len(invocations) == 1 and "deploy-lock" in invocations[0], "\n".join(invocations)
+    assert len(invocations) == 1 and "host.lock" in invocations[0], "\n".join(invocations)
 
 
 def test_production_example_inventory_previews_a_server(converged, tmp_path):

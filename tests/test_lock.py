@@ -40,7 +40,7 @@ def test_the_lock_passes_on_when_the_holders_input_closes(tmp_path):
     assert second.stdout.readline() == "waiting for deploy.py by alice\n"
     first.stdin.close()  # the first run's SSH channel closes: it ended, failed or was killed
     assert second.stdout.readline() == "locked\n"
-    assert (tmp_path / "locks/app.deploy-lock.owner").read_text() == "deploy.py by bob\n"
+    assert (tmp_path / "locks/app.lock.owner").read_text() == "deploy.py by bob\n"
     second.stdin.close()
     second.wait(timeout=5)
 
@@ -50,7 +50,7 @@ def test_a_folder_others_can_write_is_refused(tmp_path):
     (tmp_path / "locks").chmod(0o777)
     refused = holder(tmp_path, "deploy.py by alice")
     _, err = refused.communicate(timeout=10)
-    assert refused.returncode == 1 and not (tmp_path / "locks/app.deploy-lock").exists()
+    assert refused.returncode == 1 and not (tmp_path / "locks/app.lock").exists()
     assert "locks is writable by others" in err
 
 
@@ -67,12 +67,12 @@ def test_the_holder_starts_the_fact_shell_which_never_gets_the_lock(tmp_path):
         first.stdin.flush()
 
     shell = BatchShell(send, first.stdout, first.stdin.close)
-    lock = tmp_path / "locks/app.deploy-lock"
+    lock = tmp_path / "locks/app.lock"
     assert shell.run(["echo fact", f"flock -n {lock} true; echo $?"]) == [
         (0, ["fact"]),
         (0, ["1"]),  # held, by the holder
     ]
-    assert shell.run(["ls -l /proc/$$/fd/ | grep -c deploy-lock"]) == [(1, ["0"])]
+    assert shell.run(["ls -l /proc/$$/fd/ | grep -c app.lock"]) == [(1, ["0"])]
     assert not (tmp_path / "locks/app.batches").exists()  # the pipe's name is gone
 
     hung = threading.Thread(target=shell.run, args=(["sleep 3"],))
@@ -98,9 +98,36 @@ def test_the_lock_stays_held_when_the_fact_shell_dies(tmp_path):
     [(_, [pid])] = shell.run(["echo $$"])
     os.kill(int(pid), signal.SIGKILL)
     send("echo into a pipe nobody reads\n")  # the holder's copy fails; it holds on
-    lock = tmp_path / "locks/app.deploy-lock"
+    lock = tmp_path / "locks/app.lock"
     held = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
     assert held.returncode == 1
     first.stdin.close()
     first.wait(timeout=5)
     assert subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
+
+
+def test_a_run_killed_while_it_waits_leaves_no_lock_behind(tmp_path):
+    """A run waiting for the lock is killed (its channel closes: nothing reads its output):
+    when the lock comes its way, it must end there, not hold it with no one to release it."""
+    first = holder(tmp_path, "deploy.py by alice")
+    assert first.stdout.readline() == "locked\n"
+    killed = holder(tmp_path, "deploy.py by bob", batches=True)
+    assert killed.stdout.readline() == "waiting for deploy.py by alice\n"
+    killed.stdin.close()
+    killed.stdout.close()
+    first.stdin.close()
+    first.wait(timeout=5)
+    killed.wait(timeout=10)
+    lock = tmp_path / "locks/app.lock"
+    assert subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
+
+
+def test_only_the_lock_s_user_can_open_its_files(tmp_path):
+    """Another user who could open the lock file could hold it (a shared flock) and stop
+    every deploy; the owner file names who deploys from where."""
+    first = holder(tmp_path, "deploy.py by alice")
+    assert first.stdout.readline() == "locked\n"
+    for name in ("app.lock", "app.lock.owner"):
+        assert (tmp_path / "locks" / name).stat().st_mode & 0o777 == 0o600
+    first.stdin.close()
+    first.wait(timeout=5)

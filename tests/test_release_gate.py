@@ -184,3 +184,15 @@ def test_a_child_that_gives_no_answer_in_time_is_killed():
     with pytest.raises(RuntimeError, match="gave no answer within 1 s"):
         release_gate.as_user(user, stop_myself, timeout=1)
     assert release_gate.as_user(user, os.getuid) == os.getuid()
+
+
+def too_much() -> str:
+    return "x" * (release_gate.STATS_LIMIT * 3)
+
+
+def test_a_child_that_answers_too_much_is_refused():
+    """The app shapes what the child passes back (its stats): an answer over the limit is an
+    error the gate handles, not a cut-off value."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    with pytest.raises(RuntimeError, match=r"too_much as \S+ failed"):
+        release_gate.as_user(user, too_much)

@@ -124,7 +124,7 @@ def test_old_releases_are_pruned_to_keep_releases(host, workdir, tmp_path):
 def test_concurrent_deploys_take_turns(host, workdir, tmp_path):
     """Two deploys of different releases started together: the second waits for the first
     (naming it) and then deploys on what the first left; the host ends consistent."""
-    owner = "/run/flask-deploy/host.deploy-lock.owner"
+    owner = "/run/flask-deploy/host.lock.owner"
     host.exec(f"rm -f {owner}")
     runs, apps = {}, {}
 

@@ -392,14 +392,10 @@ class FactCache:
             return None  # each is read on its own, as pyinfra would
         return split_batch(output.stdout_lines, len(commands)) if status else None
 
-    def adopt_shell(self, arguments: dict, shell: BatchShell) -> bool:
+    def adopt_shell(self, arguments: dict, shell: BatchShell) -> None:
         """Use ``shell`` for the batches of facts run with these connector ``arguments``
-        (see fact_arguments); False when such a shell was opened already."""
-        running = _key("", arguments)[1]
-        if running in self.shells:
-            return False
-        self.shells[running] = shell
-        return True
+        (see fact_arguments), unless such a shell was opened already."""
+        self.shells.setdefault(_key("", arguments)[1], shell)
 
     def _shell(self, running: tuple, arguments: dict) -> BatchShell | None:
         """The shell kept open for batches run this way (``running``: the key's part), opened

@@ -29,12 +29,17 @@ def start(command: list[str]):
     proc = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
     )
+    return shell_on(proc), proc
+
+
+def shell_on(proc: subprocess.Popen) -> BatchShell:
+    """A BatchShell of the shell that reads ``proc``'s input (a text-mode local process)."""
 
     def send(text: str) -> None:
         proc.stdin.write(text)
         proc.stdin.flush()
 
-    return BatchShell(send, proc.stdout, proc.stdin.close), proc
+    return BatchShell(send, proc.stdout, proc.stdin.close)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import signal
 import subprocess
 import threading
 
-from deploys.batchshell import BatchShell
 from deploys.lock import lock_script
+from tests.test_batchshell import shell_on
 
 
 def holder(tmp_path, owner: str, wait: int = 5, batches: bool = False) -> subprocess.Popen:
@@ -20,6 +20,11 @@ def holder(tmp_path, owner: str, wait: int = 5, batches: bool = False) -> subpro
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def free(lock) -> bool:
+    """Whether nobody holds the lock file ``lock`` (flock, as the lock script takes it)."""
+    return subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
 
 
 def test_a_second_run_waits_names_the_holder_and_gives_up(tmp_path):
@@ -57,16 +62,10 @@ def test_a_folder_others_can_write_is_refused(tmp_path):
 def test_the_holder_starts_the_fact_shell_which_never_gets_the_lock(tmp_path):
     """The lock's process starts the shell of the fact cache's batches and passes it what
     follows on its input (one channel and one sudo fewer). That shell has no hold on the
-    lock: when the run ends (its input closes) the lock goes, even while a fact hangs; and
-    if that shell dies, the lock stays held until the run ends."""
+    lock: when the run ends (its input closes) the lock goes, even while a fact hangs."""
     first = holder(tmp_path, "deploy.py by alice", batches=True)
     assert first.stdout.readline() == "locked\n"
-
-    def send(text: str) -> None:
-        first.stdin.write(text)
-        first.stdin.flush()
-
-    shell = BatchShell(send, first.stdout, first.stdin.close)
+    shell = shell_on(first)
     lock = tmp_path / "locks/app.lock"
     assert shell.run(["echo fact", f"flock -n {lock} true; echo $?"]) == [
         (0, ["fact"]),
@@ -89,21 +88,16 @@ def test_the_holder_starts_the_fact_shell_which_never_gets_the_lock(tmp_path):
 def test_the_lock_stays_held_when_the_fact_shell_dies(tmp_path):
     first = holder(tmp_path, "deploy.py by alice", batches=True)
     assert first.stdout.readline() == "locked\n"
-
-    def send(text: str) -> None:
-        first.stdin.write(text)
-        first.stdin.flush()
-
-    shell = BatchShell(send, first.stdout, first.stdin.close)
+    shell = shell_on(first)
     [(_, [pid])] = shell.run(["echo $$"])
     os.kill(int(pid), signal.SIGKILL)
-    send("echo into a pipe nobody reads\n")  # the holder's copy fails; it holds on
+    first.stdin.write("echo into a pipe nobody reads\n")  # the holder's copy fails; it holds on
+    first.stdin.flush()
     lock = tmp_path / "locks/app.lock"
-    held = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
-    assert held.returncode == 1
+    assert not free(lock)
     first.stdin.close()
     first.wait(timeout=5)
-    assert subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
+    assert free(lock)
 
 
 def test_a_run_killed_while_it_waits_leaves_no_lock_behind(tmp_path):
@@ -118,8 +112,7 @@ def test_a_run_killed_while_it_waits_leaves_no_lock_behind(tmp_path):
     first.stdin.close()
     first.wait(timeout=5)
     killed.wait(timeout=10)
-    lock = tmp_path / "locks/app.lock"
-    assert subprocess.run(["flock", "-n", str(lock), "true"], timeout=10).returncode == 0
+    assert free(tmp_path / "locks/app.lock")
 
 
 def test_only_the_lock_s_user_can_open_its_files(tmp_path):

@@ -15,7 +15,7 @@ from deploys.fleet import SWITCH, Fleet, as_served, no_failed_host, turn
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
-from deploys.nginx import NginxHost, configure_nginx, configure_nginx_host, enable_catch_all
+from deploys.nginx import NginxHost, configure_nginx, configure_nginx_host
 from deploys.packages import install_packages
 from deploys.release import (
     check_release,
@@ -25,7 +25,7 @@ from deploys.release import (
     point_current,
     upload_release,
 )
-from deploys.retire import report_unlisted_apps, retire_apps
+from deploys.retire import report_unlisted_apps, retire_apps, retiring
 from deploys.settings import Settings
 from deploys.virtualenv import build_virtualenv
 
@@ -73,10 +73,9 @@ else:
     install_release_gate()
     if plan.https:
         prepare_certificates(plan.host.acme_ca_bundle)
-    nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers)
+    nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers, retired=retiring(plan))
     for position, app in enumerate(plan.selected, start=1):
         with in_turn(position):
             deploy_app(app, nginx_host_wide, fleet)
     with in_turn(len(plan.selected) + 1):
-        enable_catch_all(nginx_host_wide)
         retire_apps(plan)

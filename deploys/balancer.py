@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from io import StringIO
 
 from pyinfra import host, state
 from pyinfra.api import deploy
@@ -16,13 +15,8 @@ from deploys.context import in_turn
 from deploys.fleet import DRAIN, RESTORE, Fleet, no_failed_host, turn
 from deploys.https import prepare_certificates
 from deploys.layout import Layout
-from deploys.nginx import (
-    configure_nginx,
-    configure_nginx_host,
-    enable_catch_all,
-    nginx_site,
-    tested_reload,
-)
+from deploys.nginx import configure_nginx, configure_nginx_host, nginx_site
+from deploys.nginxchange import nginx_change
 from deploys.plan import HostPlan
 from deploys.release import release_id
 from deploys.settings import Settings
@@ -81,16 +75,13 @@ def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
             continue
         addresses = tuple(fleet.address(name) for name in batch)
         with in_turn(turn(number, DRAIN)):
-            files.put(
-                name=f"Drain {', '.join(batch)}",
-                src=StringIO(balancer_site(settings, fleet.app_servers, addresses, certified)),
-                dest=layout.site_available,
-                force=True,
-                _if=[no_failed_host],
-            )
-            server.shell(
-                name="Test and reload nginx (drained)",
-                commands=tested_reload(None),
+            nginx_change(
+                name=f"Drain {', '.join(batch)}: test and reload nginx",
+                files={
+                    layout.site_available: balancer_site(
+                        settings, fleet.app_servers, addresses, certified
+                    )
+                },
                 _if=[no_failed_host],
             )
         with in_turn(turn(number, RESTORE)):
@@ -98,13 +89,12 @@ def roll_batches(settings: Settings, fleet: Fleet, every_batch: bool = False):
                 name=f"{', '.join(batch)} healthy from the load balancer",
                 commands=[health_probe(settings, address) for address in addresses],
             )
-            files.put(
-                name=f"Back in rotation: {', '.join(batch)}",
-                src=StringIO(balancer_site(settings, fleet.app_servers, (), certified)),
-                dest=layout.site_available,
-                force=True,
+            nginx_change(
+                name=f"Back in rotation: {', '.join(batch)}: test and reload nginx",
+                files={
+                    layout.site_available: balancer_site(settings, fleet.app_servers, (), certified)
+                },
             )
-            server.shell(name="Test and reload nginx (restored)", commands=tested_reload(None))
 
 
 def upstream_servers(settings: Settings) -> list[str]:
@@ -128,7 +118,6 @@ def configure_balancer(plan: HostPlan, fleet: Fleet):
             name=f"Deploy records {layout.state}", path=layout.state, user="root", mode="700"
         )
         configure_nginx(app, shared)
-    enable_catch_all(shared)
     for position, app in enumerate(plan.selected, start=1):  # as the app servers do
         with in_turn(position):
             roll_batches(app, fleet)

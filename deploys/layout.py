@@ -197,10 +197,5 @@ class Layout:
         return f"/etc/nginx/sites-available/{self.app}"
 
     @property
-    def site_last_good(self) -> str:
-        """Copy of the site as it last passed ``nginx -t`` and went live."""
-        return f"{self.state}/nginx-site.good"
-
-    @property
     def site_enabled(self) -> str:
         return f"/etc/nginx/sites-enabled/{self.app}"

@@ -3,19 +3,20 @@ catch-all that closes requests for host names no app serves, and the TLS setting
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 
+from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files, server
+from pyinfra.facts.files import FileContents
 
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import NGINX_UNIT, Layout
+from deploys.nginxchange import nginx_change
 from deploys.plan import HostPlan
-from deploys.render import FILES, digest, put_text, render
+from deploys.render import FILES, digest, render
 from deploys.settings import Settings
-from deploys.stamps import Level, changes_applied
+from deploys.stamps import file_hashes
 from deploys.units import unit_state
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
@@ -24,7 +25,7 @@ CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"
 OLD_HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"  # server_tokens moved into each server:
 # http-level it clashes with Debian 13's nginx.conf, which sets it already
 TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
-RELOAD = "systemctl reload-or-restart nginx"
+DEFAULT_LISTEN_RE = re.compile(r"^\s*listen\s+(?:\[::\]:)?80\s+default_server\b")
 
 
 def nginx_site(
@@ -65,21 +66,28 @@ def nginx_site(
 
 @dataclass(frozen=True)
 class NginxHost:
-    """nginx's host-wide part, shared by every app: its files (path -> text), whether the
-    catch-all is on and the operations that put them (but the catch-all's enabling)."""
+    """nginx's host-wide part, shared by every app and applied with each app's site: its
+    files (path -> text, None for none), links (path -> target, None for none: the
+    catch-all, Debian's default site, retired apps' sites) and, on the way, other listed
+    apps' sites that must change with any site (path -> text: an app still the default
+    server on disk that no longer is, which would clash with the new default)."""
 
-    files: dict[str, str]
+    files: dict[str, str | None]
+    links: dict[str, str | None]
     catch_all: bool
-    operations: tuple[OperationMeta, ...] = ()
     proxies: tuple[str, ...] = ()  # the load balancers in front of this app server
     servers: tuple[str, ...] = ()  # on a load balancer: the app servers behind it
+    others: dict[str, str] = field(default_factory=dict)
 
 
-def nginx_host(plan: HostPlan) -> NginxHost:
-    """The host-wide files for the host's apps. The catch-all closes plain HTTP for unknown
-    names unless an app answers any name, and refuses TLS handshakes for unknown names
-    whenever an app serves HTTPS (the default app never does). Without TLS and with a
-    default app it is not enabled (its text stays as it always was)."""
+def nginx_host(plan: HostPlan, retired: tuple[str, ...] = ()) -> NginxHost:
+    """The host-wide files and links for the host's apps, without the sites of ``retired``
+    apps. The catch-all closes plain HTTP for unknown names unless an app answers any name,
+    and refuses TLS handshakes for unknown names whenever an app serves HTTPS (the default
+    app never does). Without TLS and with a default app it is not enabled (its text stays
+    as it always was)."""
+    catch_all = not plan.default_server or plan.https
+    retired_paths = [Layout(name) for name in retired]
     return NginxHost(
         files={
             CATCH_ALL: render(
@@ -89,117 +97,94 @@ def nginx_host(plan: HostPlan) -> NginxHost:
                 tls_settings=TLS_SETTINGS,
             ),
             TLS_SETTINGS: (FILES / "nginx-tls.conf").read_text(),
+            OLD_HARDENING: None,
+            **{layout.site_available: None for layout in retired_paths},
         },
-        catch_all=not plan.default_server or plan.https,
+        links={
+            DEFAULT_SITE: None,
+            CATCH_ALL_ENABLED: CATCH_ALL if catch_all else None,
+            **{layout.site_enabled: None for layout in retired_paths},
+        },
+        catch_all=catch_all,
     )
 
 
-def tested_reload(layout: Layout | None) -> list[str]:
-    """Commands that reload nginx only if ``nginx -t`` passes. On failure the last good site
-    of ``layout``'s app is put back (or, before any went live, the site disabled) so that no
-    later restart or reboot picks up the broken file, and the run fails with nginx's own
-    message. ``layout`` None: no site to put back (host-wide changes)."""
-    if layout is None:
-        return [f"nginx -t && {RELOAD}"]
-    good, available = shlex.quote(layout.site_last_good), shlex.quote(layout.site_available)
-    restore = (
-        f"if [ -f {good} ]; then cp -p {good} {available};"
-        f" else rm -f {shlex.quote(layout.site_enabled)}; fi"
-    )
-    return [
-        f"nginx -t || {{ {restore}; echo 'nginx -t failed: nginx was not reloaded and the"
-        " previous site is back in place' >&2; exit 1; }",
-        RELOAD,
-        f"cp -p {available} {good}",
-    ]
+def is_default_server(site: str) -> bool:
+    """Whether the nginx site at ``site`` on the host answers any host name on port 80."""
+    lines = host.get_fact(FileContents, path=site) or []
+    return any(DEFAULT_LISTEN_RE.match(line) for line in lines)
 
 
-@deploy("Nginx host-wide")
+def served_site(settings: Settings, shared: NginxHost) -> str:
+    """The app's site as it can serve now: with HTTPS, TLS for the names the certificate on
+    the host covers (none yet: plain HTTP and the challenge, see nginx_site)."""
+    if not settings.https:
+        return nginx_site(settings, None, shared.proxies, shared.servers)
+    cert = certificate(settings)
+    return nginx_site(settings, cert["names"] if cert else None, shared.proxies, shared.servers)
+
+
 def configure_nginx_host(
-    plan: HostPlan, proxies: tuple[str, ...] = (), servers: tuple[str, ...] = ()
+    plan: HostPlan,
+    proxies: tuple[str, ...] = (),
+    servers: tuple[str, ...] = (),
+    retired: tuple[str, ...] = (),
 ) -> NginxHost:
-    """Put the host-wide files, disable the catch-all if no longer wanted and Debian's
-    default site. Each app's site step applies them (tested reload); the catch-all is
-    enabled after every site is written (enable_catch_all), so no old default site clashes
-    with it. ``proxies``: the load balancers in front of this app server; ``servers``: on a
-    load balancer, the app servers behind it."""
-    wanted = nginx_host(plan)
-    operations = (
-        *(put_text(f"Host-wide {path}", text, path) for path, text in wanted.files.items()),
-        files.file(name=f"No {OLD_HARDENING}", path=OLD_HARDENING, present=False),
-        *(
-            []
-            if wanted.catch_all
-            else [
-                files.link(
-                    name=f"Disable {CATCH_ALL_ENABLED}", path=CATCH_ALL_ENABLED, present=False
-                )
-            ]
-        ),
-        files.link(name=f"Disable {DEFAULT_SITE}", path=DEFAULT_SITE, present=False),
-    )
-    return NginxHost(wanted.files, wanted.catch_all, operations, proxies, servers)
+    """What every nginx change of this run applies along with its own (see NginxHost):
+    the host-wide files and links, ``retired`` apps' sites gone (their names are free for
+    the new apps of the same run), and the site of any listed app that is the default
+    server on disk but no longer in the settings, so that no step has two default servers.
+    ``proxies``: the load balancers in front of this app server; ``servers``: on a load
+    balancer, the app servers behind it."""
+    wanted = nginx_host(plan, retired)
+    shared = NginxHost(wanted.files, wanted.links, wanted.catch_all, proxies, servers)
+    others = {
+        Layout.of(app).site_available: served_site(app, shared)
+        for app in plan.apps
+        if not app.default_server and is_default_server(Layout.of(app).site_enabled)
+    }
+    return replace(shared, others=others)
 
 
-@deploy("Nginx catch-all")
-def enable_catch_all(shared: NginxHost):
-    """Enable the catch-all once every app's site is written, and apply it (tested reload)."""
-    if shared.catch_all:
-        enabled = files.link(
-            name=f"Enable {CATCH_ALL_ENABLED}", path=CATCH_ALL_ENABLED, target=CATCH_ALL
-        )
-        server.shell(
-            name="Test and reload nginx with the catch-all",
-            commands=tested_reload(None),
-            _if=enabled.did_change,
-        )
-
-
-def _site(settings: Settings, certified: list[str] | None, shared: NginxHost, **condition) -> None:
-    """Put and enable the site (for the names ``certified``, see nginx_site) and apply it and
-    the host-wide changes with a tested reload; ``condition``: pyinfra's ``_if`` for the
-    pass after certbot got a certificate."""
+def _site(settings: Settings, site: str, shared: NginxHost, **condition) -> None:
+    """Put and enable the app's ``site`` and apply it with the host-wide changes (one
+    nginx_change); ``condition``: pyinfra's ``_if`` for the pass after certbot got a
+    certificate."""
     layout = Layout.of(settings)
-    site = nginx_site(settings, certified, shared.proxies, shared.servers)
-    written = put_text(f"Site {layout.site_available}", site, layout.site_available, **condition)
-    enabled = files.link(
-        name=f"Enable {layout.site_enabled}",
-        path=layout.site_enabled,
-        target=layout.site_available,
-        **condition,
-    )
-    changes_applied(
-        name="Test and reload nginx" + (" with the new certificate" if condition else ""),
-        stamp=layout.stamp("nginx"),
-        levels=[
-            Level(
-                "reload",
-                digest(site, *shared.files.values(), str(not shared.catch_all)),
-                tested_reload(layout),
-                (written, enabled, *shared.operations),
-            )
-        ],
-        files={layout.site_available: site, **shared.files},
+    applied = {layout.site_available: site, **{p: t for p, t in shared.files.items() if t}}
+    nginx_change(
+        name=f"Site {layout.site_available}: test and reload nginx"
+        + (" with the new certificate" if condition else ""),
+        files={**shared.files, **shared.others, layout.site_available: site},
+        links={**shared.links, layout.site_enabled: layout.site_available},
+        stamps={
+            layout.stamp("nginx"): {
+                "reload": digest(*applied.values(), str(not shared.catch_all)),
+                "files": file_hashes(applied),
+            }
+        },
         **condition,
     )
 
 
 @deploy("Nginx site")
 def configure_nginx(settings: Settings, shared: NginxHost):
-    """Write and enable the app's site, test and reload nginx when it or the host-wide part
-    (``shared``, see configure_nginx_host) changed. With HTTPS: until the certificate
-    covers every name the site serves what it served before plus the ACME challenge; once
-    certbot has it (in this run or an earlier one), TLS with a redirect from HTTP."""
+    """Write and enable the app's site with the host-wide part (``shared``, see
+    configure_nginx_host), tested and reloaded as one change. With HTTPS: until the
+    certificate covers every name the site serves what it served before plus the ACME
+    challenge; once certbot has it (in this run or an earlier one), TLS with a redirect
+    from HTTP."""
     cert = certificate(settings) if settings.https else None
-    if not settings.https:
-        _site(settings, None, shared)
-    elif covers(cert, settings):
-        _site(settings, cert["names"], shared)
-        request_certificate(settings)  # no-op; renews a certificate found expired
-    else:  # a first certificate, or a new name: the challenge first, TLS once it is issued
-        _site(settings, cert["names"] if cert else None, shared)
-        issued = request_certificate(settings)
-        _site(settings, settings.server_name, shared, _if=issued.did_change)
+    _site(settings, served_site(settings, shared), shared)
+    if settings.https:
+        issued = request_certificate(settings)  # asks only when cert does not cover the names
+        if not covers(cert, settings):
+            _site(
+                settings,
+                nginx_site(settings, settings.server_name, shared.proxies, shared.servers),
+                shared,
+                _if=issued.did_change,
+            )
     unit_state(
         name="nginx enabled and running",
         unit=NGINX_UNIT,

@@ -10,11 +10,10 @@ import shlex
 from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy
 from pyinfra.facts.files import FileContents
-from pyinfra.operations import files, server
-from pyinfra.operations.util import any_changed
 
 from deploys.layout import Layout
-from deploys.nginx import tested_reload
+from deploys.nginx import is_default_server
+from deploys.nginxchange import nginx_change
 from deploys.plan import HostPlan
 from deploys.settings import SettingsError
 from deploys.units import unit_state
@@ -44,15 +43,23 @@ class HostedApps(FactBase):
         return dict(line.split(maxsplit=1) for line in output if len(line.split()) == 2)
 
 
+def retiring(plan: HostPlan) -> tuple[str, ...]:
+    """The apps of ``retired_apps`` that this deploy put on the host (the others are left
+    alone: they may be another service, ``ssh``)."""
+    hosted = host.get_fact(HostedApps)
+    return tuple(name for name in plan.retired if name in hosted)
+
+
 @deploy("Retired apps")
 def retire_apps(plan: HostPlan):
-    """Stop and disable each retired app's socket and service, disable and remove its nginx
-    site (nginx reloaded after ``nginx -t``). Its data directory, releases, environment and
-    certificate are kept. A name that is no app of ours on this host is left alone (it may
-    be another service: ``ssh``), and the run says so."""
-    hosted = host.get_fact(HostedApps)
+    """Take each retired app's site off nginx (tested reload; the first app's site change
+    of the run already did, so that its names were free for the new apps), then stop and
+    disable its socket and service. Its data directory, releases, environment and
+    certificate are kept. A name that is no app of ours on this host is left alone, and
+    the run says so."""
+    on_host = retiring(plan)
     for name in plan.retired:
-        if name not in hosted:
+        if name not in on_host:
             host.log(
                 f"retired_apps: no app {name} was deployed on this host: nothing to retire"
                 " (a typo?)",
@@ -60,6 +67,11 @@ def retire_apps(plan: HostPlan):
             )
             continue
         layout = Layout(name)
+        nginx_change(
+            name=f"Retired {name}: its site off nginx",
+            files={layout.site_available: None},
+            links={layout.site_enabled: None},
+        )
         for unit in (layout.socket_unit_name, layout.unit_name):
             unit_state(
                 name=f"Retired {name}: {unit} stopped and disabled",
@@ -73,21 +85,6 @@ def retire_apps(plan: HostPlan):
             unit=layout.handover_unit_name,
             running=False,
             along=layout.units_read_together,
-        )
-        off = files.link(
-            name=f"Retired {name}: no {layout.site_enabled}",
-            path=layout.site_enabled,
-            present=False,
-        )
-        gone = files.file(
-            name=f"Retired {name}: no {layout.site_available}",
-            path=layout.site_available,
-            present=False,
-        )
-        server.shell(
-            name=f"Retired {name}: test and reload nginx",
-            commands=tested_reload(None),
-            _if=any_changed(off, gone),
         )
 
 
@@ -105,16 +102,27 @@ def site_names(site: str) -> list[str]:
 
 def report_unlisted_apps(plan: HostPlan) -> list[str]:
     """Say which apps on the host the settings no longer list (they are left as they are);
-    refuse a listed app's server_name that one of them still serves (nginx would keep
-    giving it to the old app). Returns their names."""
+    refuse, before anything changes, a listed app's server_name that one of them still
+    serves (nginx would keep giving it to the old app) and one of them that is the default
+    server (every host needs the default: a listed app or the catch-all). Returns their
+    names."""
     unlisted = unlisted_apps(plan)
     claimed = {name: app.app_name for app in plan.apps for name in app.server_name if name != "_"}
+    defaults = [app.app_name for app in plan.apps if app.default_server]
     clashes = [
         f"server_name: {name!r} of {claimed[name]} is still served by {old}, which is on"
         f" {host.name} but not in apps: add {old} to retired_apps (or give it back the name)"
         for old in unlisted
         for name in site_names(Layout(old).site_enabled)
         if name in claimed
+    ]
+    clashes += [
+        f"retired_apps: {old} is on {host.name}, not in apps, and is the default server"
+        " (answers any host name): nginx cannot have two, and this run needs the default for"
+        + (f" {defaults[0]}" if defaults else " its catch-all (closing unknown names)")
+        + f": add {old} to retired_apps, or list it in apps"
+        for old in unlisted
+        if is_default_server(Layout(old).site_enabled)
     ]
     if clashes:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(clashes))

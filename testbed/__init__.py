@@ -16,6 +16,7 @@ Command line (``python -m testbed``):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -194,10 +196,25 @@ def image_tag(debian: str = DEBIAN) -> str:
     return f"flask-deploy-base:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
+@contextmanager
+def _machine_lock(name: str):
+    """Held by one process of the machine at a time: test workers running in parallel
+    build the base image and the key once, not each their own at the same time."""
+    STATE_DIR.mkdir(exist_ok=True)
+    with open(STATE_DIR / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def ensure_image(debian: str = DEBIAN) -> str:
     """Build the Debian ``debian`` (12 or 13) base image with debootstrap unless the cached
     one exists; return its tag."""
     docker_usable()
+    with _machine_lock("image"):
+        return _ensure_image(debian)
+
+
+def _ensure_image(debian: str) -> str:
     tag = image_tag(debian)
     if _run(["docker", "image", "inspect", tag], check=False).returncode == 0:
         return tag
@@ -225,8 +242,22 @@ def ensure_image(debian: str = DEBIAN) -> str:
 def ensure_key() -> str:
     """The test SSH key pair under .testbed/, made once."""
     STATE_DIR.mkdir(exist_ok=True)
-    if not KEY_FILE.exists():
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed", "-f", str(KEY_FILE)])
+    with _machine_lock("key"):
+        if not KEY_FILE.exists():
+            _run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "testbed",
+                    "-f",
+                    str(KEY_FILE),
+                ]
+            )
     return str(KEY_FILE)
 
 

@@ -16,6 +16,8 @@ OPERATION_MODULES = (
     "deploys.appuser",
     "deploys.retire",
     "deploys.balancer",
+    "deploys.nginx",
+    "deploys.nginxchange",
 )
 
 

@@ -15,6 +15,8 @@ import testbed
 from testbed.pyinfra_cli import SUMMARY_ROW_RE, pyinfra, pyinfra_cli
 from tests.helpers import APP, HELLO, body_of, main_pid, nginx_workers, uwsgi_workers, wait_for
 
+SITE_CHANGE = f"Site /etc/nginx/sites-available/{APP}: test and reload nginx"
+
 
 def test_dry_run_diff_on_a_fresh_host_changes_nothing(boot, workdir):
     (fresh,) = boot(1)
@@ -138,7 +140,7 @@ def test_code_change_restarts_only_uwsgi(converged, workdir, tmp_path):
         "inactive"
     )
     assert nginx_workers(host) == web
-    assert "Nginx site | Test and reload nginx" not in run.changed_ops()
+    assert f"Nginx site | {SITE_CHANGE}" not in run.changed_ops()
 
 
 def test_nginx_change_reloads_only_nginx(converged, workdir):
@@ -150,10 +152,7 @@ def test_nginx_change_reloads_only_nginx(converged, workdir):
 
     run = pyinfra([host], workdir, "deploy.py", "--data", "client_max_body_size=20m").check()
 
-    assert run.changed_ops() == [
-        "Nginx site | Site /etc/nginx/sites-available/myproject",
-        "Nginx site | Test and reload nginx",
-    ]
+    assert run.changed_ops() == [f"Nginx site | {SITE_CHANGE}"]
     wait_for(lambda: nginx_workers(host) and not nginx_workers(host) & web, 15, "nginx to reload")
     assert "client_max_body_size 20m;" in host.exec(f"cat /etc/nginx/sites-enabled/{APP}").stdout
     assert (main_pid(host, APP), uwsgi_workers(host)) == (master, workers)

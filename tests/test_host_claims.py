@@ -2,10 +2,12 @@
 something else is refused before anything changes, and apps the settings no longer list are
 reported, not touched."""
 
+import pytest
+
 from deploys.appuser import foreign_claims
 from deploys.plan import load_plan
 from deploys.retire import report_unlisted_apps
-from deploys.settings import load_settings
+from deploys.settings import SettingsError, load_settings
 
 OURS = {"home": "/srv/myproject"}
 
@@ -73,3 +75,32 @@ def test_apps_no_longer_listed_are_reported_not_touched(fake):
     assert "retired_apps" in host.logs[0]
     retired = load_plan({"retired_apps": ["hello", "notes"]})
     assert report_unlisted_apps(retired) == []
+
+
+def test_an_unlisted_default_server_is_refused_naming_the_fix(fake):
+    """Every host has one default server, a listed app or the catch-all: an old app that
+    still is one would fail nginx -t at the first site change (and on disk after it)."""
+    fake(
+        {
+            ("HostedApps", None): {"myproject": "active"},
+            ("FileContents", "/etc/nginx/sites-enabled/myproject"): [
+                "server {",
+                "    listen 80 default_server;",
+                "    listen [::]:80 default_server;",
+                "    server_name _;",
+            ],
+        }
+    )
+    named = load_plan({"app_name": "notes", "server_name": ["notes.test"]})
+    with pytest.raises(SettingsError) as refused:
+        report_unlisted_apps(named)
+    assert (
+        "retired_apps: myproject is on web1, not in apps, and is the default server (answers"
+        " any host name): nginx cannot have two, and this run needs the default for its"
+        " catch-all (closing unknown names): add myproject to retired_apps, or list it in apps"
+    ) in str(refused.value)
+    with pytest.raises(SettingsError, match="needs the default for notes: add myproject"):
+        report_unlisted_apps(load_plan({"app_name": "notes"}))
+    assert (
+        report_unlisted_apps(load_plan({"app_name": "notes", "retired_apps": ["myproject"]})) == []
+    )

@@ -26,8 +26,8 @@ UPGRADE_CHANGES = {
     "uWSGI service | /etc/systemd/system/myproject-handover.service.d links the service's drop-ins",
     "uWSGI service | systemd knows the current myproject-handover.service",
     "uWSGI service | Apply changes to myproject.service",
-    "Nginx site | Site /etc/nginx/sites-available/myproject",  # the scheme nginx's own
-    "Nginx site | Test and reload nginx",
+    "Nginx site | Site /etc/nginx/sites-available/myproject: test and reload nginx",  # the
+    # scheme nginx's own
 }
 
 

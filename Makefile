@@ -9,7 +9,7 @@ demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify i
 
 test:  ## unit and integration tests (boots and removes its own hosts)
 	@scripts/prereqs.sh
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 unit:  ## the tests that need no Docker engine (seconds)
 	@scripts/prereqs.sh --python-only

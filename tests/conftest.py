@@ -55,9 +55,32 @@ def fake(monkeypatch):
     return install
 
 
+# The modules that take longest, longest first (seconds in a CI run, two workers): `make
+# test` runs modules on two workers in this order (--dist loadfile --no-loadscope-reorder),
+# so no long one starts last. A module not listed comes after them.
+SLOWEST_FIRST = (
+    "test_transitions",  # 430
+    "test_app_attacks",
+    "test_releases",  # 187
+    "test_safety",  # 163
+    "test_security",  # 124
+    "test_fleet",  # 122
+    "test_https",  # 119
+    "test_deploy",  # 107
+    "test_several_apps",  # 99
+    "test_verify",  # 96
+    "test_fleet_https",  # 87
+    "test_debian13",  # 70
+    "test_real_app",  # 54
+)
+
+
 def pytest_collection_modifyitems(items):
     """Tests that boot test-bed hosts (through the base_image fixture) are integration tests;
-    ``pytest -m "not integration"`` (``make unit``) runs the rest without Docker."""
+    ``pytest -m "not integration"`` (``make unit``) runs the rest without Docker. Modules run
+    slowest first (SLOWEST_FIRST), each in its own order."""
     for item in items:
         if "base_image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))

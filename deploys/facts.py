@@ -103,9 +103,15 @@ class NginxConfigTest(FactBase):
 
 
 HTTP_PROBE = """
-import http.client, socket, ssl, sys, urllib.parse
+import http.client, signal, socket, ssl, sys, urllib.parse
 url, host_header = sys.argv[1], sys.argv[2]
 parts = urllib.parse.urlsplit(url)
+
+def expire(_signum, _frame):  # the app may drip its answer: the whole of it within 20 s
+    raise TimeoutError("no whole answer within 20 s")
+
+signal.signal(signal.SIGALRM, expire)
+signal.alarm(20)
 
 class SiteConnection(http.client.HTTPSConnection):
     def connect(self):  # SNI names the site, not the address connected to
@@ -122,12 +128,13 @@ try:
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn.request("GET", target, headers={"Host": host_header})
     resp = conn.getresponse()
+    body = resp.read(4096).decode("utf-8", "replace")
 except Exception as err:
     print(0); print(type(err).__name__, err); sys.exit(0)
 print(resp.status)
 for name in HEADERS:
     print(f"{name}:", resp.headers.get(name, ""))
-print(resp.read(4096).decode("utf-8", "replace"))
+print(body)
 """
 RESPONSE_HEADERS = ("cache-control", "location", "strict-transport-security")
 

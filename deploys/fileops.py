@@ -1,5 +1,5 @@
 """Small operations on files that pyinfra lacks: uploads through the private folder, secret
-files without diffs, atomic symlink switches, a socket's mode and owner."""
+files without diffs, atomic symlink switches, a socket's mode and owner, private logs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from io import BytesIO
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.facts.files import Link, Sha256File, Socket
+from pyinfra.facts.files import File, Link, Sha256File, Socket
 
 
 def upload_command(data: bytes, path: str) -> FileUploadCommand:
@@ -79,3 +79,29 @@ def socket_permissions(path: str, mode: str, user: str, group: str):
         yield f"chmod {mode} {quoted}"
     if (sock["user"], sock["group"]) != (user, group):
         yield f"chown {shlex.quote(user)}:{shlex.quote(group)} {quoted}"
+
+
+@operation()
+def private_log(path: str, group: str = "adm"):
+    """
+    A log file that exists before its writer opens it (nginx would make it readable by
+    everyone), readable by root and ``group`` only. Once it exists its owner and group are
+    left as they are (logrotate makes each new one www-data:adm 0640): only the bits of
+    other users are taken away, from it and from its rotated copies.
+
+    + path: the log file, in a folder only root may write
+    + group: the group that reads logs
+    """
+    log = host.get_fact(File, path=path)
+    if log and not log["mode"] % 10:
+        host.noop(f"{path} is private")
+        return
+    quoted = shlex.quote(path)
+    if log is None:
+        yield f"install -m 640 -o root -g {shlex.quote(group)} /dev/null {quoted}"
+    else:
+        folder, name = path.rsplit("/", 1)
+        yield (
+            f"find {shlex.quote(folder)} -maxdepth 1 -name {shlex.quote(name + '*')}"
+            " -exec chmod o-rwx {} +"
+        )

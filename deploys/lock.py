@@ -33,6 +33,12 @@ HOST_LOCK = "host"  # the lock's name (no app uses the folder for anything named
 _HELD: dict[str, object] = {}  # host name -> the channel holding its lock (alive until exit)
 
 
+def held_lock() -> str | None:
+    """The deploy lock file this run holds on the current host; None when it holds none
+    (``--dry``, a connector other than SSH)."""
+    return f"{LOCK_DIR}/{HOST_LOCK}.lock" if host.name in _HELD else None
+
+
 class DeployLockError(PyinfraError):
     """Another run holds the host's deploy lock for longer than LOCK_WAIT."""
 

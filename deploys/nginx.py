@@ -10,6 +10,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
 
+from deploys.fileops import private_log
 from deploys.https import ACME_WEBROOT, certificate, covers, request_certificate
 from deploys.layout import NGINX_UNIT, Layout
 from deploys.nginxchange import nginx_change
@@ -25,6 +26,13 @@ CATCH_ALL_ENABLED = "/etc/nginx/sites-enabled/flask-deploy-catch-all"
 OLD_HARDENING = "/etc/nginx/conf.d/flask-deploy.conf"  # server_tokens moved into each server:
 # http-level it clashes with Debian 13's nginx.conf, which sets it already
 TLS_SETTINGS = "/etc/nginx/snippets/flask-deploy-tls.conf"
+FORGED_HEADERS = (  # forwarding headers only nginx may set; a client's are dropped
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+)
 DEFAULT_LISTEN_RE = re.compile(r"^\s*listen\s+(?:\[::\]:)?80\s+default_server\b")
 
 
@@ -61,6 +69,7 @@ def nginx_site(
         servers=servers,
         drained=drained,
         upstream=f"{settings.app_name}_app",
+        forged_headers=FORGED_HEADERS,
     )
 
 
@@ -175,6 +184,11 @@ def configure_nginx(settings: Settings, shared: NginxHost):
     challenge; once certbot has it (in this run or an earlier one), TLS with a redirect
     from HTTP."""
     cert = certificate(settings) if settings.https else None
+    if not shared.servers:  # an app server's site logs its errors (URLs, tokens in them)
+        private_log(
+            name=f"Error log {Layout.of(settings).site_error_log} (not world-readable)",
+            path=Layout.of(settings).site_error_log,
+        )
     _site(settings, served_site(settings, shared), shared)
     if settings.https:
         issued = request_certificate(settings)  # asks only when cert does not cover the names

@@ -22,6 +22,7 @@ from pyinfra.operations import files
 
 from deploys.fileops import link_switched, upload_command
 from deploys.layout import GATE_SCRIPT, Layout
+from deploys.lock import held_lock
 from deploys.output import shown
 from deploys.render import FILES, digest
 from deploys.settings import Settings
@@ -52,6 +53,13 @@ def release_id(settings: Settings) -> str:
     layout_parts = [*settings.shared_paths, "|", *settings.static.values()]
     extra = layout_parts if len(layout_parts) > 1 else []
     return digest(settings.app_files.digest(), venv_id(settings), *extra)
+
+
+def gate_command(layout: Layout, subcommand: str) -> str:
+    """``python3 release_gate.py SUBCOMMAND``, told the run's deploy lock: what it does for
+    the run ends with the run (nothing it started outlives it)."""
+    lock = held_lock()
+    return f"python3 {layout.gate_script} {subcommand}" + (f" --lock={lock}" if lock else "")
 
 
 def app_command_args(layout: Layout, settings: Settings, release: str) -> str:
@@ -92,9 +100,10 @@ class LiveRelease(FactBase):
         return {"release": None, "workers": 0}
 
     def process(self, output):
-        if not output or not output[0].strip():
+        """The app serves the stats: an answer in any other shape means "not answering"."""
+        release, _, workers = (output[0] if output else "").rpartition(" ")
+        if not release or not workers.isdigit():
             return self.default()
-        release, workers = output[0].split()
         return {"release": release, "workers": int(workers)}
 
 
@@ -128,7 +137,7 @@ def release_checked(layout: Layout, release: str, settings: Settings, commands: 
         return
     command_args = "".join(f" --command={shlex.quote(c)}" for c in commands)
     yield shown(
-        f"python3 {layout.gate_script} check {app_command_args(layout, settings, release)}"
+        f"{gate_command(layout, 'check')} {app_command_args(layout, settings, release)}"
         f"{command_args} {health_args(settings)}"
     )
 
@@ -151,7 +160,7 @@ def release_gated(layout: Layout, settings: Settings):
         host.noop(f"{current} is live and recorded healthy")
         return
     yield (
-        f"python3 {layout.gate_script} gate"
+        f"{gate_command(layout, 'gate')}"
         f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
         f" --keep={settings.keep_releases} {service_args(layout, settings)}"
         f" {health_args(settings)}"
@@ -173,7 +182,7 @@ def restart_command(layout: Layout, settings: Settings) -> str:
     """The command restarting the app's uWSGI onto ``current`` and the configuration on disk
     without a request waiting (release_gate.py restart)."""
     return (
-        f"python3 {layout.gate_script} restart --timeout={settings.health_timeout}"
+        f"{gate_command(layout, 'restart')} --timeout={settings.health_timeout}"
         f" {service_args(layout, settings)}"
     )
 
@@ -248,7 +257,7 @@ def shared_folders(layout: Layout, settings: Settings, release: str):
         return
     paths = " ".join(shlex.quote(layout.shared(p)) for p in missing)
     yield (
-        f"python3 {layout.gate_script} run {app_command_args(layout, settings, release)}"
+        f"{gate_command(layout, 'run')} {app_command_args(layout, settings, release)}"
         f" --workdir=/ -- {shlex.quote(f'mkdir -p -m 750 -- {paths}')}"
     )
 
@@ -263,7 +272,7 @@ def app_command(layout: Layout, settings: Settings, command: str):
     + command: a shell command line, e.g. ``flask --app myapp init-db``
     """
     yield shown(
-        f"python3 {layout.gate_script} run {app_command_args(layout, settings, layout.current)}"
+        f"{gate_command(layout, 'run')} {app_command_args(layout, settings, layout.current)}"
         f" -- {shlex.quote(command)}"
     )
 

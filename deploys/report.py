@@ -14,6 +14,7 @@ from pyinfra import host, state
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.checks import LIVE_RELEASE_CHECK, Check
+from deploys.output import printable
 
 RESULTS: dict[str, list[Check]] = {}
 
@@ -29,9 +30,15 @@ def format_tables(host_name: str, checks: list[Check]) -> str:
 
 
 def format_table(name: str, checks: list[Check]) -> str:
-    """A plain-text table of one host's checks."""
+    """A plain-text table of one host's checks; what the host or the app answered is shown
+    with its control characters escaped (an app can forge its stats)."""
     rows = [("check", "expected", "observed", "result")] + [
-        (c.name, c.expected, c.observed.replace("\n", " ")[:100], "PASS" if c.ok else "FAIL")
+        (
+            printable(c.name),
+            printable(c.expected),
+            printable(c.observed.replace("\n", " "))[:100],
+            "PASS" if c.ok else "FAIL",
+        )
         for c in checks
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -89,7 +96,7 @@ def record_host(checks: list[Check], json_path: str | None = None) -> None:
     ]
     for app, hosts in summary["mixed_releases"].items():
         runs = ", ".join(f"{release} on {name}" for name, release in sorted(hosts.items()))
-        print(f"\nmixed fleet: app {app} runs {runs}", flush=True)
+        print(f"\nmixed fleet: app {app} runs {printable(runs)}", flush=True)
         bad.append(f"app {app} mixed")
     if bad:
         raise PyinfraError(f"verify: FAIL on {len(bad)} of {len(RESULTS)} hosts: {', '.join(bad)}")

@@ -217,11 +217,25 @@ if __name__ == "__main__" and (live := live_command_line(sys.argv[1:])):
     sys.exit(print_live(*live))
 
 import argparse
+import re
 import shutil
+import signal
 import socket
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+TRANSIENT_KINDS = ("import-check", "release-command", "candidate", "command")  # <user>-<kind>
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # but tab and newline
+
+
+def escaped(text: str) -> str:
+    """App-controlled ``text`` (its output, its journal, its answers) with control characters
+    escaped as \\xNN: no escape sequence reaches the operator's terminal, nor a carriage
+    return that overwrites a line."""
+    return CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 IMPORT_CHECK = """
 import importlib, inspect, sys
@@ -307,13 +321,14 @@ def sandbox_properties(drop_in: str) -> list[str]:
 
 
 def unit_log(unit: str, lines: int = 60) -> str:
-    """The last lines a unit logged, to show why a release failed."""
+    """The last lines a unit logged, to show why a release failed: each behind a bar, so no
+    line the app logged passes for one of this script's own."""
     proc = subprocess.run(
         ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit],
         capture_output=True,
-        text=True,
     )
-    return proc.stdout.strip()
+    text = proc.stdout.decode("utf-8", "replace").strip("\n")  # a lone \r is no line break
+    return "\n".join(f"  | {escaped(line)}" for line in text.split("\n"))
 
 
 def app_environment(release: Path, module: str, source_root: str) -> list[str]:
@@ -356,11 +371,14 @@ def check_import(app: AppRun) -> int:
     """The release's app builds and is a WSGI app, loaded as uWSGI would, in the sandbox."""
     env = app_environment(app.release, app.module, app.source_root)
     python = [str(app.release / "venv/bin/python3"), "-c", IMPORT_CHECK, app.module]
-    cmd = sandboxed(f"{app.user}-import-check", app.sandbox, app.release / "app", env, python)
+    cmd = sandboxed(
+        f"{app.user}-{TRANSIENT_KINDS[0]}", app.sandbox, app.release / "app", env, python
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         print(
-            f"release {app.release.name}: {app.module} does not load:\n{proc.stderr.strip()}",
+            f"release {app.release.name}: {app.module} does not load:\n"
+            + escaped(proc.stderr.strip()),
             file=sys.stderr,
         )
         return 1
@@ -382,7 +400,7 @@ def release_commands(app: AppRun, commands: list[str]) -> int:
     """The release commands, in order; the first failure stops the release."""
     for command in commands:
         print(f"release {app.release.name}: $ {command}", flush=True)
-        status = run_command(app, f"{app.user}-release-command", command)
+        status = run_command(app, f"{app.user}-{TRANSIENT_KINDS[1]}", command)
         if status != 0:
             print(
                 f"release {app.release.name}: release_command {command!r} failed"
@@ -411,7 +429,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
     """Serve the release from a throw-away uWSGI (one worker, its own socket, the app's user
     and environment) and require a healthy answer before it may take real traffic."""
     release = app.release
-    unit = f"{app.user}-candidate"
+    unit = f"{app.user}-{TRANSIENT_KINDS[2]}"
     sock = f"/run/{unit}/http.sock"
     discard(unit)
     subprocess.run(
@@ -451,7 +469,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
     if problem:
         print(
             f"release {release.name} is unhealthy before going live: GET {check.path}"
-            f" gave {problem}\n-- its log (journalctl -u {unit}):\n{unit_log(unit)}",
+            f" gave {escaped(problem)}\n-- its log (journalctl -u {unit}):\n{unit_log(unit)}",
             file=sys.stderr,
         )
         return 1
@@ -514,10 +532,32 @@ def retire_handover(service: Service) -> None:
     systemctl("reset-failed", service.handover.unit, check=False)
 
 
+SYSTEMCTL_DEADLINE = 90  # seconds: a graceful stop's 70 (TimeoutStopSec) and some margin
+
+
 def systemctl(*args: str, check: bool = True) -> None:
-    """Run systemctl quietly; CalledProcessError (with its output) when it fails, unless
-    ``check`` is off (clearing a state that may not be there)."""
-    subprocess.run(["systemctl", *args], check=check, capture_output=True, text=True)
+    """Run systemctl quietly on the unit named last; CalledProcessError (with its output)
+    when it fails, unless ``check`` is off (clearing a state that may not be there). The app
+    can keep a stop or start waiting (it runs in the master: MAINPID= and EXTEND_TIMEOUT_USEC=
+    on the notify socket): past SYSTEMCTL_DEADLINE every process of the unit is killed and
+    RuntimeError says so."""
+    try:
+        subprocess.run(
+            ["systemctl", *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=SYSTEMCTL_DEADLINE,
+        )
+    except subprocess.TimeoutExpired:
+        unit = args[-1]
+        subprocess.run(
+            ["systemctl", "kill", "--signal=SIGKILL", unit], capture_output=True, timeout=30
+        )
+        raise RuntimeError(
+            f"systemctl {args[0]} {unit} did not end within {SYSTEMCTL_DEADLINE} s (the app"
+            f" kept it waiting): every process of {unit} was killed"
+        ) from None
 
 
 def discard(unit: str) -> None:
@@ -528,7 +568,52 @@ def discard(unit: str) -> None:
 
 def active(unit: str) -> bool:
     """Whether systemd runs ``unit``."""
-    return subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
+    return subprocess.run(["systemctl", "is-active", "--quiet", unit], timeout=30).returncode == 0
+
+
+def lock_is_free(lock: str) -> bool:
+    """Whether nobody holds the deploy lock ``lock`` (flock, see deploys/lock.py)."""
+    import fcntl
+
+    fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def owner_of(lock: str) -> str:
+    """Who holds the deploy lock, as its holder wrote it."""
+    try:
+        return Path(lock + ".owner").read_text()
+    except OSError:
+        return ""
+
+
+def die_with_run(lock: str, transient: list[str], every: float = 0.5) -> None:
+    """This script acts for the run that holds the deploy lock ``lock``: once that run ends
+    (killed, its connection lost: the lock goes free, or another run holds it), stop the
+    transient units it started for the run (``transient``) and kill this script's process
+    group, before it switches, records or prunes anything more (silently: the run's output
+    went with it). Refuses to start when the run is gone already."""
+    import threading
+
+    owner = owner_of(lock)
+    if lock_is_free(lock):
+        sys.exit("release_gate: the run that started this holds no deploy lock: nothing done")
+    os.setpgid(0, 0)  # this script and what it starts (systemctl, the app-user children)
+
+    def watch():
+        while not lock_is_free(lock) and owner_of(lock) == owner:
+            time.sleep(every)
+        for unit in transient:
+            subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=30)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def restart_without_pause(service: Service, release: str, timeout: float) -> str | None:
@@ -583,12 +668,32 @@ def through_nginx(check: Health):
     return SiteConnection("127.0.0.1", 443, timeout=10, context=context)
 
 
+READ_TIMEOUT = 10  # seconds: a connection's own timeout, past the health check's deadline
 ERRORS_BEFORE_GIVING_UP = 3  # HTTP 500s in a row: the app's own error, not a slow start
+
+
+@contextmanager
+def within(seconds: float):
+    """Raise TimeoutError in whatever blocks once ``seconds`` have passed (a socket read
+    included: the app may drip its answer a byte at a time, each in time for a read's own
+    timeout). Main thread only."""
+
+    def expire(_signum, _frame):
+        raise TimeoutError(f"no whole answer within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.1))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def health(check: Health, connect) -> str | None:
     """None when GET check.path answers 200 (with the expected text) within the timeout; the
-    problem seen otherwise. Repeated HTTP 500s end the wait early."""
+    problem seen otherwise. Repeated HTTP 500s end the wait early. Each attempt, the whole
+    answer included, ends by the deadline (plus a read's own timeout)."""
     import http.client
 
     deadline = time.monotonic() + check.timeout
@@ -596,9 +701,10 @@ def health(check: Health, connect) -> str | None:
     while True:
         conn = connect()
         try:
-            conn.request("GET", check.path, headers={"Host": check.host_header})
-            resp = conn.getresponse()
-            body = resp.read(65536).decode("utf-8", "replace")
+            with within(deadline - time.monotonic() + READ_TIMEOUT):
+                conn.request("GET", check.path, headers={"Host": check.host_header})
+                resp = conn.getresponse()
+                body = resp.read(65536).decode("utf-8", "replace")
             if resp.status != 200:
                 problem = f"HTTP {resp.status}"
             elif check.expect in body:
@@ -687,7 +793,7 @@ def gate(paths: Paths, service: Service, check: Health, keep: int) -> int:
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
-    print(f"{message}\n-- its log (journalctl -u {service.main.unit}):", file=sys.stderr)
+    print(f"{escaped(message)}\n-- its log (journalctl -u {service.main.unit}):", file=sys.stderr)
     print(unit_log(service.main.unit), file=sys.stderr)
     return 1
 
@@ -725,12 +831,25 @@ def main(argv=None) -> int:
         each.add_argument("--expect", default="")
         each.add_argument("--timeout", type=float, default=30)
         each.add_argument("--https", action="store_true")
+    for each in (check, run, g, restart):
+        each.add_argument("--lock", help="the run's deploy lock: end with the run")
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.subcommand == "live":
         return print_live(args.stats, args.user)
+    if args.lock:
+        die_with_run(args.lock, [f"{args.user}-{kind}" for kind in TRANSIENT_KINDS])
+    try:
+        return act(args)
+    except (RuntimeError, TimeoutError) as err:  # a deadline the app made us wait for
+        print(f"release_gate: {escaped(str(err))}", file=sys.stderr)
+        return 1
+
+
+def act(args) -> int:
+    """Carry out the parsed subcommand (but ``live``)."""
     if args.subcommand in ("check", "gate"):
         check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
     if args.subcommand in ("gate", "restart"):
@@ -743,7 +862,7 @@ def main(argv=None) -> int:
     if args.subcommand == "restart":
         problem = restart_without_pause(service, os.path.realpath(args.current), args.timeout)
         if problem:
-            print(f"{args.service} did not restart: {problem}", file=sys.stderr)
+            print(f"{args.service} did not restart: {escaped(problem)}", file=sys.stderr)
         return 1 if problem else 0
     if args.subcommand == "gate":
         paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
@@ -751,7 +870,7 @@ def main(argv=None) -> int:
     app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None
-        status = run_command(app, f"{app.user}-command", args.shell_command, workdir)
+        status = run_command(app, f"{app.user}-{TRANSIENT_KINDS[3]}", args.shell_command, workdir)
         if status:
             print(f"the command failed (exit {status})", file=sys.stderr)
         return status

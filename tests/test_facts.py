@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from deploys.appuser import PathsPresent
 from deploys.facts import (
     HttpResponse,
@@ -121,6 +123,17 @@ def test_live_release_from_the_stats_server():
         "workers": 5,
     }
     assert LiveRelease().process([]) == {"release": None, "workers": 0}
+
+
+@pytest.mark.parametrize(
+    "forged",
+    ["/srv/a/releases/x y 5", "/srv/a/releases/x", "/srv/a/releases/x 5 extra", " 5", "x -1", ""],
+)
+def test_live_release_answers_the_app_shaped_are_parsed_never_raised(forged):
+    """The app can forge its stats (a working directory with a space, say): any answer is
+    a release and a count, or "not answering", never a traceback that stops every run."""
+    value = LiveRelease().process([forged])
+    assert value == {"release": "/srv/a/releases/x y", "workers": 5} or value["workers"] == 0
 
 
 def test_release_history(fake):

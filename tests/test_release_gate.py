@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,117 @@ def test_a_child_that_answers_too_much_is_refused():
     user = pwd.getpwuid(os.getuid()).pw_name
     with pytest.raises(RuntimeError, match=r"too_much as \S+ failed"):
         release_gate.as_user(user, too_much)
+
+
+def test_app_text_reaches_the_operator_escaped_and_its_journal_behind_a_bar(tmp_path, monkeypatch):
+    """An app's journal line cannot clear the screen, overwrite a line or pass for one of
+    the gate's own messages ("release ... is live and healthy")."""
+    forged = "\x1b[2J\rrelease fake is live and healthy\x07"
+    assert release_gate.escaped(forged) == ("\\x1b[2J\\x0drelease fake is live and healthy\\x07")
+    assert release_gate.escaped("line one\n\tline two") == "line one\n\tline two"
+    journalctl = tmp_path / "journalctl"
+    (tmp_path / "journal").write_text(f"uwsgi started\n{forged}\n")
+    journalctl.write_text(f"#!/bin/sh\ncat {tmp_path}/journal\n")
+    journalctl.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert release_gate.unit_log("evil.service").splitlines() == [
+        "  | uwsgi started",
+        "  | \\x1b[2J\\x0drelease fake is live and healthy\\x07",
+    ]
+
+
+def test_the_verifiers_table_escapes_what_the_host_answered():
+    from deploys.checks import Check
+    from deploys.report import format_table
+
+    table = format_table("web1", [Check("live release", "/srv/a", "\x1b[2J ALL PASS\r", False)])
+    assert "\x1b" not in table and "\r" not in table
+    assert "\\x1b[2J ALL PASS\\x0d" in table
+
+
+@pytest.fixture
+def dripping():
+    """A TCP server on loopback that promises 4 KiB and sends a byte a second (a forked
+    child of the app can answer like this: harakiri never fires)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n")
+        while not stop.wait(1):
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1]
+    stop.set()
+    server.close()
+
+
+def test_the_health_check_ends_by_its_deadline_when_the_answer_drips(dripping, monkeypatch):
+    import http.client
+    import time
+
+    monkeypatch.setattr(release_gate, "READ_TIMEOUT", 1)
+    check = release_gate.Health(timeout=1)
+    started = time.monotonic()
+    problem = release_gate.health(
+        check, lambda: http.client.HTTPConnection("127.0.0.1", dripping, timeout=10)
+    )
+    assert problem == "TimeoutError: no whole answer within 2 s"
+    assert time.monotonic() - started < 4
+
+
+def test_the_verifiers_probe_ends_by_its_deadline_when_the_answer_drips(dripping):
+    from deploys.facts import HTTP_PROBE, HttpResponse
+
+    probe = HTTP_PROBE.replace("HEADERS", "()").replace("signal.alarm(20)", "signal.alarm(1)")
+    url = f"http://127.0.0.1:{dripping}/"
+    out = subprocess.run(
+        [sys.executable, "-c", probe, url, "app.test"], capture_output=True, text=True, timeout=10
+    )
+    assert HttpResponse().process(out.stdout.splitlines())["status"] == 0
+    assert "no whole answer within 20 s" in out.stdout  # the message names the real deadline
+
+
+def test_what_the_gate_does_for_a_run_ends_with_that_run(tmp_path):
+    """The gate (and whatever it started) is killed once the run holding the deploy lock
+    ends, before its next step; it refuses to start for a run that is gone already."""
+    lock = tmp_path / "host.lock"
+    lock.write_text("")
+    (tmp_path / "host.lock.owner").write_text("deploy.py by alice@laptop (pid 42)\n")
+    holder = subprocess.Popen(["flock", "-o", str(lock), "sleep", "60"])
+    gate = Path(release_gate.__file__)
+    script = (
+        f"import subprocess, sys, time; sys.path.insert(0, {str(gate.parent)!r});"
+        "import release_gate as g;"
+        f" g.die_with_run({str(lock)!r}, [], every=0.1);"
+        " child = subprocess.Popen(['sleep', '60']); print(child.pid, flush=True);"
+        f" time.sleep(5); open({str(tmp_path / 'later')!r}, 'w').write('changed')"
+    )
+    try:
+        time.sleep(0.3)  # the holder has the lock
+        acting = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        child = int(acting.stdout.readline())
+        acting.stdout.close()  # the run's channel is gone with it: nobody reads the output
+        acting.stderr.close()
+        holder.kill()  # the run is killed: its lock goes
+        assert acting.wait(timeout=3) == -signal.SIGKILL
+        time.sleep(0.3)
+        stat = Path(f"/proc/{child}/stat")
+        assert not stat.exists() or stat.read_text().split()[2] == "Z"  # died with it
+        assert not (tmp_path / "later").exists()
+    finally:
+        holder.kill()
+    refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert refused.returncode == 1 and "holds no deploy lock: nothing done" in refused.stderr

@@ -19,6 +19,8 @@ BEFORE_SEVERAL_APPS = "4ca9fa8e8671e0a4cbb5ec3c3d8ca7b56a91fe7a"  # the last sin
 # template is a real change on the host too, and belongs here
 UPGRADE_CHANGES = {
     "Release checks | Release checks /usr/local/lib/flask-deploy/release_gate.py",
+    "App environment | Sandbox /etc/systemd/system/myproject.service.d/sandbox.conf",  # IPC
+    "Nginx site | Error log /var/log/nginx/myproject.error.log (not world-readable)",
     "uWSGI service | uWSGI ini /etc/myproject/uwsgi.ini",
     "uWSGI service | Unit /etc/systemd/system/myproject.service",  # KillMode=mixed
     "uWSGI service | systemd knows the current myproject.service",

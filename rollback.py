@@ -36,7 +36,7 @@ def switch_back(settings: Settings, fleet: Fleet) -> None:
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
     with in_turn(turn(fleet.batch, SWITCH)):
         switch_release(settings, release=layout.release(target), **rolling)
-        gate_release(settings, **rolling)
+        gate_release(settings, restart=True, **rolling)  # whatever the app says it runs
 
 
 plan = prepare_host(secrets=False)

@@ -51,9 +51,21 @@ def uwsgi_ini(settings: Settings) -> str:
     )
 
 
+def record_command(layout: Layout) -> str:
+    """What the unit runs as root before each start and reload: write ``INVOCATION_ID
+    RELEASE`` (systemd's id of this run, and the release ``current`` names) into root's
+    record, replacing it at once. ``$$``: the shell's, not systemd's, expansion."""
+    record = layout.service_record
+    return (
+        f'/bin/sh -c \'echo "$$INVOCATION_ID $$(readlink -f {layout.current})" > {record}.new'
+        f" && mv -f {record}.new {record}'"
+    )
+
+
 def systemd_unit(settings: Settings) -> str:
     """The service unit text."""
-    return render("app.service.j2", s=settings, layout=Layout.of(settings))
+    layout = Layout.of(settings)
+    return render("app.service.j2", s=settings, layout=layout, record=record_command(layout))
 
 
 def handover_unit(settings: Settings) -> str:

@@ -26,7 +26,7 @@ from deploys.fleet import Fleet
 from deploys.layout import NGINX_UNIT, Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.plan import HostPlan
-from deploys.release import live_release
+from deploys.release import live_release, recorded_release
 from deploys.retire import HostedApps, unlisted_apps
 from deploys.settings import Settings
 from deploys.stamps import recorded_stamp
@@ -299,6 +299,16 @@ def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
     ]
 
 
+def _live_release_check(layout: Layout, current: str, reported: str | None) -> Check:
+    """The service's current run loaded the release ``current`` points to, by root's record
+    (written by the unit before each start and reload); what the app's stats report (it can
+    forge them) is shown beside, and decides nothing."""
+    recorded = recorded_release(layout)
+    said = f" (the app reports {reported or 'nothing'})" if reported != recorded else ""
+    observed = recorded or "no record of its current run (not running, or started by an older unit)"
+    return Check(LIVE_RELEASE_CHECK, current, observed + said, recorded == current)
+
+
 def app_checks(settings: Settings) -> list[Check]:
     """Every check of one app, in a stable order."""
     layout = Layout.of(settings)
@@ -322,8 +332,13 @@ def app_checks(settings: Settings) -> list[Check]:
         _sandbox_check(layout),
         *_socket_check(layout),
         *_data_checks(settings, layout),
-        _check("uWSGI workers", settings.processes, live["workers"]),
-        _check(LIVE_RELEASE_CHECK, current, live["release"] or "not answering"),
+        Check(
+            "uWSGI workers",
+            str(settings.processes),
+            f"{live['workers']}, as the app's stats report",
+            live["workers"] == settings.processes,
+        ),
+        _live_release_check(layout, current, live["release"]),
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
         _applied_check("nginx", nginx, layout.stamp("nginx")),
         *(_https_checks(settings) if settings.https else []),

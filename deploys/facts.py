@@ -23,6 +23,7 @@ UNIT_PROPERTIES = (
     "ExecMainStartTimestamp",
     "NeedDaemonReload",
     "DropInPaths",
+    "InvocationID",
 )
 
 
@@ -30,7 +31,8 @@ class UnitStatus(FactBase):
     """A systemd unit's state: ``{"LoadState": "loaded", "ActiveState": "active",
     "UnitFileState": "enabled",
     "MainPID": 123, "ExecMainStartTimestamp": 1795522339 (unix seconds, 0 if never),
-    "NeedDaemonReload": False, "DropInPaths": [the drop-in files systemd loaded]}``.
+    "NeedDaemonReload": False, "DropInPaths": [the drop-in files systemd loaded],
+    "InvocationID": systemd's id of its current run ("" when it never ran)}``.
     ``along``: units read in the same systemctl call; the facts of a group of units that
     each pass the whole group are one command (an app's units: one call, not three)."""
 
@@ -60,6 +62,7 @@ class UnitStatus(FactBase):
             "ExecMainStartTimestamp": int(started) if started.isdigit() else 0,
             "NeedDaemonReload": raw.get("NeedDaemonReload") == "yes",
             "DropInPaths": raw.get("DropInPaths", "").split(),
+            "InvocationID": raw.get("InvocationID", ""),
         }
 
 

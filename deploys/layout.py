@@ -59,6 +59,12 @@ class Layout:
 
     gate_script = GATE_SCRIPT
 
+    @property
+    def service_record(self) -> str:
+        """Root's record of what the service's current run loaded: ``INVOCATION_ID RELEASE``,
+        written by release_gate.py after it restarted the service onto that release."""
+        return f"{self.state}/service.record"
+
     def stamp(self, service: str) -> str:
         """Fingerprints of the configuration ``service`` last applied (see stamps.py)."""
         return f"{self.state}/{service}.applied"

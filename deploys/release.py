@@ -20,6 +20,7 @@ from pyinfra.api import FactBase, deploy, operation
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.operations import files
 
+from deploys.facts import UnitStatus
 from deploys.fileops import link_switched, upload_command
 from deploys.layout import GATE_SCRIPT, Layout
 from deploys.lock import held_lock
@@ -143,28 +144,40 @@ def release_checked(layout: Layout, release: str, settings: Settings, commands: 
 
 
 @operation()
-def release_gated(layout: Layout, settings: Settings):
+def release_gated(layout: Layout, settings: Settings, restart: bool = False):
     """
     Make uWSGI serve the release ``current`` points to and require a healthy answer through
     nginx; on failure switch back to the previous healthy release and fail. Records healthy
-    releases and prunes all but ``keep_releases``. Nothing runs when the live release is
-    current and recorded healthy.
+    releases and prunes all but ``keep_releases``. Nothing runs when root's record says the
+    service's current run loaded the current release and it is recorded healthy.
 
     + layout, settings: where, and the processes, health path and keep_releases
+    + restart: restart the service onto it whatever it runs (a rollback)
     """
     link = host.get_fact(Link, path=layout.current) or {}
     current = link.get("link_target")
-    live = live_release(layout, settings)
     recorded = release_history(layout.history)
-    if current and live["release"] == current and recorded and recorded[-1] == Path(current).name:
+    healthy = current and recorded and recorded[-1] == Path(current).name
+    if not restart and healthy and recorded_release(layout) == current:
         host.noop(f"{current} is live and recorded healthy")
         return
     yield (
-        f"{gate_command(layout, 'gate')}"
+        f"{gate_command(layout, 'gate')}{' --restart' if restart else ''}"
         f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
         f" --keep={settings.keep_releases} {service_args(layout, settings)}"
         f" {health_args(settings)}"
     )
+
+
+def recorded_release(layout: Layout) -> str | None:
+    """The release the service's current run loaded, from root's record (the unit writes it
+    before each start and reload, see appservice.record_command); None when the service
+    does not run or the record is not its current run's. What the app reports
+    (LiveRelease) decides nothing: it can forge its stats."""
+    status = host.get_fact(UnitStatus, unit=layout.unit_name, along=layout.units_read_together)
+    words = " ".join(host.get_fact(FileContents, path=layout.service_record) or []).split()
+    started = status.get("ActiveState") == "active" and status.get("InvocationID")
+    return words[1] if len(words) == 2 and started and words[0] == started else None
 
 
 def service_args(layout: Layout, settings: Settings) -> str:
@@ -175,6 +188,7 @@ def service_args(layout: Layout, settings: Settings) -> str:
         f" --stats={layout.stats_socket} --handover={layout.handover_unit_name}"
         f" --handover-stats={layout.handover_stats_socket}"
         f" --user={shlex.quote(settings.user)} --processes={settings.processes}"
+        f" --record={layout.service_record}"
     )
 
 
@@ -359,8 +373,12 @@ def switch_release(settings: Settings, release: str | None = None, **global_args
 
 
 @deploy("Release health gate")
-def gate_release(settings: Settings):
-    """Serve the current release and prove it healthy through nginx, or switch back."""
+def gate_release(settings: Settings, restart: bool = False):
+    """Serve the current release and prove it healthy through nginx, or switch back;
+    ``restart``: restart the service onto it whatever it runs (a rollback)."""
     release_gated(
-        name="Live release is healthy through nginx", layout=Layout.of(settings), settings=settings
+        name="Live release is healthy through nginx",
+        layout=Layout.of(settings),
+        settings=settings,
+        restart=restart,
     )

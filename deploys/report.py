@@ -56,7 +56,8 @@ def mixed_releases(results: dict[str, list[Check]]) -> dict[str, dict[str, str]]
     for name, checks in results.items():
         for check in checks:
             if check.name == LIVE_RELEASE_CHECK and check.observed.startswith("/"):
-                by_app.setdefault(check.scope, {})[name] = check.observed.rsplit("/", 1)[-1]
+                release = check.observed.split()[0]  # what the app reports may follow
+                by_app.setdefault(check.scope, {})[name] = release.rsplit("/", 1)[-1]
     return {app: hosts for app, hosts in by_app.items() if len(set(hosts.values())) > 1}
 
 

@@ -297,6 +297,32 @@ class Service:
     handover: Instance
     user: str
     processes: int
+    record: Path | None = None  # root's record of what the service's invocation loaded
+
+
+def invocation(unit: str) -> str:
+    """systemd's id of the unit's current run (a new one at each start; the app cannot set
+    it, unlike its stats or, through MAINPID=, its main PID)."""
+    proc = subprocess.run(
+        ["systemctl", "show", "-p", "InvocationID", "--value", unit],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return proc.stdout.strip()
+
+
+def recorded_release(service: Service) -> str | None:
+    """The release the service's current run loaded, from root's record (the unit writes it
+    as root before each start and reload: ``INVOCATION_ID RELEASE``); None when the service
+    does not run or the record is not its current run's: then only the app's own word says
+    what it runs."""
+    try:
+        started, release = service.record.read_text().split(maxsplit=1)
+    except (AttributeError, OSError, ValueError):
+        return None
+    unit = service.main.unit
+    return release.strip() if active(unit) and started == invocation(unit) else None
 
 
 @dataclass(frozen=True)
@@ -742,10 +768,12 @@ def switch(current: Path, target: str) -> None:
     os.replace(tmp, current)
 
 
-def serve(service: Service, check: Health, release: str) -> str | None:
-    """Make uWSGI serve ``release`` and check its health through nginx; None on success."""
+def serve(service: Service, check: Health, release: str, restart: bool = False) -> str | None:
+    """Make uWSGI serve ``release`` and check its health through nginx; None on success. It
+    restarts unless root's record says the service's current run loaded ``release`` (what
+    the app reports decides nothing: it can forge its stats); ``restart``: always."""
     problem = None
-    if running(service.main.stats, service.user)[0] != release:
+    if restart or recorded_release(service) != release:
         problem = restart_without_pause(service, release, check.timeout)
     problem = problem or wait_for_generation(service, service.main, release, check.timeout)
     if problem is None:
@@ -771,12 +799,13 @@ def prune(paths: Paths, keep: int, live: str) -> None:
             venv.with_name(venv.name + ".requirements.txt").unlink(missing_ok=True)
 
 
-def gate(paths: Paths, service: Service, check: Health, keep: int) -> int:
+def gate(paths: Paths, service: Service, check: Health, keep: int, restart: bool = False) -> int:
     """Serve the release ``current`` names and prove it healthy: record and prune; or switch
-    back to the previous healthy release and fail with the reason and the service's log."""
+    back to the previous healthy release and fail with the reason and the service's log.
+    ``restart``: restart the service onto it whatever it runs (a rollback)."""
     release = os.path.realpath(paths.current)
     name = Path(release).name
-    problem = serve(service, check, release)
+    problem = serve(service, check, release, restart)
     if problem is None:
         names = history(paths.history)
         if not names or names[-1] != name:
@@ -789,7 +818,7 @@ def gate(paths: Paths, service: Service, check: Health, keep: int) -> int:
     message = f"release {name} failed its health check: {problem}"
     if previous and (paths.releases / previous).is_dir():
         switch(paths.current, str(paths.releases / previous))
-        again = serve(service, check, str(paths.releases / previous))
+        again = serve(service, check, str(paths.releases / previous), restart=True)
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
@@ -818,6 +847,7 @@ def main(argv=None) -> int:
     for flag in ("--history", "--releases", "--venvs"):
         g.add_argument(flag, required=True)
     g.add_argument("--keep", type=int, default=5)
+    g.add_argument("--restart", action="store_true", help="restart whatever the service runs")
     restart = sub.add_parser("restart")
     restart.add_argument("--timeout", type=float, default=30)
     for each in (g, restart):
@@ -825,6 +855,7 @@ def main(argv=None) -> int:
             each.add_argument(flag, required=True)
         each.add_argument("--user", required=True)
         each.add_argument("--processes", type=int, required=True)
+        each.add_argument("--record", help="root's record of what the service's run loaded")
     for each in (check, g):
         each.add_argument("--path", default="/")
         each.add_argument("--host-header", default="localhost")
@@ -858,6 +889,7 @@ def act(args) -> int:
             Instance(args.handover, args.handover_stats),
             args.user,
             args.processes,
+            Path(args.record) if args.record else None,
         )
     if args.subcommand == "restart":
         problem = restart_without_pause(service, os.path.realpath(args.current), args.timeout)
@@ -866,7 +898,7 @@ def act(args) -> int:
         return 1 if problem else 0
     if args.subcommand == "gate":
         paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
-        return gate(paths, service, check, args.keep)
+        return gate(paths, service, check, args.keep, args.restart)
     app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None

@@ -18,6 +18,7 @@ OPERATION_MODULES = (
     "deploys.balancer",
     "deploys.nginx",
     "deploys.nginxchange",
+    "deploys.lock",
 )
 
 

@@ -13,12 +13,13 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
 import testbed
 from testbed.pyinfra_cli import TEST_INVENTORY, inventory_for, pyinfra
-from tests.helpers import app_saying, main_pid, wait_for
+from tests.helpers import app_saying, wait_for
 
 HOSTILE_ROUTES = """
 
@@ -53,7 +54,6 @@ def _read():
     except OSError as exc:
         return {"read": type(exc).__name__}
 """
-VICTIM = {"app_name": "victim", "server_name": ["victim.test"]}
 FORGED = {
     "X-Forwarded-For": "6.6.6.6",
     "X-Real-IP": "6.6.6.6",
@@ -77,8 +77,13 @@ def get(host, name: str, path: str, headers: dict | None = None) -> tuple[int, d
 
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory):
+    """The evil app and its victim, both with the routes that show what an app can reach."""
     evil = app_saying(tmp_path_factory.mktemp("evil"), "I am evil", HOSTILE_ROUTES)
-    return [{"app_name": "evil", "app_src": evil, "server_name": ["evil.test"]}, VICTIM]
+    victim = app_saying(tmp_path_factory.mktemp("victim"), "I am the victim", HOSTILE_ROUTES)
+    return [
+        {"app_name": "evil", "app_src": evil, "server_name": ["evil.test"]},
+        {"app_name": "victim", "app_src": victim, "server_name": ["victim.test"]},
+    ]
 
 
 def deploy(host, workdir, apps: list[dict]):
@@ -108,10 +113,10 @@ def test_an_apps_shared_memory_and_queues_are_its_own(host):
     assert status == 200, done
     assert done["/dev/shm/evil-drop"] == "written"  # its own /dev/shm works (multiprocessing)
     assert done["/dev/mqueue/evil-drop"] != "written"
-    victim = main_pid(host, "victim.service")
-    for where in (f"nsenter -t {victim} -m", ""):  # the victim's view, then the host's
-        listing = host.exec(f"{where} ls -a /dev/shm /dev/mqueue", check=False).stdout
-        assert "evil-drop" not in listing, (where, listing)
+    status, seen = get(host, "victim.test", "/read?path=/dev/shm/evil-drop")
+    assert status == 200 and seen == {"read": "FileNotFoundError"}, seen  # the victim's view
+    listing = host.exec("ls -a /dev/shm /dev/mqueue").stdout  # the host's
+    assert "evil-drop" not in listing, listing
 
 
 def test_another_apps_nginx_error_log_is_not_readable(host):
@@ -125,34 +130,106 @@ def test_another_apps_nginx_error_log_is_not_readable(host):
     assert refused.returncode != 0 and "victims-secret" not in refused.stdout
 
 
+FORGED_STATS = "\n".join(
+    [
+        "import os, socket",
+        "os.unlink(os.environ['P'])",
+        "s = socket.socket(socket.AF_UNIX)",
+        "s.bind(os.environ['P'])",
+        "s.listen(5)",
+        "while True:",
+        "    c, _ = s.accept()",
+        "    c.sendall(os.environ['A'].encode())",
+        "    c.close()",
+    ]
+)
+
+
+@contextmanager
+def forged_stats(host, cwd: str, workers: int = 1):
+    """The app (its user) serves its own stats in its stats socket's place (its own folder),
+    claiming uWSGI's working directory is ``cwd``."""
+    answer = json.dumps({"cwd": cwd, "workers": [{"status": "idle"}] * workers})
+    host.exec(
+        "systemd-run --unit=evil-stats --uid=evil -E P=/run/evil/stats.sock"
+        f" -E A={shlex.quote(answer)} python3 -c {shlex.quote(FORGED_STATS)}"
+    )
+    try:
+        yield
+    finally:
+        host.exec("systemctl stop evil-stats; systemctl reset-failed evil-stats", check=False)
+
+
 def test_a_forged_stats_answer_stops_no_run(host, workdir, apps):
     """The app owns its stats socket's folder: it serves its own stats there, with a working
     directory holding a space. The run goes on to the next app, which it changes."""
-    stats = "/run/evil/stats.sock"
-    forged = json.dumps({"cwd": "/srv/evil/releases/x y/app", "workers": [{"status": "idle"}]})
-    server = "\n".join(
-        [
-            "import os, socket",
-            "os.unlink(os.environ['P'])",
-            "s = socket.socket(socket.AF_UNIX)",
-            "s.bind(os.environ['P'])",
-            "s.listen(5)",
-            "while True:",
-            "    c, _ = s.accept()",
-            "    c.sendall(os.environ['A'].encode())",
-            "    c.close()",
-        ]
-    )
-    host.exec(
-        f"systemd-run --unit=evil-stats --uid=evil -E P={stats} -E A={shlex.quote(forged)}"
-        f" python3 -c {shlex.quote(server)}"
-    )
-    try:
-        changed = [apps[0], {**VICTIM, "processes": 3}]
+    with forged_stats(host, "/srv/evil/releases/x y/app"):
+        changed = [apps[0], {**apps[1], "processes": 3}]
         deploy(host, workdir, changed).check()
         assert "processes = 3" in host.exec("cat /etc/victim/uwsgi.ini").stdout
-    finally:
-        host.exec("systemctl stop evil-stats", check=False)
+
+
+def current(host) -> str:
+    return host.exec("readlink /srv/evil/current").stdout.strip()
+
+
+def test_forged_stats_neither_stop_a_rollback_nor_fool_verify(host, workdir, apps, tmp_path):
+    """The app claims to run the release a rollback goes back to: the rollback restarts it
+    all the same, and verify reads what runs from root's record of the restart, showing
+    what the app claims beside it."""
+    first = current(host)
+    second = [{**apps[0], "app_src": app_saying(tmp_path, "I am evil, twice")}, apps[1]]
+    deploy(host, workdir, second).check()
+    assert "twice" in get(host, "evil.test", "/")[1]["body"]
+    args = ["--data", f"apps={json.dumps(second)}", "--data", "app=evil"]
+    with forged_stats(host, f"{first}/app", workers=5):
+        pyinfra([host], workdir, "rollback.py", *args).check()
+    assert current(host) == first
+    # restarted onto it, whatever the app claimed: the first release's code answers
+    assert "twice" not in get(host, "evil.test", "/")[1]["body"]
+    report = tmp_path / "report.json"
+    claimed = f"/srv/evil/releases/{'0' * 16}"
+    with forged_stats(host, f"{claimed}/app", workers=5):
+        pyinfra(
+            [host],
+            workdir,
+            "verify.py",
+            "--data",
+            f"apps={json.dumps(second)}",
+            env_extra={"VERIFY_JSON": str(report)},
+        )
+    checks = json.loads(report.read_text())["hosts"][host.name]["checks"]
+    (live,) = [c for c in checks if c["scope"] == "evil" and c["name"] == "live release is current"]
+    assert live["ok"] and live["observed"] == f"{first} (the app reports {claimed})", live
+    deploy(host, workdir, apps).check()  # back to the first app for the tests below
+
+
+FORGER = '''
+
+import sys as _sys
+
+
+@app.route("/health")
+def _unhealthy():
+    """Logs what would clear the operator's screen and pass for the gate's own verdict."""
+    print("release 0000 is live and healthy", file=_sys.stderr, flush=True)
+    print("\\x1b[2J\\x1b[Hrelease 0000 is live\\rall checks pass", file=_sys.stderr, flush=True)
+    return "down", 500
+'''
+
+
+def test_what_the_app_logs_reaches_the_operator_escaped_and_behind_a_bar(
+    host, workdir, apps, tmp_path
+):
+    """A release the gate refuses shows its journal: the app's lines there cannot drive the
+    terminal nor pass for the gate's own messages."""
+    forger = app_saying(tmp_path, "I forge", FORGER)
+    failing = [{**apps[0], "app_src": forger, "health_path": "/health"}, apps[1]]
+    failed = deploy(host, workdir, failing)
+    assert failed.returncode != 0 and "is unhealthy before going live" in failed.output
+    assert "\x1b" not in failed.output and "\r" not in failed.output
+    forged = [line for line in failed.output.splitlines() if "release 0000 is live" in line]
+    assert forged and all("  | " in line for line in forged), forged  # behind the bar
 
 
 STALLER = '''
@@ -201,10 +278,12 @@ def test_an_app_that_stalls_its_restart_fails_its_own_deploy_in_bounded_time(
 ):
     """Its helper keeps systemd's stop waiting for ever: the deploy kills the unit past the
     deadline and fails naming it; the lock is free again and nothing of the run is left."""
-    staller = app_saying(tmp_path, "I stall", STALLER)
-    stalling = [{**apps[0], "app_src": staller, "env": {"STALL": "1"}}, VICTIM]
+    stalling = [{**apps[0], "app_src": app_saying(tmp_path, "I stall", STALLER)}, apps[1]]
+    stalling[0]["env"] = {"STALL": "1"}
+    deploy(host, workdir, stalling)  # the service now runs the staller (the run may fail)
+    stalling[0]["app_src"] = app_saying(tmp_path, "I stall, again", STALLER)
     started = time.monotonic()
-    failed = deploy(host, workdir, stalling)
+    failed = deploy(host, workdir, stalling)  # its stop stalls
     took = time.monotonic() - started
     print(f"\n[attacks] a stalling app's deploy failed after {took:.0f} s")
     assert failed.returncode != 0
@@ -217,8 +296,8 @@ def test_an_app_that_stalls_its_restart_fails_its_own_deploy_in_bounded_time(
 def test_a_killed_run_leaves_nothing_acting_on_the_host(host, workdir, apps, tmp_path):
     """The run is killed while the app keeps its restart waiting: the gate and what it
     started end with it, and nothing changes on the host afterwards."""
-    staller = app_saying(tmp_path, "I stall again", STALLER)
-    stalling = [{**apps[0], "app_src": staller, "env": {"STALL": "1"}}, VICTIM]
+    staller = app_saying(tmp_path, "I stall, for the third time", STALLER)
+    stalling = [{**apps[0], "app_src": staller, "env": {"STALL": "1"}}, apps[1]]
     run = subprocess.Popen(
         [
             sys.executable,

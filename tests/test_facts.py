@@ -34,6 +34,7 @@ def test_unit_status_of_a_running_unit():
         "ExecMainStartTimestamp": 1795635502,
         "NeedDaemonReload": False,
         "DropInPaths": ["/etc/systemd/system/notes.service.d/sandbox.conf"],
+        "InvocationID": "08776b6643214efaa377a8ae30140191",
     }
 
 

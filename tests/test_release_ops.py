@@ -121,11 +121,12 @@ def test_one_off_commands_run_in_the_live_release(fake):
     assert command.args[1]["_sudo"] is True  # run like every other command
 
 
-def test_the_restart_names_the_service_its_handover_and_their_stats():
+def test_the_restart_names_the_service_its_handover_and_their_stats(fake):
+    fake()
     s = load_settings(NOTES)
     assert release.restart_command(Layout.of(s), s) == (
         "python3 /usr/local/lib/flask-deploy/release_gate.py restart --timeout=30"
         " --current=/srv/notes/current --service=notes.service --stats=/run/notes/stats.sock"
         " --handover=notes-handover.service --handover-stats=/run/notes-handover/stats.sock"
-        " --user=notes --processes=5"
+        " --user=notes --processes=5 --record=/srv/notes/state/service.record"
     )

@@ -52,13 +52,15 @@ def uwsgi_ini(settings: Settings) -> str:
 
 
 def record_command(layout: Layout) -> str:
-    """What the unit runs as root before each start and reload: write ``INVOCATION_ID
-    RELEASE`` (systemd's id of this run, and the release ``current`` names) into root's
-    record, replacing it at once. ``$$``: the shell's, not systemd's, expansion."""
+    """What the unit runs as root before each start: write ``INVOCATION_ID RELEASE``
+    (systemd's id of this run, and the release ``current`` names) into root's record,
+    replacing it at once. ``$$``: the shell's, not systemd's, expansion. It gets the app's
+    environment file too: every program by its absolute path, and the settings refuse the
+    names that steer a program's start (ENV_RESERVED_RE)."""
     record = layout.service_record
     return (
-        f'/bin/sh -c \'echo "$$INVOCATION_ID $$(readlink -f {layout.current})" > {record}.new'
-        f" && mv -f {record}.new {record}'"
+        f'/bin/sh -c \'echo "$$INVOCATION_ID $$(/bin/readlink -f {layout.current})"'
+        f" > {record}.new && /bin/mv -f {record}.new {record}'"
     )
 
 

@@ -20,9 +20,10 @@ from deploys.fileops import upload_command
 from deploys.stamps import recorded_stamp
 
 RELOAD = "systemctl reload-or-restart nginx"
-STAGED = ".flask-deploy-new"  # beside the file it replaces; nginx includes no such name
-BACKUP = "/run/flask-deploy-nginx.XXXXXX"  # root-only (mktemp -d), gone at reboot
-FAILED = "nginx -t failed: nginx was not reloaded and its configuration is back as it was"
+STAGED = ".flask-deploy-new"  # beside the path it replaces (a link's for a moment only)
+BACKUP = "/etc/nginx/.flask-deploy-backup.XXXXXX"  # root-only (mktemp -d), on the files' own
+# file system (not /run, which apps' runtime folders can fill); nginx includes no such name
+FAILED = "nginx was not reloaded and its configuration is back as it was"
 
 
 def _sha256(text: str) -> str:
@@ -32,12 +33,13 @@ def _sha256(text: str) -> str:
 def swap_script(writes: list[str], removals: list[str], links: dict[str, str]) -> str:
     """Shell that saves each path it touches, moves the staged ``writes`` (``path`` +
     STAGED) into place, removes ``removals``, points ``links`` (path -> target), then
-    reloads nginx if ``nginx -t`` passes; otherwise it puts every path back as it was
-    (a path that was absent is absent again) and fails with nginx's own message."""
+    reloads nginx if ``nginx -t`` passes; otherwise (or when a path cannot be put in place,
+    e.g. a folder stands there) it puts every path back as it was (a path that was absent
+    is absent again) and fails with nginx's own message."""
     paths = [*writes, *removals, *links]
     q = shlex.quote
     steps = [
-        *(f"mv -f {q(p + STAGED)} {q(p)}" for p in writes),
+        *(f"mv -Tf {q(p + STAGED)} {q(p)}" for p in writes),
         *(f"rm -f {q(p)}" for p in removals),
         *(
             f"ln -sfn {q(t)} {q(p + STAGED)} && mv -Tf {q(p + STAGED)} {q(p)}"
@@ -47,16 +49,17 @@ def swap_script(writes: list[str], removals: list[str], links: dict[str, str]) -
     return "\n".join(
         [
             f"b=$(mktemp -d {BACKUP}) || exit 1",
+            "trap 'rm -rf \"$b\"' EXIT",
             'keep() { if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$b/$2"; fi; }',
-            'back() { rm -f "$1"; if [ -e "$b/$2" ] || [ -L "$b/$2" ];'
-            ' then mv -f "$b/$2" "$1"; fi; }',
+            'back() { if [ -e "$b/$2" ] || [ -L "$b/$2" ]; then rm -rf "$1";'
+            ' mv -Tf "$b/$2" "$1"; elif [ ! -d "$1" ] || [ -L "$1" ]; then rm -f "$1"; fi; }',
             *(f"keep {q(p)} {i} || exit 1" for i, p in enumerate(paths)),
-            "out=",
+            "out='nginx -t did not run: a path could not be put in place'",
             f"if {{ {' && '.join(steps) or 'true'}; }} && out=$(nginx -t 2>&1); then",
-            f'  rm -rf "$b"; {RELOAD}',
+            f"  {RELOAD}",
             "else",
             *(f"  back {q(p)} {i}; rm -f {q(p + STAGED)}" for i, p in enumerate(paths)),
-            f'  rm -rf "$b"; printf "%s\\n" "$out" >&2; echo {q(FAILED)} >&2; exit 1',
+            f'  printf "%s\\n" "$out" >&2; echo {q(FAILED)} >&2; exit 1',
             "fi",
         ]
     )

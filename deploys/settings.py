@@ -68,6 +68,13 @@ CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo"})  # never served as static fil
 SOURCE_LAYOUTS = ("", "src")  # where an app's top-level module may live: its folder, or src/
 EMAIL_RE = re.compile(r"^[^@\s\"'<>,;-][^@\s\"'<>,;]*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# what the dynamic loader, glibc or the shell read at a program's start: the unit's one root
+# command (its record, see appservice.record_command) gets the app's environment file too
+ENV_RESERVED_RE = re.compile(
+    r"^(LD_\w*|GCONV_PATH|GETCONF_DIR|HOSTALIASES|LOCALDOMAIN|LOCPATH|NIS_PATH|NLSPATH"
+    r"|RESOLV_HOST_CONF|RES_OPTIONS|TZDIR|MALLOC_\w*|GLIBC_TUNABLES|PATH|IFS|ENV|BASH_ENV"
+    r"|INVOCATION_ID|NOTIFY_SOCKET|LISTEN_\w*)$"
+)
 UFW_RULE_RE = re.compile(r"^(\d{1,5}(:\d{1,5})?(/(tcp|udp))?|[A-Za-z][A-Za-z0-9 ._-]{0,63})$")
 PIP_REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~ ;\"'+]*$")
 
@@ -287,6 +294,12 @@ class Settings(BaseModel):
         for name, val in value.items():
             if not ENV_NAME_RE.fullmatch(name):
                 raise ValueError(f"env name {name!r} is not allowed: use letters, digits and _")
+            if ENV_RESERVED_RE.fullmatch(name):
+                raise ValueError(
+                    f"env name {name!r} is reserved: it steers how programs load (or systemd's"
+                    " own bookkeeping), and the service's root command would read it too;"
+                    " give the app the value under another name"
+                )
             if "\n" in val.get_secret_value() or "\x00" in val.get_secret_value():
                 raise ValueError(f"env value of {name} has a newline or NUL byte")
         return value

@@ -376,8 +376,9 @@ def sandboxed(
 ) -> list[str]:
     """A systemd-run command line running ``command`` as the transient ``unit`` in the
     service's sandbox (its user, environment file and hardening) in ``workdir``, its output
-    piped back, its exit status returned. A failed run of the unit before is cleared."""
-    systemctl("reset-failed", unit, check=False)
+    piped back, its exit status returned. A run of the unit before (failed, or left running
+    by a check that timed out) is stopped and cleared."""
+    discard(unit)
     return [
         "systemd-run",
         "--quiet",
@@ -635,9 +636,26 @@ def die_with_run(lock: str, transient: list[str], every: float = 0.5) -> None:
     def watch():
         while not lock_is_free(lock) and owner_of(lock) == owner:
             time.sleep(every)
-        for unit in transient:
-            subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=30)
+        units = " ".join(transient)  # names of ours: letters, digits, - and _
+        if units:
+            stop_later(units)
         os.killpg(0, signal.SIGKILL)
+
+    def stop_later(units: str) -> None:
+        """Stop ``units`` from a process of its own session: it outlives this group, and
+        comes after anything the main thread may start meanwhile."""
+        subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                f"sleep 1; systemctl kill --signal=SIGKILL {units};"
+                f" systemctl stop --no-block {units}",
+            ],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -874,7 +892,7 @@ def main(argv=None) -> int:
         die_with_run(args.lock, [f"{args.user}-{kind}" for kind in TRANSIENT_KINDS])
     try:
         return act(args)
-    except (RuntimeError, TimeoutError) as err:  # a deadline the app made us wait for
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:  # the app's delay
         print(f"release_gate: {escaped(str(err))}", file=sys.stderr)
         return 1
 

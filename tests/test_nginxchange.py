@@ -58,7 +58,7 @@ def test_a_change_is_staged_then_swapped_tested_and_reloaded_in_one_command(fake
     upload, owner, swap, stamp = ops
     assert isinstance(upload, FileUploadCommand) and upload.dest == SITE + STAGED
     assert owner == f"chown root:root {SITE}{STAGED} && chmod 644 {SITE}{STAGED}"
-    assert f"mv -f {SITE}{STAGED} {SITE}" in swap
+    assert f"mv -Tf {SITE}{STAGED} {SITE}" in swap
     assert "rm -f /etc/nginx/sites-enabled/old" in swap
     assert f"ln -sfn {SITE} {ENABLED}{STAGED}" in swap
     assert isinstance(stamp, FileUploadCommand) and stamp.dest == STAMP  # never echoed
@@ -160,3 +160,20 @@ def test_paths_with_spaces_and_quotes_stay_one_word(etc):
     nothing = subprocess.run(["sh", "-c", swap_script([], [], {})], capture_output=True)
     assert nothing.returncode == 0  # nothing to swap: tested and reloaded (a stale stamp)
     assert (etc.parent / "reloads").read_text().count("reload") == 2
+
+
+def test_a_path_that_cannot_be_put_in_place_is_refused_and_everything_put_back(etc):
+    """A folder where a site should be (root's doing, not the app's): nothing is half
+    changed, the folder and its content stay, nginx is not reloaded."""
+    was = before(etc)
+    (etc / "folder").mkdir()
+    (etc / "folder" / "inside").write_text("kept\n")
+    result = swap(etc, {"site": "new site\n", "folder": "a file\n"}, ["gone"], {"moved": "site"})
+    assert result.returncode == 1
+    assert "a path could not be put in place" in result.stderr
+    assert (etc / "folder").is_dir() and (etc / "folder" / "inside").read_text() == "kept\n"
+    (etc / "folder" / "inside").unlink()
+    (etc / "folder").rmdir()
+    assert snapshot(etc) == was
+    assert not (etc.parent / "reloads").exists()
+    assert not list(etc.parent.glob("backup.*")) and not list(etc.glob(f"*{STAGED}"))

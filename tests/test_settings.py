@@ -240,6 +240,14 @@ def test_malformed_env_names_are_refused(name):
     assert "env" in error_for(env={name: "x"})
 
 
+@pytest.mark.parametrize(
+    "name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "PATH", "INVOCATION_ID", "IFS"]
+)
+def test_env_names_that_steer_how_programs_start_are_refused(name):
+    """The unit's one root command (the record of what each run loads) reads the env file."""
+    assert f"env name {name!r} is reserved" in error_for(env={name: "/var/lib/myproject/x"})
+
+
 def test_unset_env_values_name_the_variable():
     message = error_for(env={"FLASK_SECRET_KEY": None, "OK": "x"})
     assert "env: no value for FLASK_SECRET_KEY: set it" in message

@@ -83,10 +83,12 @@ def test_unit_takes_its_socket_and_private_runtime_dir():
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "KillMode=mixed",  # SIGTERM to the master alone: a graceful stop
-        # root's record of what each run loads, before each start and reload, never failing it
-        "ExecStartPre=-+/bin/sh -c 'echo \"$$INVOCATION_ID $$(readlink -f"
-        ' /srv/myproject/current)" > /srv/myproject/state/service.record.new'
-        " && mv -f /srv/myproject/state/service.record.new /srv/myproject/state/service.record'",
+        # root's record of what each run loads, before each start, never failing it
+        "ExecStartPre=-+/bin/sh -c 'echo \"$$INVOCATION_ID"
+        ' $$(/bin/readlink -f /srv/myproject/current)"'
+        " > /srv/myproject/state/service.record.new"
+        " && /bin/mv -f /srv/myproject/state/service.record.new"
+        " /srv/myproject/state/service.record'",
         "ExecStart=/srv/myproject/current/venv/bin/uwsgi --ini /etc/myproject/uwsgi.ini",
         "WantedBy=multi-user.target",
     ):

@@ -87,21 +87,35 @@ class NginxHost:
     proxies: tuple[str, ...] = ()  # the load balancers in front of this app server
     servers: tuple[str, ...] = ()  # on a load balancer: the app servers behind it
     others: dict[str, str] = field(default_factory=dict)
+    # until the new default app's site is live, the catch-all keeps closing unknown names:
+    # the host-wide files and links the sites of ``interim_apps`` go live with
+    interim: tuple[dict, dict] | None = None
+    interim_apps: frozenset[str] = frozenset()
+
+    def for_app(self, app_name: str) -> tuple[dict, dict]:
+        """The host-wide files and links that go live with ``app_name``'s site."""
+        if self.interim and app_name in self.interim_apps:
+            return self.interim
+        return self.files, self.links
 
 
-def nginx_host(plan: HostPlan, retired: tuple[str, ...] = ()) -> NginxHost:
+def nginx_host(
+    plan: HostPlan, retired: tuple[str, ...] = (), default_live: bool = True
+) -> NginxHost:
     """The host-wide files and links for the host's apps, without the sites of ``retired``
     apps. The catch-all closes plain HTTP for unknown names unless an app answers any name,
     and refuses TLS handshakes for unknown names whenever an app serves HTTPS (the default
     app never does). Without TLS and with a default app it is not enabled (its text stays
-    as it always was)."""
-    catch_all = not plan.default_server or plan.https
+    as it always was). ``default_live`` False: as it must stay until the default app's own
+    site is live."""
+    default = plan.default_server and default_live
+    catch_all = not default or plan.https
     retired_paths = [Layout(name) for name in retired]
     return NginxHost(
         files={
             CATCH_ALL: render(
                 "nginx-catch-all.conf.j2",
-                http=not (plan.default_server and plan.https),  # unused without TLS
+                http=not (default and plan.https),  # unused without TLS
                 tls=plan.https,
                 tls_settings=TLS_SETTINGS,
             ),
@@ -143,8 +157,10 @@ def configure_nginx_host(
     the host-wide files and links, ``retired`` apps' sites gone (their names are free for
     the new apps of the same run), and the site of any listed app that is the default
     server on disk but no longer in the settings, so that no step has two default servers.
-    ``proxies``: the load balancers in front of this app server; ``servers``: on a load
-    balancer, the app servers behind it."""
+    While the new default app's site is not live yet, the apps before it go live with the
+    catch-all still closing unknown names (``interim``): if that app then fails, no
+    forged Host header reaches another app. ``proxies``: the load balancers in front of
+    this app server; ``servers``: on a load balancer, the app servers behind it."""
     wanted = nginx_host(plan, retired)
     shared = NginxHost(wanted.files, wanted.links, wanted.catch_all, proxies, servers)
     others = {
@@ -152,7 +168,18 @@ def configure_nginx_host(
         for app in plan.apps
         if not app.default_server and is_default_server(Layout.of(app).site_enabled)
     }
-    return replace(shared, others=others)
+    default = next((app for app in plan.apps if app.default_server), None)
+    if default is None or is_default_server(Layout.of(default).site_enabled):
+        return replace(shared, others=others)
+    before = nginx_host(plan, retired, default_live=False)  # a later app may fail first
+    names = [app.app_name for app in plan.selected]
+    first = names.index(default.app_name) if default.app_name in names else len(names)
+    return replace(
+        shared,
+        others=others,
+        interim=(before.files, before.links),
+        interim_apps=frozenset(names[:first]),
+    )
 
 
 def _site(settings: Settings, site: str, shared: NginxHost, **condition) -> None:
@@ -160,12 +187,13 @@ def _site(settings: Settings, site: str, shared: NginxHost, **condition) -> None
     nginx_change); ``condition``: pyinfra's ``_if`` for the pass after certbot got a
     certificate."""
     layout = Layout.of(settings)
+    host_files, host_links = shared.for_app(settings.app_name)
     applied = {layout.site_available: site, **{p: t for p, t in shared.files.items() if t}}
     nginx_change(
         name=f"Site {layout.site_available}: test and reload nginx"
         + (" with the new certificate" if condition else ""),
-        files={**shared.files, **shared.others, layout.site_available: site},
-        links={**shared.links, layout.site_enabled: layout.site_available},
+        files={**host_files, **shared.others, layout.site_available: site},
+        links={**host_links, layout.site_enabled: layout.site_available},
         stamps={
             layout.stamp("nginx"): {
                 "reload": digest(*applied.values(), str(not shared.catch_all)),

@@ -228,3 +228,17 @@ def test_verify_names_a_broken_config_on_disk_and_a_deploy_repairs_it(walk):
     assert 'unknown directive "no_such_directive"' in nginx_test["observed"]
     walk.step(walk.current)  # the same settings again: the site is written back
     assert "no_such_directive" not in walk.host.exec(f"cat {site}").stdout
+
+
+def test_a_new_default_app_that_fails_leaves_unknown_names_closed(walk):
+    """The apps before it in ``apps`` go live with the catch-all still on: when the new
+    default app then fails (its release command), a forged Host reaches no app."""
+    broken = {**OWN, "app_name": "broken", "release_command": ["false"]}
+    apps = [HELLO_NAMED, broken]
+    failed = walk.run(apps, sorted(walk.deployed - {"hello"}))
+    walk.deployed.add("broken")  # its user and units exist: later runs retire it
+    assert failed.returncode != 0 and "release_command 'false' failed" in failed.output
+    assert walk.host.exec("nginx -t", check=False).returncode == 0
+    assert answers(walk.host, HELLO_NAMED) == []
+    status, _ = testbed.http_get(walk.host.http_port, "/", host_header="forged.example")
+    assert status is None  # closed (444): no app answered

@@ -301,7 +301,7 @@ def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
 
 def _live_release_check(layout: Layout, current: str, reported: str | None) -> Check:
     """The service's current run loaded the release ``current`` points to, by root's record
-    (written by the unit before each start and reload); what the app's stats report (it can
+    (written by the unit before each start); what the app's stats report (it can
     forge them) is shown beside, and decides nothing."""
     recorded = recorded_release(layout)
     said = f" (the app reports {reported or 'nothing'})" if reported != recorded else ""

@@ -62,7 +62,7 @@ class Layout:
     @property
     def service_record(self) -> str:
         """Root's record of what the service's current run loaded: ``INVOCATION_ID RELEASE``,
-        written by release_gate.py after it restarted the service onto that release."""
+        written as root by the unit before each start (appservice.record_command)."""
         return f"{self.state}/service.record"
 
     def stamp(self, service: str) -> str:

@@ -212,11 +212,9 @@ def configure_nginx(settings: Settings, shared: NginxHost):
     challenge; once certbot has it (in this run or an earlier one), TLS with a redirect
     from HTTP."""
     cert = certificate(settings) if settings.https else None
+    error_log = Layout.of(settings).site_error_log
     if not shared.servers:  # an app server's site logs its errors (URLs, tokens in them)
-        private_log(
-            name=f"Error log {Layout.of(settings).site_error_log} (not world-readable)",
-            path=Layout.of(settings).site_error_log,
-        )
+        private_log(name=f"Error log {error_log} (not world-readable)", path=error_log)
     _site(settings, served_site(settings, shared), shared)
     if settings.https:
         issued = request_certificate(settings)  # asks only when cert does not cover the names

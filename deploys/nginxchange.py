@@ -7,7 +7,6 @@ snippets, retired sites and a load balancer's drains all change through ``nginx_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 
@@ -17,17 +16,13 @@ from pyinfra.facts.files import File, FileContents, Link, Sha256File
 from pyinfra.operations.util.files import generate_color_diff
 
 from deploys.fileops import upload_command
-from deploys.stamps import recorded_stamp
+from deploys.stamps import file_hashes, recorded_stamp
 
 RELOAD = "systemctl reload-or-restart nginx"
 STAGED = ".flask-deploy-new"  # beside the path it replaces (a link's for a moment only)
 BACKUP = "/etc/nginx/.flask-deploy-backup.XXXXXX"  # root-only (mktemp -d), on the files' own
 # file system (not /run, which apps' runtime folders can fill); nginx includes no such name
 FAILED = "nginx was not reloaded and its configuration is back as it was"
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def swap_script(writes: list[str], removals: list[str], links: dict[str, str]) -> str:
@@ -93,11 +88,8 @@ def nginx_change(
     + stamps: stamp path -> the record to write once the reload succeeded
     """
     links = links or {}
-    writes = {
-        p: t
-        for p, t in files.items()
-        if t is not None and host.get_fact(Sha256File, path=p) != _sha256(t)
-    }
+    wanted = file_hashes({p: t for p, t in files.items() if t is not None})
+    writes = {p: files[p] for p, sha in wanted.items() if host.get_fact(Sha256File, path=p) != sha}
     removals = [
         p for p, t in files.items() if t is None and host.get_fact(File, path=p) is not None
     ]

@@ -171,13 +171,13 @@ def release_gated(layout: Layout, settings: Settings, restart: bool = False):
 
 def recorded_release(layout: Layout) -> str | None:
     """The release the service's current run loaded, from root's record (the unit writes it
-    before each start and reload, see appservice.record_command); None when the service
-    does not run or the record is not its current run's. What the app reports
-    (LiveRelease) decides nothing: it can forge its stats."""
+    before each start, see appservice.record_command); None when the service does not run
+    or the record is not its current run's. What the app reports (LiveRelease) decides
+    nothing: it can forge its stats."""
     status = host.get_fact(UnitStatus, unit=layout.unit_name, along=layout.units_read_together)
-    words = " ".join(host.get_fact(FileContents, path=layout.service_record) or []).split()
-    started = status.get("ActiveState") == "active" and status.get("InvocationID")
-    return words[1] if len(words) == 2 and started and words[0] == started else None
+    running = status.get("InvocationID", "") if status.get("ActiveState") == "active" else ""
+    record = " ".join(host.get_fact(FileContents, path=layout.service_record) or [])
+    return release_gate.release_in_record(record, running)
 
 
 def service_args(layout: Layout, settings: Settings) -> str:

@@ -226,7 +226,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-TRANSIENT_KINDS = ("import-check", "release-command", "candidate", "command")  # <user>-<kind>
+TRANSIENT_KINDS = ("import-check", "release-command", "candidate", "command")
+
+
+def transient_unit(user: str, kind: str) -> str:
+    """The transient unit in which the app's code runs for one of the TRANSIENT_KINDS of
+    work (the run's watchdog stops them all by these names)."""
+    assert kind in TRANSIENT_KINDS, kind
+    return f"{user}-{kind}"
+
+
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # but tab and newline
 
 
@@ -300,29 +309,36 @@ class Service:
     record: Path | None = None  # root's record of what the service's invocation loaded
 
 
-def invocation(unit: str) -> str:
-    """systemd's id of the unit's current run (a new one at each start; the app cannot set
-    it, unlike its stats or, through MAINPID=, its main PID)."""
+def running_invocation(unit: str) -> str:
+    """systemd's id of the unit's current run ("" when it does not run): a new one at each
+    start, which the app cannot set, unlike its stats or, through MAINPID=, its main PID."""
     proc = subprocess.run(
-        ["systemctl", "show", "-p", "InvocationID", "--value", unit],
+        ["systemctl", "show", "-p", "ActiveState", "-p", "InvocationID", unit],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    return proc.stdout.strip()
+    shown = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    return shown.get("InvocationID", "") if shown.get("ActiveState") == "active" else ""
+
+
+def release_in_record(record: str, invocation: str) -> str | None:
+    """The release root's record (``INVOCATION_ID RELEASE``, written by the unit before each
+    start) names, if it is the record of the run ``invocation`` ("" when the service does
+    not run: None). The deploy reads records with this rule too."""
+    words = record.split()
+    return words[1] if invocation and len(words) == 2 and words[0] == invocation else None
 
 
 def recorded_release(service: Service) -> str | None:
-    """The release the service's current run loaded, from root's record (the unit writes it
-    as root before each start and reload: ``INVOCATION_ID RELEASE``); None when the service
-    does not run or the record is not its current run's: then only the app's own word says
-    what it runs."""
+    """The release the service's current run loaded, from root's record; None when the
+    service does not run or the record is not its current run's: then only the app's own
+    word says what it runs."""
     try:
-        started, release = service.record.read_text().split(maxsplit=1)
-    except (AttributeError, OSError, ValueError):
+        record = service.record.read_text() if service.record else ""
+    except OSError:
         return None
-    unit = service.main.unit
-    return release.strip() if active(unit) and started == invocation(unit) else None
+    return release_in_record(record, running_invocation(service.main.unit))
 
 
 @dataclass(frozen=True)
@@ -399,7 +415,7 @@ def check_import(app: AppRun) -> int:
     env = app_environment(app.release, app.module, app.source_root)
     python = [str(app.release / "venv/bin/python3"), "-c", IMPORT_CHECK, app.module]
     cmd = sandboxed(
-        f"{app.user}-{TRANSIENT_KINDS[0]}", app.sandbox, app.release / "app", env, python
+        transient_unit(app.user, "import-check"), app.sandbox, app.release / "app", env, python
     )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
@@ -427,7 +443,7 @@ def release_commands(app: AppRun, commands: list[str]) -> int:
     """The release commands, in order; the first failure stops the release."""
     for command in commands:
         print(f"release {app.release.name}: $ {command}", flush=True)
-        status = run_command(app, f"{app.user}-{TRANSIENT_KINDS[1]}", command)
+        status = run_command(app, transient_unit(app.user, "release-command"), command)
         if status != 0:
             print(
                 f"release {app.release.name}: release_command {command!r} failed"
@@ -456,7 +472,7 @@ def check_candidate(app: AppRun, check: Health) -> int:
     """Serve the release from a throw-away uWSGI (one worker, its own socket, the app's user
     and environment) and require a healthy answer before it may take real traffic."""
     release = app.release
-    unit = f"{app.user}-{TRANSIENT_KINDS[2]}"
+    unit = transient_unit(app.user, "candidate")
     sock = f"/run/{unit}/http.sock"
     discard(unit)
     subprocess.run(
@@ -889,7 +905,7 @@ def main(argv=None) -> int:
     if args.subcommand == "live":
         return print_live(args.stats, args.user)
     if args.lock:
-        die_with_run(args.lock, [f"{args.user}-{kind}" for kind in TRANSIENT_KINDS])
+        die_with_run(args.lock, [transient_unit(args.user, kind) for kind in TRANSIENT_KINDS])
     try:
         return act(args)
     except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:  # the app's delay
@@ -920,7 +936,7 @@ def act(args) -> int:
     app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None
-        status = run_command(app, f"{app.user}-{TRANSIENT_KINDS[3]}", args.shell_command, workdir)
+        status = run_command(app, transient_unit(app.user, "command"), args.shell_command, workdir)
         if status:
             print(f"the command failed (exit {status})", file=sys.stderr)
         return status

@@ -311,3 +311,13 @@ def test_what_the_gate_does_for_a_run_ends_with_that_run(tmp_path):
         holder.kill()
     refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert refused.returncode == 1 and "holds no deploy lock: nothing done" in refused.stderr
+
+
+def test_root_s_record_names_a_release_only_for_the_run_it_was_written_for():
+    record = "08776b6643214efaa377a8ae30140191 /srv/a/releases/r2\n"
+    assert release_gate.release_in_record(record, "08776b6643214efaa377a8ae30140191") == (
+        "/srv/a/releases/r2"
+    )
+    assert release_gate.release_in_record(record, "377cf37fa4e04e2e85e8f4c4d35f513c") is None
+    assert release_gate.release_in_record(record, "") is None  # the service does not run
+    assert release_gate.release_in_record("", "08776b6643214efaa377a8ae30140191") is None

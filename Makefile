@@ -15,9 +15,9 @@ unit:  ## the tests that need no Docker engine (seconds)
 	@scripts/prereqs.sh --python-only
 	$(PY) -m pytest -m "not integration"
 
-up:
+up:  ## boot the local host; FLEET=N: a load balancer and N app servers
 	@scripts/prereqs.sh
-	$(PY) -m testbed up
+	$(PY) -m testbed up $(if $(FLEET),--fleet $(FLEET))
 
 deploy:
 	$(PYINFRA) -y inventories/local.py deploy.py
@@ -25,7 +25,7 @@ deploy:
 verify:
 	$(PYINFRA) -y inventories/local.py verify.py
 
-down:  ## remove the local host
+down:  ## remove the local host(s), a fleet's too
 	$(PY) -m testbed down
 
 prune:  ## remove every test-bed container, e.g. after a crashed run

@@ -6,12 +6,15 @@ one of them. Hosts in the inventory's ``load_balancers`` group become nginx reve
 in front of the app servers (the other hosts, or the ``app_servers`` group).
 """
 
+from collections.abc import Iterator
+from functools import partial
+
 from deploys.appservice import configure_app_service, write_app_environment
 from deploys.appuser import create_app_user
-from deploys.balancer import configure_balancer
+from deploys.balancer import balancer_rollout, configure_balancer
 from deploys.context import in_turn, prepare_host, private_upload_dir
 from deploys.firewall import configure_firewall
-from deploys.fleet import SWITCH, Fleet, as_served, no_failed_host, turn
+from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.https import prepare_certificates
 from deploys.lock import hold_deploy_lock
@@ -30,10 +33,11 @@ from deploys.settings import Settings
 from deploys.virtualenv import build_virtualenv
 
 
-def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> None:
-    """One app, from its user to its health gate. Everything up to the release's pre-flight
-    checks runs on every app server at once; behind load balancers the switch comes in this
-    server's rolling batch, and only while no host has failed."""
+def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> Iterator[Step]:
+    """One app on this app server, from its user to its health gate, step by step of the
+    rolling release (Fleet.steps; the caller makes the barrier after each). Everything up
+    to the release's pre-flight checks runs on every app server at once; behind load
+    balancers the switch comes in this server's batch, and only while no host has failed."""
     create_app_user(settings)
     venv = build_virtualenv(settings)
     release = upload_release(settings)
@@ -41,8 +45,10 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
     create_shared_folders(settings)
     check_release(settings)
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
-    with in_turn(turn(fleet.batch, SWITCH)):
-        switch_app(settings, nginx_host_wide, [release, venv], env, **rolling)
+    for step in fleet.steps():
+        if fleet.switches_here(step):
+            switch_app(settings, nginx_host_wide, [release, venv], env, **rolling)
+        yield step
 
 
 def switch_app(
@@ -65,7 +71,8 @@ install_packages(plan)
 if fleet.balancing:
     if plan.host.firewall:
         configure_firewall(plan)
-    configure_balancer(plan, fleet)
+    nginx_host_wide = configure_balancer(plan, fleet)
+    rollout = partial(balancer_rollout, retired=plan.retired)
 else:
     report_unlisted_apps(plan)  # before anything changes: may refuse a name an old app serves
     if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
@@ -74,8 +81,11 @@ else:
     if plan.https:
         prepare_certificates(plan.host.acme_ca_bundle)
     nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers, retired=retiring(plan))
-    for position, app in enumerate(plan.selected, start=1):
-        with in_turn(position):
-            deploy_app(app, nginx_host_wide, fleet)
+    rollout = deploy_app
+for position, app in enumerate(plan.selected, start=1):
+    with in_turn(position):
+        for step in rollout(app, nginx_host_wide, fleet):
+            all_hosts_reach(fleet, app.app_name, step)  # one line for every host: a barrier
+if not fleet.balancing:
     with in_turn(len(plan.selected) + 1):
         retire_apps(plan)

@@ -2,23 +2,37 @@
 
 For each host and app (``--data app=NAME``: one app): the last ``log_lines`` (default 50;
 ``--data log_lines=200``) lines of the journal of the app's service, its socket, its release
-checks and commands (run.py), then of nginx's error log for the app's site and, with HTTPS,
-of certbot's log (renewals).
+checks and commands (run.py), then of nginx's error log for the app's site. On a load
+balancer, per app: its site's access log (each request with the app server that answered,
+that server's status and time) and error log. With HTTPS, certbot's log (renewals), without
+the certificates and keys it may hold.
 """
 
 from pyinfra import host
 
 from deploys.context import prepare_host
 from deploys.facts import FileTail, JournalTail
-from deploys.fleet import fleet
-from deploys.https import CERTBOT_LOG
+from deploys.fleet import as_served, fleet
+from deploys.https import CERTBOT_LOG, CertbotLogTail
 from deploys.layout import Layout
 from deploys.output import printable
 from deploys.settings import Settings
 
 
+def site_logs(settings: Settings, balancing: bool) -> dict[str, list[str]]:
+    """Section title -> the last log_lines lines of nginx's logs of the app's site: its
+    error log; on a load balancer (``balancing``), its access log first."""
+    layout = Layout.of(settings)
+    paths = {"access log": layout.site_access_log} if balancing else {}
+    paths["error log"] = layout.site_error_log
+    return {
+        f"nginx {kind} {path}": host.get_fact(FileTail, path=path, lines=settings.log_lines)
+        for kind, path in paths.items()
+    }
+
+
 def app_logs(settings: Settings) -> dict[str, list[str]]:
-    """Section title -> the last log_lines lines, for one app."""
+    """Section title -> the last log_lines lines, for one app on an app server."""
     layout = Layout.of(settings)
     checks = ("import-check", "release-command", "candidate", "command")  # release_gate.py
     app_units = [layout.unit_name, layout.socket_unit_name, layout.handover_unit_name]
@@ -31,18 +45,21 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
         f"journal of {settings.app_name}'s release checks and commands (run.py)": host.get_fact(
             JournalTail, units=check_units, lines=lines
         ),
-        f"nginx error log {layout.site_error_log}": host.get_fact(
-            FileTail, path=layout.site_error_log, lines=lines
-        ),
+        **site_logs(settings, balancing=False),
     }
 
 
-plan = prepare_host(secrets=False)
-apps = [] if fleet().balancing else plan.selected  # a load balancer has nginx's logs only
-sections = {title: text for app in apps for title, text in app_logs(app).items()}
+roles = fleet()
+plan = as_served(prepare_host(secrets=False), roles)  # behind load balancers: no certbot
+balancing = roles.balancing  # a load balancer runs no app: its sites' logs only
+sections = {
+    title: text
+    for app in plan.selected
+    for title, text in (site_logs(app, True) if balancing else app_logs(app)).items()
+}
 if plan.https:  # where a failed renewal shows
     sections[f"certbot's log {CERTBOT_LOG}"] = host.get_fact(
-        FileTail, path=CERTBOT_LOG, lines=plan.host.log_lines
+        CertbotLogTail, lines=plan.host.log_lines
     )
 for title, lines in sections.items():
     print(f"--- {host.name}: {title} (last {plan.host.log_lines} lines) ---")

@@ -4,39 +4,85 @@
 ``--data app=NAME`` picks the app. The switch has no pause (the handover instance serves
 while uWSGI restarts, the socket stays open) and is health-gated through nginx like a
 deploy; behind load balancers the app servers switch back batch by batch like a rolling
-release. Run verify.py after it.
+release. After a rollout that stopped part-way (the app servers run different releases),
+the servers it switched go back to the release the others run, and those stay as they are.
+Run verify.py after it.
 """
 
-from pyinfra import host
+from collections.abc import Iterator
+
+from pyinfra import host, state
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Directory, Link
 
-from deploys.balancer import roll_batches
+from deploys.balancer import balancer_rollout
 from deploys.context import in_turn, prepare_host
-from deploys.fleet import SWITCH, Fleet, as_served, no_failed_host, turn
+from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
+from deploys.nginx import configure_nginx_host
 from deploys.release import gate_release, release_gate, release_history, switch_release
 from deploys.settings import Settings
 
 
-def switch_back(settings: Settings, fleet: Fleet) -> None:
-    """This app server back to the previous healthy release (or ``release``), in its
-    rolling batch when there are load balancers."""
+def live_release(settings: Settings, server) -> str:
+    """The release id the app's ``current`` points at on the host ``server`` ("" for none)."""
+    current = (server.get_fact(Link, path=Layout.of(settings).current) or {}).get("link_target")
+    return (current or "").rsplit("/", 1)[-1]
+
+
+def fleet_target(settings: Settings, fleet: Fleet) -> str | None:
+    """After a rollout that stopped part-way, the app servers run different releases: the
+    one that the others switched from (it comes before each other one in the history of
+    the servers running that one), for every server to go back to; None when they all run
+    one. PyinfraError when no release is older than all the others."""
     layout = Layout.of(settings)
-    current = (host.get_fact(Link, path=layout.current) or {}).get("link_target", "")
+    servers = [s for s in map(state.inventory.get_host, fleet.names) if s in state.active_hosts]
+    runs = [(live_release(settings, s), release_history(layout.history, s)) for s in servers]
+    lives = {live for live, _ in runs if live}
+    if len(lives) < 2:
+        return None
+
+    def older(release: str, than: str) -> bool:
+        return any(
+            live == than and release in history[: history.index(than)]
+            for live, history in runs
+            if than in history
+        )
+
+    oldest = [x for x in sorted(lives) if all(older(x, y) for y in lives - {x})]
+    if len(oldest) != 1:
+        raise PyinfraError(
+            f"rollback.py: the app servers run different releases ({', '.join(sorted(lives))})"
+            " and none came before the others: name one with --data release=ID"
+        )
+    return oldest[0]
+
+
+def switch_back(settings: Settings, fleet: Fleet) -> Iterator[Step]:
+    """This app server back to the previous healthy release (or ``release``; after a
+    rollout that stopped part-way, the release the servers it did not reach run: see
+    fleet_target), step by step of the rolling release (Fleet.steps): in its batch, while
+    no host has failed. A server already there stays as it is."""
+    layout = Layout.of(settings)
     history = release_history(layout.history)
-    live = current.rsplit("/", 1)[-1]
-    target = settings.release or release_gate.previous_release(history, live)
+    live = live_release(settings, host)
+    target = (
+        settings.release
+        or fleet_target(settings, fleet)
+        or release_gate.previous_release(history, live)
+    )
     if not target:
         raise PyinfraError(f"{host.name}: no previous release in {layout.history} to roll back to")
     if not host.get_fact(Directory, path=layout.release(target)):
         raise PyinfraError(f"{host.name}: release {target} is not on the host (pruned?)")
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
-    with in_turn(turn(fleet.batch, SWITCH)):
-        switch_release(settings, release=layout.release(target), **rolling)
-        gate_release(settings, restart=True, **rolling)  # whatever the app says it runs
+    for step in fleet.steps():
+        if fleet.switches_here(step) and target != live:
+            switch_release(settings, release=layout.release(target), **rolling)
+            gate_release(settings, restart=True, **rolling)  # whatever the app says it runs
+        yield step
 
 
 plan = prepare_host(secrets=False)
@@ -44,7 +90,9 @@ fleet = fleet_of_inventory(plan.host.rolling_batch)
 app = as_served(plan, fleet).single("rollback.py")
 hold_deploy_lock()
 with in_turn(1):  # the app's turn, the same on load balancers and app servers
-    if fleet.balancing:
-        roll_batches(app, fleet, every_batch=True)
-    else:
-        switch_back(app, fleet)
+    steps = None
+    if fleet.balancing:  # the sites stay, the app servers' rotation may change
+        shared = configure_nginx_host(plan, servers=fleet.app_servers)
+        steps = balancer_rollout(app, shared, fleet, rollback=True)
+    for step in steps or switch_back(app, fleet):
+        all_hosts_reach(fleet, app.app_name, step)  # one line for every host: a barrier

@@ -27,7 +27,7 @@ from deploys.layout import NGINX_UNIT, Layout
 from deploys.nginx import DEFAULT_SITE
 from deploys.plan import HostPlan
 from deploys.release import live_release, recorded_release
-from deploys.retire import HostedApps, unlisted_apps
+from deploys.retire import HostedApps, own_site, unlisted_apps
 from deploys.settings import Settings
 from deploys.stamps import recorded_stamp
 
@@ -258,9 +258,29 @@ def _retired_checks(name: str, hosted: dict) -> list[Check]:
             _check(f"{label} stopped", "inactive", status.get("ActiveState") or "inactive"),
             Check(f"{label} disabled", "disabled", state, state != "enabled"),
         ]
-    link = host.get_fact(Link, path=layout.site_enabled)
-    checks.append(_check("site disabled", "absent", "absent" if not link else "present"))
+    checks.append(_site_gone_check(layout))
     return [replace(c, scope=name) for c in checks]
+
+
+def _site_gone_check(layout: Layout) -> Check:
+    """A retired app's site is off nginx: no file in sites-available, nothing in
+    sites-enabled (its names go to the catch-all, or to the app that took them)."""
+    left = [
+        path
+        for path, fact in ((layout.site_available, File), (layout.site_enabled, Link))
+        if host.get_fact(fact, path=path) is not None
+    ]
+    return _check("site removed", "absent", ", ".join(left) or "absent")
+
+
+def retired_site_checks(plan: HostPlan) -> list[Check]:
+    """On a load balancer, each retired app's site gone; nothing to check for a site this
+    deploy did not write (it is left alone)."""
+    return [
+        replace(_site_gone_check(Layout(name)), scope=name)
+        for name in plan.retired
+        if own_site(name) is not False
+    ]
 
 
 def _nginx_test_check(config_test: dict) -> Check:
@@ -371,7 +391,7 @@ def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
     checks = [
         _check("site enabled", layout.site_available, (link or {}).get("link_target", "missing")),
         _check(
-            "upstream is the inventory's app servers",
+            "upstream is the inventory's app servers, all in rotation",
             ", ".join(fleet.app_servers),
             ", ".join(upstream_servers(settings)) or "none",
         ),
@@ -396,9 +416,13 @@ def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
 
 def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
     """Every check for the current host: the host-wide ones, then each selected app's (on a
-    load balancer: its proxying)."""
+    load balancer: the retired apps' sites gone, then each app's proxying)."""
     if fleet.balancing:
-        return [*host_checks(plan), *(c for a in plan.selected for c in balancer_checks(a, fleet))]
+        return [
+            *host_checks(plan),
+            *retired_site_checks(plan),
+            *(c for app in plan.selected for c in balancer_checks(app, fleet)),
+        ]
     return [
         *host_checks(plan, fleet.load_balancers),
         *(c for app in plan.selected for c in app_checks(app)),

@@ -4,6 +4,7 @@ connection and its fact reads, then decide on sudo."""
 from __future__ import annotations
 
 import socket
+import sys
 from contextlib import contextmanager
 
 from pyinfra import host, state
@@ -58,6 +59,12 @@ def in_turn(position: int):
         yield
     finally:
         _TURNS[host.name] = (offset, depth)
+
+
+def dry_run() -> bool:
+    """Whether this run is a preview (``--dry``): it changes nothing, and pyinfra shows every
+    operation it would run, those that run only if an earlier one fails included."""
+    return "--dry" in sys.argv
 
 
 def turn_offset() -> float:

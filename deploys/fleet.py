@@ -4,16 +4,28 @@ itself, as always."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from pyinfra import host, state
+from pyinfra.api import operation
+from pyinfra.api.exceptions import PyinfraError
 
+from deploys.context import in_turn
 from deploys.plan import HostPlan
 
 LOAD_BALANCERS, APP_SERVERS = "load_balancers", "app_servers"
+PREPARED, SWITCHED, CHECKED = "prepared", "switched", "checked"  # a rollout's steps
 
 
-DRAIN, SWITCH, RESTORE = 1, 2, 3  # a rolling batch's steps, in order
+@dataclass(frozen=True)
+class Step:
+    """A step of a rolling release: every app server ``PREPARED`` (before any batch), or a
+    batch (its index) ``SWITCHED`` to the new release, or ``CHECKED`` from the load
+    balancers."""
+
+    kind: str
+    batch: int = -1
 
 
 @dataclass(frozen=True)
@@ -27,19 +39,55 @@ class Fleet:
     batches: tuple[tuple[str, ...], ...] = ()  # app servers' names, switched batch by batch
     names: tuple[str, ...] = ()  # the app servers' inventory names, as app_servers
 
-    @property
-    def batch(self) -> int:
-        """This app server's batch (0 without load balancers: all switch together)."""
-        return next((i for i, names in enumerate(self.batches) if host.name in names), 0)
+    def switches_here(self, step: Step) -> bool:
+        """Whether ``step`` is this app server's switch (without load balancers every app
+        server is in the one batch)."""
+        return step.kind == SWITCHED and host.name in self.batches[step.batch]
 
     def address(self, name: str) -> str:
         """The private address of the app server ``name``."""
         return self.app_servers[self.names.index(name)]
 
+    def steps(self) -> Iterator[Step]:
+        """The rolling release's steps, in order, the same on every host of the run: every
+        app server prepared, then batch after batch, switched, then checked. Each step is
+        its own turn (context.in_turn) while the caller has it: pyinfra takes operations
+        made at one call site by several hosts for one, so without it the switch of the
+        first batch and that of the last would be one operation, before and after the
+        same barrier."""
+        kinds = [Step(PREPARED)]
+        for number in range(len(self.batches)):
+            kinds += [Step(SWITCHED, number), Step(CHECKED, number)]
+        for position, step in enumerate(kinds, start=1):
+            with in_turn(position):
+                yield step
 
-def turn(batch: int, step: int) -> int:
-    """The in_turn position of a rolling batch's step (DRAIN, SWITCH or RESTORE)."""
-    return 3 * batch + step
+    def label(self, app_name: str, step: Step) -> str:
+        """What the rollout's output calls ``step`` of ``app_name``."""
+        if step.kind == PREPARED:
+            return f"{app_name}: every app server prepared"
+        batch = ", ".join(self.batches[step.batch])
+        if step.kind == SWITCHED:
+            return f"{app_name}: batch {step.batch + 1} ({batch}) switched"
+        return f"{app_name}: batch {step.batch + 1} ({batch}) checked from the load balancers"
+
+
+@operation()
+def reached(step: str):
+    """A point of the rolling release that every host of the run reaches before any host
+    goes past it (no command). pyinfra runs each operation on all its hosts at once and
+    orders a host's operations as the host made them; the same operation made by every host
+    (the same call site, the same count of calls before it) is therefore a barrier between
+    what each host made before and after it."""
+    yield from ()
+
+
+def all_hosts_reach(fleet: Fleet, app_name: str, step: Step) -> None:
+    """The barrier after ``step`` of ``app_name`` (see reached), on every host alike; none
+    without load balancers (nothing rolls). Callers make it from one line that every host
+    runs (deploy.py's and rollback.py's rollout loops), so the operation is the same."""
+    if fleet.load_balancers:
+        reached(name=f"Rollout: {fleet.label(app_name, step)}", step=fleet.label(app_name, step))
 
 
 _UNREACHABLE: set = set()  # hosts that failed before any operation ran (no connection)
@@ -74,6 +122,18 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
     if servers is None:
         servers = [member for member in inventory if member not in balancers]
     _UNREACHABLE.update(state.failed_hosts)  # before any operation runs: connections only
+    both = [member.name for member in servers if member in balancers]
+    if both:
+        raise PyinfraError(
+            f"inventory: {', '.join(both)} in both {LOAD_BALANCERS} and {APP_SERVERS}:"
+            " a host is a load balancer or an app server, not both"
+        )
+    batches = {repr(member.data.get("rolling_batch")) for member in inventory}
+    if balancers and len(batches) > 1:
+        raise PyinfraError(
+            f"rolling_batch: the hosts of the fleet differ ({', '.join(sorted(batches))}):"
+            " every host must see the same batches; set it once for all (group_data/all.py)"
+        )
     names = tuple(s.name for s in servers)
     size = batch_size(rolling_batch, len(names)) if balancers else max(len(names), 1)
     return Fleet(

@@ -3,6 +3,7 @@ nginx site, so nginx never stops), renewed by certbot's timer, nginx reloaded on
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files
 
+from deploys.facts import FileTail
 from deploys.layout import Layout
 from deploys.render import put_text
 from deploys.settings import Settings
@@ -24,6 +26,37 @@ CERTBOT_DROP_IN = "/etc/systemd/system/certbot.service.d/flask-deploy.conf"
 CERTBOT_DEFAULT_SERVER = "https://acme-v02.api.letsencrypt.org/directory"  # certbot's own
 CERTBOT_LOG = "/var/log/letsencrypt/letsencrypt.log"
 RELOAD_NGINX = "nginx -t -q && systemctl reload nginx"
+PEM_BEGIN_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*-----")
+PEM_END_RE = re.compile(r"-----END [A-Z0-9 ]*-----")
+PEM_BLOCK_RE = re.compile(rf"{PEM_BEGIN_RE.pattern}.*?(?:{PEM_END_RE.pattern}|\Z)", re.DOTALL)
+PEM_REMOVED = "[certificate or key removed]"
+BASE64_LINE_RE = re.compile(r"^[A-Za-z0-9+/=]{40,}$")  # a PEM body's line, markers cut off
+
+
+def without_pem(lines: list[str]) -> list[str]:
+    """``lines`` with each PEM block (certificates, keys: certbot's debug log dumps them),
+    from its BEGIN marker to its END marker, on one line or across many, replaced by
+    PEM_REMOVED; also what comes before an END whose BEGIN is not among the lines (a tail
+    that starts inside a block) and after a BEGIN that has no END; and any line that is
+    base64 alone (a tail that starts and ends inside one block has no marker at all)."""
+    text = "\n".join(lines)
+    first_end, first_begin = PEM_END_RE.search(text), PEM_BEGIN_RE.search(text)
+    if first_end and (not first_begin or first_end.start() < first_begin.start()):
+        text = PEM_REMOVED + text[first_end.end() :]
+    kept = PEM_BLOCK_RE.sub(PEM_REMOVED, text).split("\n") if lines else []
+    return [PEM_REMOVED if BASE64_LINE_RE.match(line.strip()) else line for line in kept]
+
+
+class CertbotLogTail(FileTail):
+    """The last ``lines`` lines of certbot's log (CERTBOT_LOG) with no certificate or key in
+    them (without_pem); ``[]`` when there is none. Filtered as they arrive: pyinfra prints
+    a fact's raw output only with -vvv."""
+
+    def command(self, lines: int) -> str:
+        return super().command(CERTBOT_LOG, lines)
+
+    def process(self, output):
+        return without_pem(list(output))
 
 
 class Certificate(FactBase):

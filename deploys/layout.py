@@ -199,6 +199,12 @@ class Layout:
         return f"/var/log/nginx/{self.app}.error.log"
 
     @property
+    def site_access_log(self) -> str:
+        """On a load balancer, nginx's access log for the app's site (with the upstream's
+        address, status and time); Debian's logrotate rotates it with nginx's others."""
+        return f"/var/log/nginx/{self.app}.access.log"
+
+    @property
     def site_available(self) -> str:
         return f"/etc/nginx/sites-available/{self.app}"
 

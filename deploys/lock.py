@@ -26,6 +26,7 @@ from pyinfra import host, state
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys import batchshell, factcache
+from deploys.context import dry_run
 
 LOCK_DIR = "/run/flask-deploy"  # root's (also the folder of the apps' sockets)
 LOCK_WAIT = 600  # seconds
@@ -91,7 +92,7 @@ def run_owner() -> str:
 def hold_deploy_lock() -> None:
     """Take this host's deploy lock for the rest of the run (not for --dry runs, which change
     nothing). Raises DeployLockError when it stays taken."""
-    if "--dry" in sys.argv or host.name in _HELD:
+    if dry_run() or host.name in _HELD:
         return
     if getattr(host.connector, "client", None) is None:  # not SSH (@local): nothing to hold it
         return

@@ -41,7 +41,7 @@ def nginx_site(
     certified: list[str] | None = None,
     proxies: tuple[str, ...] = (),
     servers: tuple[str, ...] = (),
-    drained: tuple[str, ...] = (),
+    down: tuple[str, ...] = (),
 ) -> str:
     """The server block text; with server_name ``_`` it is the default server. With HTTPS,
     ``certified`` are the names the certificate on the host covers (None: no certificate
@@ -50,8 +50,8 @@ def nginx_site(
     On an app server, ``proxies``: the load balancers, trusted for the client's address and
     scheme; without them the scheme is nginx's own (a client's X-Forwarded-Proto would make
     uWSGI tell the app a plain request came over HTTPS). On a load balancer, ``servers``: the
-    app servers it proxies to, those ``drained`` marked down (no new requests; in-flight
-    ones finish on nginx's old workers)."""
+    app servers it proxies to, those in ``down`` marked down (not serving the app yet: no
+    request goes there)."""
     certified_names = set(certified or [])
     return render(
         "nginx-site.conf.j2",
@@ -67,8 +67,9 @@ def nginx_site(
             f"$flask_deploy_scheme_{settings.app_name.replace('-', '_')}" if proxies else "$scheme"
         ),
         servers=servers,
-        drained=drained,
+        down=down,
         upstream=f"{settings.app_name}_app",
+        log_format=f"flask_deploy_{settings.app_name}",
         forged_headers=FORGED_HEADERS,
     )
 
@@ -138,13 +139,13 @@ def is_default_server(site: str) -> bool:
     return any(DEFAULT_LISTEN_RE.match(line) for line in lines)
 
 
-def served_site(settings: Settings, shared: NginxHost) -> str:
+def served_site(settings: Settings, shared: NginxHost, down: tuple[str, ...] = ()) -> str:
     """The app's site as it can serve now: with HTTPS, TLS for the names the certificate on
-    the host covers (none yet: plain HTTP and the challenge, see nginx_site)."""
-    if not settings.https:
-        return nginx_site(settings, None, shared.proxies, shared.servers)
-    cert = certificate(settings)
-    return nginx_site(settings, cert["names"] if cert else None, shared.proxies, shared.servers)
+    the host covers (none yet: plain HTTP and the challenge, see nginx_site); on a load
+    balancer the app servers in ``down`` marked down."""
+    cert = certificate(settings) if settings.https else None
+    names = cert["names"] if cert else None
+    return nginx_site(settings, names, shared.proxies, shared.servers, down)
 
 
 def configure_nginx_host(
@@ -182,16 +183,17 @@ def configure_nginx_host(
     )
 
 
-def _site(settings: Settings, site: str, shared: NginxHost, **condition) -> None:
+def put_site(
+    settings: Settings, site: str, shared: NginxHost, title: str = "Site", **condition
+) -> None:
     """Put and enable the app's ``site`` and apply it with the host-wide changes (one
-    nginx_change); ``condition``: pyinfra's ``_if`` for the pass after certbot got a
-    certificate."""
+    nginx_change, named ``title``); ``condition``: pyinfra's ``_if`` (the pass after
+    certbot got a certificate; a rollout's step)."""
     layout = Layout.of(settings)
     host_files, host_links = shared.for_app(settings.app_name)
     applied = {layout.site_available: site, **{p: t for p, t in shared.files.items() if t}}
     nginx_change(
-        name=f"Site {layout.site_available}: test and reload nginx"
-        + (" with the new certificate" if condition else ""),
+        name=f"{title} {layout.site_available}: test and reload nginx",
         files={**host_files, **shared.others, layout.site_available: site},
         links={**host_links, layout.site_enabled: layout.site_available},
         stamps={
@@ -205,24 +207,32 @@ def _site(settings: Settings, site: str, shared: NginxHost, **condition) -> None
 
 
 @deploy("Nginx site")
-def configure_nginx(settings: Settings, shared: NginxHost):
+def configure_nginx(settings: Settings, shared: NginxHost, down: tuple[str, ...] = ()):
     """Write and enable the app's site with the host-wide part (``shared``, see
     configure_nginx_host), tested and reloaded as one change. With HTTPS: until the
     certificate covers every name the site serves what it served before plus the ACME
     challenge; once certbot has it (in this run or an earlier one), TLS with a redirect
-    from HTTP."""
+    from HTTP. On a load balancer the app servers in ``down`` are marked down. The site's
+    logs (on a load balancer its access log too) are made private before nginx first opens
+    them."""
     cert = certificate(settings) if settings.https else None
-    error_log = Layout.of(settings).site_error_log
-    if not shared.servers:  # an app server's site logs its errors (URLs, tokens in them)
-        private_log(name=f"Error log {error_log} (not world-readable)", path=error_log)
-    _site(settings, served_site(settings, shared), shared)
+    layout = Layout.of(settings)
+    # the site's own logs hold client data (URLs, tokens in them, addresses); a load
+    # balancer's site has an access log of its own
+    logs = {"Error": layout.site_error_log}
+    if shared.servers:
+        logs["Access"] = layout.site_access_log
+    for kind, log in logs.items():
+        private_log(name=f"{kind} log {log} (not world-readable)", path=log)
+    put_site(settings, served_site(settings, shared, down), shared)
     if settings.https:
         issued = request_certificate(settings)  # asks only when cert does not cover the names
         if not covers(cert, settings):
-            _site(
+            put_site(
                 settings,
-                nginx_site(settings, settings.server_name, shared.proxies, shared.servers),
+                nginx_site(settings, settings.server_name, shared.proxies, shared.servers, down),
                 shared,
+                "Site with the new certificate",
                 _if=issued.did_change,
             )
     unit_state(

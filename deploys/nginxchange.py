@@ -3,7 +3,7 @@ in one command the files and links are swapped in, ``nginx -t`` runs and nginx r
 the test fails, exactly what was there before (files and links) is put back and nginx is not
 reloaded. So the configuration on disk passes ``nginx -t`` after every run, failed or not,
 and no later restart or reboot picks up a broken file. App sites, the catch-all, host-wide
-snippets, retired sites and a load balancer's drains all change through ``nginx_change``."""
+snippets, retired sites and a load balancer's rotation all change through ``nginx_change``."""
 
 from __future__ import annotations
 

@@ -73,9 +73,10 @@ def app_command_args(layout: Layout, settings: Settings, release: str) -> str:
     )
 
 
-def release_history(path: str) -> list[str]:
-    """Ids of the releases that went live healthy, oldest first (``[]`` before any)."""
-    lines = host.get_fact(FileContents, path=path) or []
+def release_history(path: str, server=None) -> list[str]:
+    """Ids of the releases that went live healthy, oldest first (``[]`` before any), on this
+    host or the host ``server``."""
+    lines = (server or host).get_fact(FileContents, path=path) or []
     return [line.strip() for line in lines if line.strip()]
 
 

@@ -1,6 +1,7 @@
 """Apps leaving a host: those in ``retired_apps`` are stopped, disabled and taken off nginx
 (their data, releases, settings and certificate stay: nothing is deleted); apps found on the
-host but in neither ``apps`` nor ``retired_apps`` are left running, and the run says so."""
+host but in neither ``apps`` nor ``retired_apps`` are left running, and the run says so. On a
+load balancer a retired app's site is taken off (its certificate stays, as on a server)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ SERVER_NAME_RE = re.compile(r"^\s*server_name\s+([^;]+);")
 
 SERVICE_HEADER = (  # the first line of templates/app.service.j2
     "# Managed by pyinfra (deploys/appservice.py): edits here are undone by the next deploy."
+)
+SITE_HEADER = (  # the first line of templates/nginx-site.conf.j2
+    "# Managed by pyinfra (deploys/nginx.py): edits here are undone by the next deploy."
 )
 
 
@@ -48,6 +52,29 @@ def retiring(plan: HostPlan) -> tuple[str, ...]:
     alone: they may be another service, ``ssh``)."""
     hosted = host.get_fact(HostedApps)
     return tuple(name for name in plan.retired if name in hosted)
+
+
+def own_site(name: str) -> bool | None:
+    """Whether the nginx site of the app ``name`` on the host is one this deploy wrote
+    (None: there is none)."""
+    lines = host.get_fact(FileContents, path=Layout(name).site_available)
+    return None if lines is None else lines[:1] == [SITE_HEADER]
+
+
+def retired_sites(plan: HostPlan) -> tuple[str, ...]:
+    """On a load balancer (no app runs there): the apps of ``retired_apps`` whose site this
+    deploy wrote on the host, for the run's first site change to take off
+    (configure_nginx_host's ``retired``). A site of that name this deploy did not write is
+    left alone, and the run says so; a name with no site here needs nothing (retired by an
+    earlier run)."""
+    for name in plan.retired:
+        if own_site(name) is False:
+            host.log(
+                f"retired_apps: the nginx site {Layout(name).site_available} was not written"
+                " by this deploy: left as it is",
+                log_func=logger.warning,
+            )
+    return tuple(name for name in plan.retired if own_site(name))
 
 
 @deploy("Retired apps")

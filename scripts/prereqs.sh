@@ -23,6 +23,7 @@ if [ "${1:-}" != --python-only ]; then
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v make >/dev/null || missing+=(make)
+    command -v wrk >/dev/null || missing+=(wrk)  # keep-alive load in the fleet tests
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "prereqs: installing ${missing[*]}"

@@ -6,8 +6,9 @@ and HTTP/HTTPS on published ports. The runner's CA certificates are trusted insi
 and pip behind a TLS-intercepting proxy.
 
 Command line (``python -m testbed``):
-    up [--hosts N] [--debian 12|13]
-                     boot N hosts and write .testbed/local.json (read by inventories/local.py)
+    up [--hosts N | --fleet N] [--debian 12|13]
+                     boot N hosts (or a load balancer and N app servers) and write
+                     .testbed/local.json (read by inventories/local.py)
     down             remove the hosts that ``up`` booted
     prune            remove every test-bed container, from any run
     urls             print the HTTP, HTTPS and SSH addresses of the hosts ``up`` booted
@@ -397,15 +398,51 @@ def reboot(host: Host) -> None:
     wait_for_ssh(host)
 
 
-def write_state(hosts: list[Host], path: Path) -> None:
-    """Record booted hosts as JSON for an inventory file to read."""
+def fleet_groups(hosts: list[Host]) -> dict[str, list[str]]:
+    """The first host as the load balancer, the others as app servers: group -> host names."""
+    return {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
+
+
+def inventory_groups(
+    hosts: list[Host], groups: dict[str, list[str]] | None = None
+) -> dict[str, list[tuple[str, dict]]]:
+    """A pyinfra inventory's groups: ``hosts`` alone, or each group of ``groups`` (group ->
+    host names) with its hosts' container addresses as ``private_address``."""
+    if not groups:
+        return {"hosts": [(h.name, h.pyinfra_data()) for h in hosts]}
+    return {
+        group: [
+            (h.name, h.pyinfra_data(private_address=h.address)) for h in hosts if h.name in names
+        ]
+        for group, names in groups.items()
+    }
+
+
+def write_state(hosts: list[Host], path: Path, groups: dict[str, list[str]] | None = None):
+    """Record booted hosts (and their inventory groups, if any) as JSON for an inventory."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([asdict(h) for h in hosts], indent=2) + "\n")
+    state = {"hosts": [asdict(h) for h in hosts], "groups": groups or {}}
+    path.write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _state(path: Path) -> dict:
+    state = json.loads(path.read_text())
+    return state if isinstance(state, dict) else {"hosts": state, "groups": {}}  # older files
 
 
 def read_state(path: Path) -> list[Host]:
     """The hosts recorded by write_state."""
-    return [Host(**entry) for entry in json.loads(path.read_text())]
+    return [Host(**entry) for entry in _state(path)["hosts"]]
+
+
+def read_groups(path: Path) -> dict[str, list[str]]:
+    """The inventory groups recorded by write_state (group -> host names; none: empty)."""
+    return _state(path)["groups"]
+
+
+def role(host: Host, groups: dict[str, list[str]]) -> str:
+    """The inventory groups ``host`` is in, for messages ("" when there are none)."""
+    return ", ".join(group for group, names in groups.items() if host.name in names)
 
 
 def http_get(port: int, path: str = "/", host_header: str = "localhost", timeout: float = 5):
@@ -423,6 +460,16 @@ def http_get(port: int, path: str = "/", host_header: str = "localhost", timeout
         conn.close()
 
 
+def _print_hosts(hosts: list[Host], groups: dict[str, list[str]]) -> None:
+    """How to reach each host (its group and container address on a fleet)."""
+    for h in hosts:
+        where = f" [{role(h, groups)}, private_address {h.address}]" if groups else ""
+        print(
+            f"{h.name}{where}: {h.url}  https://127.0.0.1:{h.https_port}/"
+            f"  ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m testbed",
@@ -431,34 +478,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="boot local hosts and write .testbed/local.json")
-    up.add_argument("--hosts", type=int, default=1)
+    size = up.add_mutually_exclusive_group()
+    size.add_argument("--hosts", type=int, default=1)
+    size.add_argument("--fleet", type=int, metavar="N", help="a load balancer and N app servers")
     up.add_argument("--debian", choices=sorted(SUITES), default=DEBIAN)
     sub.add_parser("down", help="remove the hosts booted by `up`")
     sub.add_parser("prune", help="remove every test-bed container")
     sub.add_parser("urls", help="print how to reach the hosts booted by `up`")
     args = parser.parse_args(argv)
+    if args.command == "up" and args.fleet is not None and args.fleet < 1:
+        parser.error("--fleet needs at least one app server")
     try:
         if args.command == "up":
             if LOCAL_STATE.exists():
                 destroy(read_state(LOCAL_STATE))
             started = time.monotonic()
-            hosts = boot(args.hosts, prefix="local", debian=args.debian)
-            write_state(hosts, LOCAL_STATE)
-            for h in hosts:
-                print(
-                    f"{h.name}: ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1"
-                    f"  http: {h.url}"
-                )
+            count = args.fleet + 1 if args.fleet else args.hosts
+            hosts = boot(count, prefix="local", debian=args.debian)
+            groups = fleet_groups(hosts) if args.fleet else {}
+            write_state(hosts, LOCAL_STATE, groups)
+            _print_hosts(hosts, groups)
             print(
                 f"booted {len(hosts)} host(s) in {time.monotonic() - started:.1f}s;"
                 f" inventory: inventories/local.py"
             )
         elif args.command == "urls":
-            for h in read_state(LOCAL_STATE) if LOCAL_STATE.exists() else []:
-                print(
-                    f"{h.name}: {h.url}  https://127.0.0.1:{h.https_port}/"
-                    f"  ssh -i {h.key_file} -p {h.ssh_port} {h.ssh_user}@127.0.0.1"
-                )
+            if LOCAL_STATE.exists():
+                _print_hosts(read_state(LOCAL_STATE), read_groups(LOCAL_STATE))
         elif args.command == "down":
             if LOCAL_STATE.exists():
                 destroy(read_state(LOCAL_STATE))

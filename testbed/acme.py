@@ -1,6 +1,7 @@
 """A real ACME CA inside a test-bed host: Debian's Pebble (Let's Encrypt's test server) and its
 fake DNS, which answers 127.0.0.1 for every name, so certbot, Pebble and the HTTP-01 check
-through the host's real nginx never leave that host (recipe: ../shared/acme-testbed.md)."""
+through the host's real nginx never leave that host (recipe: ../shared/acme-testbed.md). On a
+fleet that host is the load balancer, where TLS ends."""
 
 from __future__ import annotations
 
@@ -63,23 +64,36 @@ def stop(host: Host) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m testbed.acme``: start Pebble on the local test-bed host(s) (make up) and say
-    how to deploy and reach the site over HTTPS with it."""
+    """``python -m testbed.acme``: start Pebble where the local test bed's certificates live
+    (each host of ``make up``; on a fleet, ``up --fleet N``, the load balancer) and say how
+    to deploy and reach the site over HTTPS with it."""
     import argparse
 
-    from testbed import LOCAL_STATE, read_state
+    from testbed import LOCAL_STATE, read_groups, read_state
 
     argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
-    for host in read_state(LOCAL_STATE):
+    hosts = read_state(LOCAL_STATE)
+    balancers = read_groups(LOCAL_STATE).get("load_balancers")
+    holders = [h for h in hosts if h.name in balancers] if balancers else hosts
+    for host in holders:
         start(host)
         print(f"{host.name}: Pebble answers at {DIRECTORY} inside the host")
+    if balancers:
         print(
-            "Put these settings in inventories/group_data/local.py (every command needs them):\n"
-            '  https = True\n  server_name = ["app.test"]\n  acme_email = "ops@app.test"\n'
-            f'  acme_server = "{DIRECTORY}"\n  acme_ca_bundle = "{CA_BUNDLE}"\n'
-            "then: make deploy verify; and from this machine:\n"
-            f"  docker cp {host.container}:{CA_BUNDLE} pebble-ca.pem\n"
-            f"  curl --resolve app.test:{host.https_port}:127.0.0.1 --cacert pebble-ca.pem"
+            "A fleet: TLS ends at the load balancer, which runs Pebble and certbot and holds the"
+            " certificate;\nthe app servers need no Pebble and hold none (they ignore the HTTPS"
+            " settings)."
+        )
+    print(
+        "Put these settings in inventories/group_data/local.py (every command needs them):\n"
+        '  https = True\n  server_name = ["app.test"]\n  acme_email = "ops@app.test"\n'
+        f'  acme_server = "{DIRECTORY}"\n  acme_ca_bundle = "{CA_BUNDLE}"\n'
+        "then: make deploy verify; and from this machine:"
+    )
+    for host in holders:
+        print(
+            f"  docker cp {host.name}:{CA_BUNDLE} {host.name}-ca.pem\n"
+            f"  curl --resolve app.test:{host.https_port}:127.0.0.1 --cacert {host.name}-ca.pem"
             f" https://app.test:{host.https_port}/"
         )
     return 0

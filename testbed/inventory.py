@@ -11,13 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from testbed import read_state
+from testbed import inventory_groups, read_state
 
-_hosts = read_state(Path(os.environ["TESTBED_STATE"]))
 _groups = json.loads(os.environ.get("TESTBED_GROUPS") or "{}")
-if not _groups:
-    hosts = [(h.name, h.pyinfra_data()) for h in _hosts]
-for _group, _names in _groups.items():
-    globals()[_group] = [
-        (h.name, h.pyinfra_data(private_address=h.address)) for h in _hosts if h.name in _names
-    ]
+globals().update(inventory_groups(read_state(Path(os.environ["TESTBED_STATE"])), _groups))

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed import REPO, Host, write_state
+from testbed import REPO, Host, fleet_groups, write_state
 
 DRY_CHANGE_RE = re.compile(r"^\s{4}\S.*?\s{2,}(\d+) \(", re.MULTILINE)
 TEST_INVENTORY = "testbed/inventory.py"  # not inventories/local.py: see its docstring
@@ -74,8 +74,10 @@ def pyinfra(
 
 def fleet_pyinfra(hosts: list[Host], tmp: Path, entry: str = "deploy.py", *args, **kwargs) -> Run:
     """``pyinfra`` with the first host as the load balancer, the others as app servers."""
-    groups = {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
-    env = {"TESTBED_GROUPS": json.dumps(groups), **(kwargs.pop("env_extra", None) or {})}
+    env = {
+        "TESTBED_GROUPS": json.dumps(fleet_groups(hosts)),
+        **(kwargs.pop("env_extra", None) or {}),
+    }
     return pyinfra(hosts, tmp, entry, *args, env_extra=env, **kwargs)
 
 

@@ -64,6 +64,8 @@ SLOWEST_FIRST = (
     "test_releases",  # 187
     "test_safety",  # 163
     "test_security",  # 124
+    "test_rollout",  # 141
+    "test_fleet_retire",  # 124 (measured alone)
     "test_fleet",  # 122
     "test_https",  # 119
     "test_deploy",  # 107

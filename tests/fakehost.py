@@ -19,6 +19,7 @@ OPERATION_MODULES = (
     "deploys.nginx",
     "deploys.nginxchange",
     "deploys.lock",
+    "deploys.checks",
 )
 
 

@@ -1,14 +1,20 @@
 """Load balancers: their site from the inventory's app servers, the app servers' trust in
 them, and a fleet running mixed releases found by the verifier's report."""
 
-import pytest
+import subprocess
+import sys
 
-from deploys.balancer import balancer_site, upstream_servers
-from deploys.checks import LIVE_RELEASE_CHECK, Check
+import pytest
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.exceptions import PyinfraError
+
+from deploys.balancer import balancer_site, health_probe, upstream_servers
+from deploys.checks import LIVE_RELEASE_CHECK, Check, retired_site_checks
 from deploys.fleet import Fleet, as_served, batch_size
 from deploys.nginx import nginx_site
 from deploys.plan import load_plan
 from deploys.report import mixed_releases
+from deploys.retire import SITE_HEADER, retired_sites
 from deploys.settings import SettingsError, load_settings
 
 SERVERS = ("10.0.0.11", "10.0.0.12")
@@ -97,6 +103,158 @@ def test_a_bad_rolling_batch_is_refused(value):
 
 
 def test_a_drained_server_is_marked_down_and_the_others_stay():
-    site = balancer_site(load_settings({}), SERVERS, drained=SERVERS[:1])
+    site = balancer_site(load_settings({}), SERVERS, down=SERVERS[:1])
     assert "server 10.0.0.11:80 max_fails=3 fail_timeout=10s down;" in site
     assert "server 10.0.0.12:80 max_fails=3 fail_timeout=10s;" in site
+
+
+def test_verify_reads_which_servers_are_down(fake):
+    settings = load_settings({})
+    site = balancer_site(settings, SERVERS, down=SERVERS[:1])
+    fake({("FileContents", "/etc/nginx/sites-available/myproject"): site.splitlines()})
+    assert upstream_servers(settings) == [f"{SERVERS[0]} (down)", SERVERS[1]]
+
+
+def test_the_balancer_site_logs_each_request_with_the_app_server_that_answered():
+    site = balancer_site(load_settings({"app_name": "shop"}), SERVERS)
+    assert 'log_format flask_deploy_shop \'$remote_addr [$time_local] "$request" $status' in site
+    for logged in ("$upstream_addr", "$upstream_status", "$upstream_response_time"):
+        assert logged in site
+    assert "    access_log /var/log/nginx/shop.access.log flask_deploy_shop;" in site
+    assert "    error_log /var/log/nginx/shop.error.log;" in site
+    server = nginx_site(load_settings({"app_name": "shop"}))  # an app server: nginx's own
+    assert "log_format" not in server and "access_log" not in server
+    assert site.splitlines()[0] == server.splitlines()[0] == SITE_HEADER
+
+
+OUR_OLD_SITE = ("FileContents", "/etc/nginx/sites-available/old")
+FOREIGN_SITE = ("FileContents", "/etc/nginx/sites-available/theirs")
+
+
+def test_a_balancer_takes_off_the_retired_sites_it_wrote_and_no_other(fake):
+    ours = balancer_site(load_settings({"app_name": "old"}), SERVERS).splitlines()
+    host = fake({OUR_OLD_SITE: ours, FOREIGN_SITE: ["server {"]})
+    assert retired_sites(load_plan({"retired_apps": ["old", "theirs", "gone"]})) == ("old",)
+    assert host.logs == [
+        "retired_apps: the nginx site /etc/nginx/sites-available/theirs was not written by"
+        " this deploy: left as it is"
+    ]
+
+
+def test_verify_on_a_balancer_fails_while_a_retired_site_is_there(fake):
+    ours = balancer_site(load_settings({"app_name": "old"}), SERVERS).splitlines()
+    fake(
+        {
+            OUR_OLD_SITE: ours,
+            ("File", "/etc/nginx/sites-available/old"): {"mode": 644},
+            FOREIGN_SITE: ["server {"],
+            ("Link", "/etc/nginx/sites-enabled/gone"): {"link_target": "x"},
+        }
+    )
+    checks = retired_site_checks(load_plan({"retired_apps": ["old", "theirs", "gone", "done"]}))
+    assert [(c.scope, c.name, c.observed, c.ok) for c in checks] == [
+        ("old", "site removed", "/etc/nginx/sites-available/old", False),
+        ("gone", "site removed", "/etc/nginx/sites-enabled/gone", False),  # a link left
+        ("done", "site removed", "absent", True),
+    ]
+
+
+ANSWERS = r"""
+import http.server, sys, time
+
+class Answers(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status, reason, body, headers = {
+            "/healthz": (200, "OK", "ok", {}),
+            "/missing": (404, "Not Found", "", {}),
+            "/elsewhere": (302, "Found", "", {"Location": "http://127.0.0.1:9/healthz"}),
+            "/other": (200, "OK", "hello", {}),
+            "/forged": (503, "\x1b[2J\rload balancer passed", "", {}),
+            "/trickle": (200, "OK", "", {}),
+        }[self.path]
+        self.send_response(status, reason)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body.encode())
+        while self.path == "/trickle":  # a byte every second: never a whole answer
+            self.wfile.write(b"o")
+            self.wfile.flush()
+            time.sleep(1)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def app_server():
+    """An app server's answers to the load balancer's health check, good and bad (a process
+    of its own: the tests' process may have gevent's threads)."""
+    process = subprocess.Popen([sys.executable, "-c", ANSWERS], stdout=subprocess.PIPE, text=True)
+    yield f"127.0.0.1:{process.stdout.readline().strip()}"
+    process.kill()
+    process.wait()
+
+
+@pytest.mark.parametrize(
+    ("path", "came"),
+    [
+        ("/healthz", None),
+        ("/missing", "answered 404 Not Found"),
+        ("/elsewhere", "answered 302 Found"),  # never followed
+        ("/other", "answered 200 OK without 'ok'"),
+        ("/forged", "answered 503 \\x1b[2J\\rload balancer passed"),
+        ("/trickle", "answered no whole answer within 11 s"),
+    ],
+)
+def test_the_balancers_check_of_an_app_server_is_one_line_naming_all(fake, app_server, path, came):
+    fake({})
+    given = {"health_path": path, "health_text": "ok", "server_name": "a.test", "health_timeout": 1}
+    settings = load_settings(given)
+    probe = subprocess.run(
+        health_probe(settings, "app1", app_server), shell=True, capture_output=True, text=True
+    )
+    assert (probe.returncode == 0) == (came is None), probe.stderr
+    if came:
+        assert probe.stderr == (
+            f"load balancer web1: app myproject on app server app1:"
+            f" GET http://{app_server}{path} (Host: a.test) {came}\n"
+        )
+
+
+def fleet_of(monkeypatch, hosts, **groups):
+    """deploys.fleet.fleet() over a real pyinfra inventory of ``hosts`` and ``groups``."""
+    import deploys.fleet
+
+    inventory = Inventory((hosts, {}), **{name: members for name, members in groups.items()})
+    monkeypatch.setattr(deploys.fleet, "state", State(inventory, Config()))
+    monkeypatch.setattr(deploys.fleet, "host", inventory.get_host(hosts[0][0]))
+    return deploys.fleet.fleet()
+
+
+def test_a_host_both_load_balancer_and_app_server_is_refused(monkeypatch):
+    with pytest.raises(PyinfraError, match="lb in both load_balancers and app_servers"):
+        fleet_of(
+            monkeypatch,
+            [("lb", {}), ("app1", {})],
+            load_balancers=(["lb"], {}),
+            app_servers=(["lb", "app1"], {}),
+        )
+
+
+def test_rolling_batch_differing_between_hosts_is_refused(monkeypatch):
+    hosts = [("lb", {}), ("app1", {"rolling_batch": 2}), ("app2", {"rolling_batch": 2})]
+    with pytest.raises(
+        PyinfraError, match=r"rolling_batch: the hosts of the fleet differ \(2, None\)"
+    ):
+        fleet_of(monkeypatch, hosts, load_balancers=(["lb"], {}))
+    same = [("lb", {}), ("app1", {}), ("app2", {})]
+    assert fleet_of(monkeypatch, same, load_balancers=(["lb"], {})).batches == (
+        ("app1",),
+        ("app2",),
+    )

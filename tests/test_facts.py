@@ -14,7 +14,7 @@ from deploys.facts import (
     UnitStatus,
     UserCanReadWrite,
 )
-from deploys.https import Certificate
+from deploys.https import PEM_REMOVED, CertbotLogTail, Certificate, without_pem
 from deploys.release import LiveRelease, release_history
 from deploys.retire import HostedApps
 
@@ -178,3 +178,25 @@ def test_paths_present_lists_what_exists_of_any_type():
         "/run/lock",
     ]
     assert PathsPresent().process([]) == []
+
+
+def test_certbot_log_shows_no_certificate_or_key():
+    """A tail of certbot's debug log that starts inside a certificate dump, holds a chain
+    received from the CA, a key on one line (bytes' repr) and ends in a cut-off key."""
+    shown = CertbotLogTail().process(lines("certbot-log-tail.txt"))
+    text = "\n".join(shown)
+    for secret in ("GNyb3N", "Q2VydG", "MIID", "MIGH", "MHcC", "BEGIN", "END"):
+        assert secret not in text, secret
+    assert shown[0] == PEM_REMOVED  # the dump the tail started in
+    assert shown.count(PEM_REMOVED) == 3  # it and the chain's two, each a line of its own
+    assert "certbot._internal.main:Successfully received certificate." in text
+    assert "Replay-Nonce: k3xsbw2rKDxfiTnjx7Ke6g" in text
+    assert f"key dump: b'{PEM_REMOVED}\\n' (shop)" in text  # the line's own text stays
+    assert shown[-1].endswith(f"partial key dump at exit: {PEM_REMOVED}")
+    assert CertbotLogTail().process([]) == [] and without_pem(["ok"]) == ["ok"]
+
+
+def test_a_certbot_log_tail_inside_one_pem_block_shows_none_of_it():
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+    shown = without_pem(["2026-12-05 03:00:01,000:DEBUG:certbot: key", body, body[:44] + "=="])
+    assert shown == ["2026-12-05 03:00:01,000:DEBUG:certbot: key", PEM_REMOVED, PEM_REMOVED]

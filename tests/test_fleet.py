@@ -11,9 +11,9 @@ import time
 import pytest
 
 import testbed
-from testbed.load import Load
 from testbed.pyinfra_cli import fleet_pyinfra as run
 from tests.helpers import HELLO, app_saying
+from tests.timeline import rolled_under_load
 
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('
@@ -90,17 +90,17 @@ def test_a_rolling_release_fails_no_request(fleet, workdir, tmp_path):
     balancer, *servers = fleet
     greeting = "Rolled out!"
     app = app_saying(tmp_path, greeting)
-    with Load(balancer.http_port) as load:
-        load.wait_for(50)
-        result = run(fleet, workdir, "deploy.py", "--data", f"app_src={app}").check()
-        load.wait_for(len(load.samples) + 100)
-    print(f"\n[fleet] rolling release over 2 app servers: {load.summary()}")
-    assert load.failed == [], load.summary()
-    assert "Drain" in result.output and "Back in rotation" in result.output
+    result, tl = rolled_under_load(
+        fleet,
+        "fleet: rolling release, 2 app servers",
+        lambda: run(fleet, workdir, "deploy.py", "--data", f"app_src={app}").check(),
+    )
+    tl.assert_rolled(balancer, servers)
+    assert "checked from the load balancers" in result.output
     assert len({release_of(s) for s in servers}) == 1
     assert greeting in testbed.http_get(balancer.http_port)[1]
     again = run(fleet, workdir, "deploy.py", "--data", f"app_src={app}").check()
-    assert again.changed == 0  # nothing to roll: nothing drained
+    assert again.changed == 0  # nothing to roll: nothing checked
 
 
 def test_a_release_failing_on_the_first_batch_stops_the_rollout(fleet, workdir, tmp_path):
@@ -114,26 +114,25 @@ def test_a_release_failing_on_the_first_batch_stops_the_rollout(fleet, workdir, 
             f"    if socket.gethostname() == {first.name!r}:\n        return 'broken', 500\n"
         ),
     )
-    with Load(balancer.http_port) as load:
-        load.wait_for(50)
-        result = run(fleet, workdir, "deploy.py", "--data", f"app_src={broken}")
-        load.wait_for(len(load.samples) + 100)
-    print(f"\n[fleet] a release failing on the first batch: {load.summary()}")
+    result, tl = rolled_under_load(
+        fleet,
+        "fleet: a release failing on the first batch",
+        lambda: run(fleet, workdir, "deploy.py", "--data", f"app_src={broken}"),
+    )
     assert result.returncode != 0 and first.name in result.output
-    assert load.failed == [], load.summary()
+    assert all(tl.changes(host, what) == [] for host in fleet for what in ("current", "master"))
     assert {s.name: release_of(s) for s in (first, second)} == before  # nobody switched
     assert "Broken" not in testbed.http_get(balancer.http_port)[1]
 
 
 def test_rollback_goes_batch_by_batch(fleet, workdir):
     balancer, *servers = fleet
-    with Load(balancer.http_port) as load:
-        load.wait_for(50)
-        result = run(fleet, workdir, "rollback.py").check()
-        load.wait_for(len(load.samples) + 100)
-    print(f"\n[fleet] rolling rollback over 2 app servers: {load.summary()}")
-    assert load.failed == [], load.summary()
-    assert "Drain" in result.output
+    _, tl = rolled_under_load(
+        fleet,
+        "fleet: rolling rollback, 2 app servers",
+        lambda: run(fleet, workdir, "rollback.py").check(),
+    )
+    tl.assert_rolled(balancer, servers)
     assert len({release_of(s) for s in servers}) == 1
     assert HELLO in testbed.http_get(balancer.http_port)[1]
     assert run(fleet, workdir, "verify.py").returncode == 0

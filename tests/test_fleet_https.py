@@ -11,6 +11,7 @@ import time
 import pytest
 
 from testbed import acme
+from testbed.load import Load
 from testbed.pyinfra_cli import fleet_pyinfra as run
 from tests.helpers import Served, app_saying, plain
 
@@ -64,6 +65,20 @@ def test_only_the_balancer_can_say_a_request_came_over_https(fleet):
         f"curl -s -H 'Host: {NAME}' -H 'X-Forwarded-Proto: https' http://127.0.0.1/scheme"
     ).stdout
     assert forged.split()[0] == "http", forged
+
+
+def test_a_rolling_release_over_https_resets_no_keep_alive_connection(fleet, workdir, tmp_path):
+    hosts, _ = fleet
+    balancer = hosts[0]
+    app = app_saying(tmp_path, "Rolled out over HTTPS", SCHEME_ROUTE)
+    ca = balancer.exec(f"cat {acme.CA_BUNDLE}").stdout
+    with Load(balancer.https_port, tls_name=NAME, ca=ca) as load:
+        load.wait_for(50)
+        run(hosts[:3], workdir, "deploy.py", *data(app)).check()
+        load.wait_for(len(load.samples) + 100)
+    print(f"\n[fleet https] rolling release, HTTPS keep-alive clients: {load.summary()}")
+    assert load.failed == [] and load.resets == 0, load.summary()
+    assert "Rolled out over HTTPS" in Served(balancer, NAME).body
 
 
 def test_an_added_app_server_serves_after_one_run_and_nothing_changes_after(

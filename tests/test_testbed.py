@@ -1,5 +1,6 @@
 """The test bed gives real Debian 12 hosts: systemd as PID 1, SSH, sudo, a reachable index."""
 
+import runpy
 import socket
 import subprocess
 import time
@@ -83,3 +84,26 @@ def test_destroyed_hosts_leave_no_container(boot):
     ).stdout
     assert listed.strip() == ""
     assert extra.ssh("true", check=False).returncode != 0
+
+
+def test_a_fleet_record_makes_the_inventory_of_its_groups(tmp_path, monkeypatch):
+    """What ``up --fleet 2`` records, loaded by pyinfra from inventories/local.py (a copy, away
+    from your group_data): a load balancer and two app servers, each reached on its published
+    SSH port and by the others at its container address."""
+    hosts = [
+        testbed.Host(f"h{i}", f"c{i}", 2200 + i, 8000 + i, 8400 + i, "key", address=f"10.1.0.{i}")
+        for i in (1, 2, 3)
+    ]
+    state = tmp_path / "local.json"
+    testbed.write_state(hosts, state, testbed.fleet_groups(hosts))
+    monkeypatch.setenv("TESTBED_STATE", str(state))
+    # the inventory's groups as pyinfra reads them: the file's module-level lists (pyinfra's
+    # own loader, pyinfra_cli, patches threads with gevent on import: not in the tests)
+    groups = runpy.run_path(str(testbed.REPO / "inventories/local.py"))
+
+    def group(name):
+        return [(host, data["private_address"], data["ssh_port"]) for host, data in groups[name]]
+
+    assert group("load_balancers") == [("h1", "10.1.0.1", 2201)]
+    assert group("app_servers") == [("h2", "10.1.0.2", 2202), ("h3", "10.1.0.3", 2203)]
+    assert testbed.read_state(state) == hosts

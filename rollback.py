@@ -11,25 +11,25 @@ Run verify.py after it.
 
 from collections.abc import Iterator
 
-from pyinfra import host, state
+from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.facts.files import Directory, Link
+from pyinfra.facts.files import Directory
 
 from deploys.balancer import balancer_rollout
 from deploys.context import in_turn, prepare_host
-from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
+from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host, reachable
 from deploys.fleet import fleet as fleet_of_inventory
 from deploys.layout import Layout
 from deploys.lock import hold_deploy_lock
 from deploys.nginx import configure_nginx_host
-from deploys.release import gate_release, release_gate, release_history, switch_release
+from deploys.release import (
+    current_release,
+    gate_release,
+    release_gate,
+    release_history,
+    switch_release,
+)
 from deploys.settings import Settings
-
-
-def live_release(settings: Settings, server) -> str:
-    """The release id the app's ``current`` points at on the host ``server`` ("" for none)."""
-    current = (server.get_fact(Link, path=Layout.of(settings).current) or {}).get("link_target")
-    return (current or "").rsplit("/", 1)[-1]
 
 
 def fleet_target(settings: Settings, fleet: Fleet) -> str | None:
@@ -38,8 +38,10 @@ def fleet_target(settings: Settings, fleet: Fleet) -> str | None:
     the servers running that one), for every server to go back to; None when they all run
     one. PyinfraError when no release is older than all the others."""
     layout = Layout.of(settings)
-    servers = [s for s in map(state.inventory.get_host, fleet.names) if s in state.active_hosts]
-    runs = [(live_release(settings, s), release_history(layout.history, s)) for s in servers]
+    servers = reachable(fleet.names)
+    runs = [
+        (current_release(settings.app_name, s), release_history(layout.history, s)) for s in servers
+    ]
     lives = {live for live, _ in runs if live}
     if len(lives) < 2:
         return None
@@ -67,7 +69,7 @@ def switch_back(settings: Settings, fleet: Fleet) -> Iterator[Step]:
     no host has failed. A server already there stays as it is."""
     layout = Layout.of(settings)
     history = release_history(layout.history)
-    live = live_release(settings, host)
+    live = current_release(settings.app_name)
     target = (
         settings.release
         or fleet_target(settings, fleet)

@@ -11,16 +11,16 @@ from collections.abc import Iterator
 
 from pyinfra import host, state
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents, Link
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, server
 
 from deploys.context import dry_run
-from deploys.fleet import CHECKED, PREPARED, Fleet, Step, no_failed_host
+from deploys.fleet import CHECKED, PREPARED, Fleet, Step, no_failed_host, reachable
 from deploys.https import prepare_certificates
 from deploys.layout import Layout
 from deploys.nginx import NginxHost, configure_nginx, configure_nginx_host, nginx_site, put_site
 from deploys.plan import HostPlan
-from deploys.release import release_id
+from deploys.release import current_release, release_id
 from deploys.retire import retired_sites, site_names
 from deploys.settings import Settings
 
@@ -43,9 +43,8 @@ def switching(settings: Settings, names: tuple[str, ...]) -> bool:
     """Whether any of the app servers ``names`` is about to switch to another release
     (read from those hosts: where their ``current`` points, and the release this run
     ships, the same on every host). Hosts this run could not reach do not switch."""
-    layout = Layout.of(settings)
-    wanted = layout.release(release_id(settings))
-    return any(_current(settings.app_name, name) != wanted for name in _reachable(names))
+    wanted = release_id(settings)
+    return any(current_release(settings.app_name, server) != wanted for server in reachable(names))
 
 
 def in_rotation(settings: Settings, fleet: Fleet, retired: tuple[str, ...] = ()) -> list[str]:
@@ -57,32 +56,19 @@ def in_rotation(settings: Settings, fleet: Fleet, retired: tuple[str, ...] = ())
     either is out; one it could not reach keeps its place."""
     apps = [settings.app_name]
     listed = upstream_servers(settings)
-    if not listed:
-        names = set(settings.server_name)
-        old = next((n for n in retired if names & set(site_names(Layout(n).site_available))), "")
-        apps, listed = (
-            [settings.app_name, old],
-            _upstream(Layout(old).site_available) if old else [],
-        )
+    names = set(settings.server_name)
+    takes_over = (n for n in retired if names & set(site_names(Layout(n).site_available)))
+    if not listed and (old := next(takes_over, "")):
+        apps.append(old)
+        listed = _upstream(Layout(old).site_available)
     up = [address for address in listed if not address.endswith(DOWN)]
-    reachable = _reachable(fleet.names)
+    reached = reachable(fleet.names)
     return [
-        fleet.address(name)
-        for name in fleet.names
-        if fleet.address(name) in up
-        and (name not in reachable or any(_current(app, name) for app in apps))
+        fleet.address(server.name)
+        for server in map(state.inventory.get_host, fleet.names)
+        if fleet.address(server.name) in up
+        and (server not in reached or any(current_release(app, server) for app in apps))
     ]
-
-
-def _reachable(names) -> list[str]:
-    """Those of the hosts ``names`` this run reached."""
-    return [h.name for h in map(state.inventory.get_host, names) if h in state.active_hosts]
-
-
-def _current(app_name: str, name: str) -> str | None:
-    """Where the app's ``current`` points on the app server ``name`` (None: no release)."""
-    server_host = state.inventory.get_host(name)
-    return (server_host.get_fact(Link, path=Layout(app_name).current) or {}).get("link_target")
 
 
 PROBE_SCRIPT = """
@@ -172,9 +158,10 @@ def balancer_rollout(
                 _ignore_errors=True,  # taken out of rotation below, then the run fails
             )
             others = [address for address in servers if address not in addresses]
-            if others and set(addresses) & set(servers) and not dry_run():
-                rotate(others, f"Out of rotation: {', '.join(batch)}:", _if=[checked.did_error])
-            if not dry_run():
+            if not dry_run():  # what runs only after a failed check
+                if others and set(addresses) & set(servers):
+                    title = f"Out of rotation: {', '.join(batch)}:"
+                    rotate(others, title, _if=[checked.did_error])
                 server.shell(
                     name=f"Rollout of {settings.app_name} stopped: {', '.join(batch)} unhealthy",
                     commands=["false"],

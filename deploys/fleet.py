@@ -100,6 +100,12 @@ def no_failed_host() -> bool:
     return not (state.failed_hosts - _UNREACHABLE)
 
 
+def reachable(names) -> list:
+    """The hosts of the inventory named ``names`` that this run reached (and has not
+    dropped)."""
+    return [h for h in map(state.inventory.get_host, names) if h in state.active_hosts]
+
+
 def batch_size(rolling_batch: int | str, servers: int) -> int:
     """App servers per batch: a count, or a percentage of them (at least one)."""
     if isinstance(rolling_batch, str):

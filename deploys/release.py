@@ -80,6 +80,13 @@ def release_history(path: str, server=None) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+def current_release(app_name: str, server=None) -> str:
+    """The id of the release the app's ``current`` points at, on this host or the host
+    ``server`` ("" before the first)."""
+    link = (server or host).get_fact(Link, path=Layout(app_name).current) or {}
+    return (link.get("link_target") or "").rsplit("/", 1)[-1]
+
+
 class LiveRelease(FactBase):
     """The release uWSGI really runs, from its stats server (the master's working directory is
     the release's resolved ``app`` folder): ``{"release": dir, "workers": count}``, or

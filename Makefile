@@ -11,9 +11,9 @@ test:  ## unit and integration tests (boots and removes its own hosts)
 	@scripts/prereqs.sh
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-unit:  ## the tests that need no Docker engine (seconds)
+unit:  ## the tests that need no Docker engine (seconds; two workers: most of it is waiting)
 	@scripts/prereqs.sh --python-only
-	$(PY) -m pytest -m "not integration"
+	$(PY) -m pytest -n 2 --dist worksteal -m "not integration"
 
 up:  ## boot the local host; FLEET=N: a load balancer and N app servers
 	@scripts/prereqs.sh
@@ -31,8 +31,8 @@ down:  ## remove the local host(s), a fleet's too
 prune:  ## remove every test-bed container, e.g. after a crashed run
 	$(PY) -m testbed prune
 
-lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:  ## style, the layers' import rule (pyproject.toml), types
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-cache && .venv/bin/mypy
 
 bench:  ## benchmarks (not part of the tests): writes bench/results.md
 	@scripts/prereqs.sh

@@ -6,31 +6,26 @@ one of them. Hosts in the inventory's ``load_balancers`` group become nginx reve
 in front of the app servers (the other hosts, or the ``app_servers`` group).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
-from deploys.appservice import configure_app_service, write_app_environment
-from deploys.appuser import create_app_user
-from deploys.balancer import balancer_rollout, configure_balancer
-from deploys.context import in_turn, prepare_host, private_upload_dir
-from deploys.firewall import configure_firewall
-from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
-from deploys.fleet import fleet as fleet_of_inventory
-from deploys.https import prepare_certificates
-from deploys.lock import hold_deploy_lock
-from deploys.nginx import NginxHost, configure_nginx, configure_nginx_host
-from deploys.packages import install_packages
-from deploys.release import (
-    check_release,
-    create_shared_folders,
-    gate_release,
-    install_release_gate,
-    point_current,
-    upload_release,
-)
-from deploys.retire import report_unlisted_apps, retire_apps, retiring
-from deploys.settings import Settings
-from deploys.virtualenv import build_virtualenv
+from deploys.config.settings import Settings
+from deploys.ops.context import in_turn, prepare_host, private_upload_dir
+from deploys.release.gate import install_release_gate
+from deploys.release.lock import hold_deploy_lock
+from deploys.release.switch import check_release, gate_release, point_current
+from deploys.release.upload import create_shared_folders, upload_release
+from deploys.stack.appservice import configure_app_service, write_app_environment
+from deploys.stack.appuser import create_app_user
+from deploys.stack.balancer import balancer_rollout, configure_balancer
+from deploys.stack.firewall import configure_firewall
+from deploys.stack.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
+from deploys.stack.fleet import fleet as fleet_of_inventory
+from deploys.stack.https import prepare_certificates
+from deploys.stack.nginx import NginxHost, configure_nginx, configure_nginx_host
+from deploys.stack.packages import install_packages
+from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
+from deploys.stack.virtualenv import build_virtualenv
 
 
 def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> Iterator[Step]:
@@ -68,6 +63,7 @@ plan = as_served(plan, fleet)
 hold_deploy_lock()
 private_upload_dir()
 install_packages(plan)
+rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
 if fleet.balancing:
     if plan.host.firewall:
         configure_firewall(plan)

@@ -10,13 +10,14 @@ the certificates and keys it may hold.
 
 from pyinfra import host
 
-from deploys.context import prepare_host
-from deploys.facts import FileTail, JournalTail
-from deploys.fleet import as_served, fleet
-from deploys.https import CERTBOT_LOG, CertbotLogTail
-from deploys.layout import Layout
-from deploys.output import printable
-from deploys.settings import Settings
+from deploys.config.layout import Layout
+from deploys.config.settings import Settings
+from deploys.hostside.rules import TRANSIENT_KINDS, transient_unit
+from deploys.ops.context import prepare_host
+from deploys.ops.facts import FileTail, JournalTail
+from deploys.ops.output import printable
+from deploys.stack.fleet import as_served, fleet
+from deploys.stack.https import CERTBOT_LOG, CertbotLogTail
 
 
 def site_logs(settings: Settings, balancing: bool) -> dict[str, list[str]]:
@@ -34,9 +35,8 @@ def site_logs(settings: Settings, balancing: bool) -> dict[str, list[str]]:
 def app_logs(settings: Settings) -> dict[str, list[str]]:
     """Section title -> the last log_lines lines, for one app on an app server."""
     layout = Layout.of(settings)
-    checks = ("import-check", "release-command", "candidate", "command")  # release_gate.py
     app_units = [layout.unit_name, layout.socket_unit_name, layout.handover_unit_name]
-    check_units = [f"{settings.user}-{check}" for check in checks]
+    check_units = [transient_unit(settings.user, kind) for kind in TRANSIENT_KINDS]
     lines = settings.log_lines
     return {
         f"journal of {', '.join(app_units)}": host.get_fact(

@@ -15,21 +15,17 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Directory
 
-from deploys.balancer import balancer_rollout
-from deploys.context import in_turn, prepare_host
-from deploys.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host, reachable
-from deploys.fleet import fleet as fleet_of_inventory
-from deploys.layout import Layout
-from deploys.lock import hold_deploy_lock
-from deploys.nginx import configure_nginx_host
-from deploys.release import (
-    current_release,
-    gate_release,
-    release_gate,
-    release_history,
-    switch_release,
-)
-from deploys.settings import Settings
+from deploys.config.layout import Layout
+from deploys.config.settings import Settings
+from deploys.hostside.rules import previous_release
+from deploys.ops.context import in_turn, prepare_host
+from deploys.release.live import current_release, release_history
+from deploys.release.lock import hold_deploy_lock
+from deploys.release.switch import gate_release, switch_release
+from deploys.stack.balancer import balancer_rollout
+from deploys.stack.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host, reachable
+from deploys.stack.fleet import fleet as fleet_of_inventory
+from deploys.stack.nginx import configure_nginx_host
 
 
 def fleet_target(settings: Settings, fleet: Fleet) -> str | None:
@@ -70,11 +66,7 @@ def switch_back(settings: Settings, fleet: Fleet) -> Iterator[Step]:
     layout = Layout.of(settings)
     history = release_history(layout.history)
     live = current_release(settings.app_name)
-    target = (
-        settings.release
-        or fleet_target(settings, fleet)
-        or release_gate.previous_release(history, live)
-    )
+    target = settings.release or fleet_target(settings, fleet) or previous_release(history, live)
     if not target:
         raise PyinfraError(f"{host.name}: no previous release in {layout.history} to roll back to")
     if not host.get_fact(Directory, path=layout.release(target)):

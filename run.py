@@ -12,16 +12,15 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import Link
 
-from deploys.context import prepare_host
-from deploys.fleet import fleet
-from deploys.layout import Layout
-from deploys.lock import hold_deploy_lock
-from deploys.release import app_command
-from deploys.settings import SettingsError
+from deploys.config.layout import Layout
+from deploys.ops.context import SettingsRefused, prepare_host
+from deploys.release.gate import app_command
+from deploys.release.lock import hold_deploy_lock
+from deploys.stack.fleet import fleet
 
 settings = prepare_host(secrets=False).single("run.py")
 if not settings.command:
-    raise SettingsError(
+    raise SettingsRefused(
         "command: run.py needs the command to run, e.g. --data command='flask --app myapp init-db'"
     )
 if not fleet().balancing:  # a load balancer runs no app code

@@ -8,10 +8,10 @@ Set VERIFY_JSON=path to also write a JSON report (for monitoring).
 
 import os
 
-from deploys.checks import run_checks
-from deploys.context import prepare_host
-from deploys.fleet import as_served, fleet
-from deploys.report import record_host
+from deploys.ops.context import prepare_host
+from deploys.stack.fleet import as_served, fleet
+from deploys.verify.checks import run_checks
+from deploys.verify.report import record_host
 
 roles = fleet()
 plan = as_served(prepare_host(secrets=False), roles)

@@ -4,14 +4,16 @@ Release switch: the slowest response 8 clients see through nginx while the live 
 changes (a code redeploy, a rollback) against uWSGI's graceful reload, at the default
 processes and with one; a rolling redeploy behind a load balancer of 1, 2 and 4 app servers.
 Deploy speed: fresh converge of one host, ours against the guide's steps as a plain shell
-script over SSH (bench/guide.sh); no-op re-runs and verify.py runs for 1, 2, 4 and 8 hosts;
+script over SSH (bench/guide.sh); no-op re-runs (with the speed layer and without it,
+``fast_facts=false``) and verify.py runs for 1, 2, 4 and 8 hosts;
 booting 1 and 4 test-bed hosts from the cached image. Serving throughput with wrk inside one
 host (loopback only, bounded duration): nginx -> uWSGI socket -> Flask (ours), gunicorn
 (sync and gthread, as many workers) behind the same nginx, uWSGI's own HTTP server, nginx
 serving a static file, and the app called in-process (the ceiling); a static file served by
 nginx against by the app; tuning candidates of our defaults. Prints markdown tables of
 medians and ratios and writes them to bench/results.md (``--only switch``, ``rolling``,
-``serving`` or ``noop``: that part alone, printed only).
+``serving`` or ``noop``: that part alone, printed only; ``--sizes 1``: the no-op and
+verify runs for those host counts only).
 """
 
 from __future__ import annotations
@@ -135,12 +137,14 @@ def fresh_converge(rounds: int, tmp: Path) -> dict:
 
 
 NOOP_ROUNDS = 3  # no-op rounds per round of the other benchmarks
+STOCK = ("--data", "fast_facts=false")  # the speed layer off: stock pyinfra
 
 
 def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
     """No-op deploy and verify times for the first n of max(sizes) converged hosts, and the
-    CPU time each host spent per no-op (its container's, beside the runner's own), as
-    ``{"noop": {n: runs}, "host_cpu": ..., "verify": ...}``; and the operations per host."""
+    CPU time each host spent per no-op (its container's, beside the runner's own), and the
+    no-op with the speed layer off, as ``{"noop": {n: runs}, "host_cpu": ..., "verify":
+    ..., "noop_stock": ...}``; and the operations per host."""
     hosts = testbed.boot(max(sizes), prefix="bench-fleet")
     try:
         deploy(hosts, tmp)
@@ -149,6 +153,7 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
         noop = {n: [] for n in sizes}
         host_cpu = {n: [] for n in sizes}
         verify = {n: [] for n in sizes}
+        stock = {n: [] for n in sizes}
         # the sizes side by side in each round (the machine drifts), three times the rounds
         # of the rest: a no-op takes seconds, and a few more medians steady the ratio
         for _ in range(rounds * NOOP_ROUNDS):
@@ -157,15 +162,23 @@ def fleet_runs(sizes: list[int], rounds: int, tmp: Path) -> tuple[dict, int]:
                 noop[n].append(timed(lambda n=n: deploy(hosts[:n], tmp)))
                 host_cpu[n].append((sum(h.cpu_seconds() for h in hosts[:n]) - before) / n)
                 verify[n].append(timed(lambda n=n: pyinfra(hosts[:n], tmp, "verify.py").check()))
+                stock[n].append(timed(lambda n=n: deploy(hosts[:n], tmp, *STOCK)))
     finally:
         testbed.destroy(hosts)
-    return {"noop": noop, "host_cpu": host_cpu, "verify": verify}, operations
+    figures = {"noop": noop, "host_cpu": host_cpu, "verify": verify, "noop_stock": stock}
+    return figures, operations
 
 
 def fleet_rows(fleet: dict) -> list[list[str]]:
-    """The table rows of fleet_runs' figures."""
+    """The table rows of fleet_runs' figures: each no-op beside the one without the speed
+    layer (its ratio: to the fast path on as many hosts)."""
+    noop = per_fleet("no-op re-run", fleet["noop"])
+    stock = [
+        timing_row(f"{row[0]}, fast_facts=false", fleet["noop_stock"][n], median(t), "fast path")
+        for row, (n, t) in zip(noop, fleet["noop"].items(), strict=True)
+    ]
     return [
-        *per_fleet("no-op re-run", fleet["noop"]),
+        *(row for pair in zip(noop, stock, strict=True) for row in pair),
         *per_fleet("host CPU per host and no-op", fleet["host_cpu"], digits=2),
         *per_fleet("verify.py", fleet["verify"]),
     ]
@@ -571,6 +584,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(BENCH / "results.md"))
     parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=FLEET_SIZES,
+        help=f"host counts of the no-op and verify runs (default: {FLEET_SIZES})",
+    )
+    parser.add_argument(
         "--only",
         choices=["switch", "rolling", "serving", "noop"],
         help="run one part and print it (results.md untouched)",
@@ -583,7 +603,7 @@ def main(argv=None) -> int:
             elif args.only == "rolling":
                 print(rolling_report(rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))))
             elif args.only == "noop":
-                fleet, _ = fleet_runs(FLEET_SIZES, args.rounds, Path(tmp))
+                fleet, _ = fleet_runs(args.sizes, args.rounds, Path(tmp))
                 print(table([TIMING_HEAD, *fleet_rows(fleet)]))
             else:
                 print(serving_report(serving(args.rounds, Path(tmp))))
@@ -593,7 +613,7 @@ def main(argv=None) -> int:
         rolling = rolling_releases(ROLLING_SIZES, args.rounds, Path(tmp))
         serve = serving(args.rounds, Path(tmp))
         fresh = fresh_converge(args.rounds, Path(tmp))
-        fleet, operations = fleet_runs(FLEET_SIZES, args.rounds, Path(tmp))
+        fleet, operations = fleet_runs(args.sizes, args.rounds, Path(tmp))
     fleet["boot"] = testbed_boot([1, 4], args.rounds)
     text = report(fresh, fleet, operations, serve, switches, rolling, args.rounds)
     Path(args.out).write_text(text)

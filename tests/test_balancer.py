@@ -8,14 +8,16 @@ import pytest
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.exceptions import PyinfraError
 
-from deploys.balancer import balancer_site, health_probe, upstream_servers
-from deploys.checks import LIVE_RELEASE_CHECK, Check, retired_site_checks
-from deploys.fleet import Fleet, as_served, batch_size
-from deploys.nginx import nginx_site
-from deploys.plan import load_plan
-from deploys.report import mixed_releases
-from deploys.retire import SITE_HEADER, retired_sites
-from deploys.settings import SettingsError, load_settings
+from deploys.config.plan import load_plan
+from deploys.config.settings import SettingsError, load_settings
+from deploys.stack import balancer
+from deploys.stack.balancer import balancer_site, health_probe, upstream_servers
+from deploys.stack.fleet import Fleet, as_served, batch_size, fleet
+from deploys.stack.nginx import nginx_site
+from deploys.stack.retire import SITE_HEADER, retired_sites
+from deploys.verify.checks import LIVE_RELEASE_CHECK, Check, retired_site_checks
+from deploys.verify.report import mixed_releases
+from tests.fakehost import current
 
 SERVERS = ("10.0.0.11", "10.0.0.12")
 
@@ -32,7 +34,7 @@ def test_the_upstream_is_read_back_from_the_site(fake):
     settings = load_settings({})
     fake(
         {
-            ("FileContents", "/etc/nginx/sites-available/myproject"): balancer_site(
+            ("FileContents", "path=/etc/nginx/sites-available/myproject"): balancer_site(
                 settings, SERVERS
             ).splitlines()
         }
@@ -111,7 +113,7 @@ def test_a_drained_server_is_marked_down_and_the_others_stay():
 def test_verify_reads_which_servers_are_down(fake):
     settings = load_settings({})
     site = balancer_site(settings, SERVERS, down=SERVERS[:1])
-    fake({("FileContents", "/etc/nginx/sites-available/myproject"): site.splitlines()})
+    fake({("FileContents", "path=/etc/nginx/sites-available/myproject"): site.splitlines()})
     assert upstream_servers(settings) == [f"{SERVERS[0]} (down)", SERVERS[1]]
 
 
@@ -127,13 +129,14 @@ def test_the_balancer_site_logs_each_request_with_the_app_server_that_answered()
     assert site.splitlines()[0] == server.splitlines()[0] == SITE_HEADER
 
 
-OUR_OLD_SITE = ("FileContents", "/etc/nginx/sites-available/old")
-FOREIGN_SITE = ("FileContents", "/etc/nginx/sites-available/theirs")
+OUR_OLD_SITE = ("FileContents", "path=/etc/nginx/sites-available/old")
+FOREIGN_SITE = ("FileContents", "path=/etc/nginx/sites-available/theirs")
+GONE_SITE = ("FileContents", "path=/etc/nginx/sites-available/gone")  # not there
 
 
 def test_a_balancer_takes_off_the_retired_sites_it_wrote_and_no_other(fake):
     ours = balancer_site(load_settings({"app_name": "old"}), SERVERS).splitlines()
-    host = fake({OUR_OLD_SITE: ours, FOREIGN_SITE: ["server {"]})
+    host = fake({OUR_OLD_SITE: ours, FOREIGN_SITE: ["server {"], GONE_SITE: None})
     assert retired_sites(load_plan({"retired_apps": ["old", "theirs", "gone"]})) == ("old",)
     assert host.logs == [
         "retired_apps: the nginx site /etc/nginx/sites-available/theirs was not written by"
@@ -146,9 +149,15 @@ def test_verify_on_a_balancer_fails_while_a_retired_site_is_there(fake):
     fake(
         {
             OUR_OLD_SITE: ours,
-            ("File", "/etc/nginx/sites-available/old"): {"mode": 644},
+            ("File", "path=/etc/nginx/sites-available/old"): {"mode": 644},
             FOREIGN_SITE: ["server {"],
-            ("Link", "/etc/nginx/sites-enabled/gone"): {"link_target": "x"},
+            ("Link", "path=/etc/nginx/sites-enabled/old"): None,
+            GONE_SITE: None,
+            ("File", "path=/etc/nginx/sites-available/gone"): None,
+            ("Link", "path=/etc/nginx/sites-enabled/gone"): {"link_target": "x"},
+            ("FileContents", "path=/etc/nginx/sites-available/done"): None,
+            ("File", "path=/etc/nginx/sites-available/done"): None,
+            ("Link", "path=/etc/nginx/sites-enabled/done"): None,
         }
     )
     checks = retired_site_checks(load_plan({"retired_apps": ["old", "theirs", "gone", "done"]}))
@@ -209,11 +218,14 @@ def app_server():
         ("/elsewhere", "answered 302 Found"),  # never followed
         ("/other", "answered 200 OK without 'ok'"),
         ("/forged", "answered 503 \\x1b[2J\\rload balancer passed"),
-        ("/trickle", "answered no whole answer within 11 s"),
+        ("/trickle", "answered no whole answer within 3 s"),  # health_timeout + grace
     ],
 )
-def test_the_balancers_check_of_an_app_server_is_one_line_naming_all(fake, app_server, path, came):
+def test_the_balancers_check_of_an_app_server_is_one_line_naming_all(
+    fake, monkeypatch, app_server, path, came
+):
     fake({})
+    monkeypatch.setattr(balancer, "PROBE_GRACE", 2)  # not 10: the trickle is given up sooner
     given = {"health_path": path, "health_text": "ok", "server_name": "a.test", "health_timeout": 1}
     settings = load_settings(given)
     probe = subprocess.run(
@@ -227,34 +239,31 @@ def test_the_balancers_check_of_an_app_server_is_one_line_naming_all(fake, app_s
         )
 
 
-def fleet_of(monkeypatch, hosts, **groups):
-    """deploys.fleet.fleet() over a real pyinfra inventory of ``hosts`` and ``groups``."""
-    import deploys.fleet
-
+def fleet_of(hosts, **groups):
+    """deploys.stack.fleet.fleet() over a real pyinfra inventory of ``hosts`` and ``groups``
+    (its state and first host made pyinfra's current ones)."""
     inventory = Inventory((hosts, {}), **{name: members for name, members in groups.items()})
-    monkeypatch.setattr(deploys.fleet, "state", State(inventory, Config()))
-    monkeypatch.setattr(deploys.fleet, "host", inventory.get_host(hosts[0][0]))
-    return deploys.fleet.fleet()
+    with current(inventory.get_host(hosts[0][0]), State(inventory, Config())):
+        return fleet()
 
 
-def test_a_host_both_load_balancer_and_app_server_is_refused(monkeypatch):
+def test_a_host_both_load_balancer_and_app_server_is_refused():
     with pytest.raises(PyinfraError, match="lb in both load_balancers and app_servers"):
         fleet_of(
-            monkeypatch,
             [("lb", {}), ("app1", {})],
             load_balancers=(["lb"], {}),
             app_servers=(["lb", "app1"], {}),
         )
 
 
-def test_rolling_batch_differing_between_hosts_is_refused(monkeypatch):
+def test_rolling_batch_differing_between_hosts_is_refused():
     hosts = [("lb", {}), ("app1", {"rolling_batch": 2}), ("app2", {"rolling_batch": 2})]
     with pytest.raises(
         PyinfraError, match=r"rolling_batch: the hosts of the fleet differ \(2, None\)"
     ):
-        fleet_of(monkeypatch, hosts, load_balancers=(["lb"], {}))
+        fleet_of(hosts, load_balancers=(["lb"], {}))
     same = [("lb", {}), ("app1", {}), ("app2", {})]
-    assert fleet_of(monkeypatch, same, load_balancers=(["lb"], {})).batches == (
+    assert fleet_of(same, load_balancers=(["lb"], {})).batches == (
         ("app1",),
         ("app2",),
     )

@@ -1,4 +1,4 @@
-"""The shell kept open for fact batches (deploys/batchshell.py), run as a real local sh:
+"""The shell kept open for fact batches (deploys/speed/batchshell.py), run as a real local sh:
 each command's output and status as pyinfra would have them, whatever a command prints,
 reads or does to its shell; the frame's secret out of every other process's reach."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from deploys.batchshell import UNKNOWN, BatchShell
+from deploys.speed.batchshell import UNKNOWN, BatchShell
 
 AWKWARD = [
     "echo plain; echo ' leading space'; echo '=0'",

@@ -80,8 +80,9 @@ def test_second_run_changes_nothing(converged, workdir):
 
 def test_a_run_that_changes_nothing_reads_its_facts_in_a_few_round_trips(converged, workdir):
     """Each fact used to be its own SSH command under sudo (about 75 on this run); batched
-    in one shell kept open (deploys/factcache.py, deploys/batchshell.py), which the deploy
-    lock's process becomes (deploys/lock.py), the sudo log shows that one command."""
+    in one shell kept open (deploys/speed/factcache.py, deploys/speed/batchshell.py), which
+    the deploy lock's process becomes (deploys/release/lock.py), the sudo log shows that one
+    command."""
     host, _ = converged
     since = int(host.exec("date +%s").stdout) + 1  # the journal counts whole seconds
     time.sleep(1.1)

@@ -1,5 +1,5 @@
 """The fact cache: batches framed so that no output can pass for the frame, and answers kept
-only while nothing else ran on the host (deploys/factcache.py)."""
+only while nothing else ran on the host (deploys/speed/factcache.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from deploys import factcache
-from deploys.factcache import BATCH_START, FactCache, batch_script, read_together, split_batch
+from deploys.speed import factcache, read_together
+from deploys.speed.factcache import BATCH_START, FactCache, batch_script, split_batch
 
 AWKWARD = [
     "echo plain; echo ' leading space'; echo '=0'",  # lines that look like the frame
@@ -139,7 +139,7 @@ def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():
 
     from pyinfra.api.util import get_operation_order_from_stack
 
-    from deploys.quicker import order_from_frames
+    from deploys.speed.quicker import order_from_frames
 
     def nested(state):
         return get_operation_order_from_stack(state), order_from_frames(state)
@@ -154,7 +154,7 @@ def test_operations_are_ordered_by_the_same_line_numbers_without_inspect():
 def test_the_missing_command_marker_is_pyinfras():
     from pyinfra.api import facts
 
-    from deploys.factcache import MISSING_COMMAND_MARKER
+    from deploys.speed.factcache import MISSING_COMMAND_MARKER
 
     assert MISSING_COMMAND_MARKER == facts._MISSING_COMMAND_MARKER
 
@@ -198,7 +198,7 @@ def test_host_data_is_looked_up_as_pyinfra_does():
 
     from pyinfra.api.host import HostData
 
-    from deploys.quicker import PYINFRA_HOST_DATA_ATTRIBUTE, _host_data_attribute
+    from deploys.speed.quicker import PYINFRA_HOST_DATA_ATTRIBUTE, _host_data_attribute
 
     layouts = [
         ({"a": 1}, lambda: {"a": 2, "b": 0}, MappingProxyType({"c": None}), lambda: {}),

@@ -1,4 +1,4 @@
-"""File facts of one kind answered by one command (deploys/factmerge.py), run by a real
+"""File facts of one kind answered by one command (deploys/speed/factmerge.py), run by a real
 sh on real files: each fact gets exactly what its own command prints."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from pyinfra.facts.files import Directory, File, Link, Sha1File, Sha256File
 
-from deploys import factmerge
+from deploys.speed import factmerge
 
 
 def sh(command: str) -> tuple[int, list[str]]:

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.appuser import PathsPresent
-from deploys.facts import (
+from deploys.ops.facts import (
     HttpResponse,
     NginxConfigTest,
     SandboxExposure,
@@ -14,9 +13,10 @@ from deploys.facts import (
     UnitStatus,
     UserCanReadWrite,
 )
-from deploys.https import PEM_REMOVED, CertbotLogTail, Certificate, without_pem
-from deploys.release import LiveRelease, release_history
-from deploys.retire import HostedApps
+from deploys.release.live import LiveRelease, release_history
+from deploys.stack.appuser import PathsPresent
+from deploys.stack.https import PEM_REMOVED, CertbotLogTail, Certificate, without_pem
+from deploys.stack.retire import HostedApps
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -25,21 +25,28 @@ def lines(name: str) -> list[str]:
     return (CAPTURED / name).read_text().splitlines()
 
 
+def unit_status(unit: str, captured: str, along: tuple[str, ...] = ()) -> dict:
+    """UnitStatus of ``unit`` (asked with ``along``) from a captured systemctl output."""
+    fact = UnitStatus()
+    fact.command(unit, along=along)
+    return fact.process(lines(captured))
+
+
 def test_unit_status_of_a_running_unit():
-    assert UnitStatus().process(lines("unit-active.txt")) == {
+    assert unit_status("myproject.service", "unit-active.txt") == {
         "LoadState": "loaded",
         "ActiveState": "active",
         "UnitFileState": "enabled",
-        "MainPID": 2583,
-        "ExecMainStartTimestamp": 1795635502,
+        "MainPID": 3318,
+        "ExecMainStartTimestamp": 1796453795,
         "NeedDaemonReload": False,
-        "DropInPaths": ["/etc/systemd/system/notes.service.d/sandbox.conf"],
-        "InvocationID": "08776b6643214efaa377a8ae30140191",
+        "DropInPaths": ["/etc/systemd/system/myproject.service.d/sandbox.conf"],
+        "InvocationID": "dda44baf533f46acb7b88c03fb437a76",
     }
 
 
 def test_unit_status_of_a_missing_unit():
-    status = UnitStatus().process(lines("unit-missing.txt"))
+    status = unit_status("nosuch.service", "unit-missing.txt")
     assert (status["ActiveState"], status["UnitFileState"], status["MainPID"]) == (
         "inactive",
         "",
@@ -57,13 +64,29 @@ def test_units_read_together_share_one_command_and_each_gets_its_own_state():
     }
     assert len(commands) == 1  # whichever unit asks
     states = {unit: fact.process(lines("unit-group.txt")) for unit, fact in facts.items()}
-    assert states["myproject.service"]["MainPID"] == 3857
-    assert states["myproject.service"]["ExecMainStartTimestamp"] == 1795686403
+    assert states["myproject.service"]["MainPID"] == 3318
+    assert states["myproject.service"]["ExecMainStartTimestamp"] == 1796453795
     assert states["myproject.socket"]["ActiveState"] == "active"
     assert states["myproject.socket"]["DropInPaths"] == []
     assert states["myproject-handover.service"]["ActiveState"] == "inactive"
     assert states["myproject-handover.service"]["UnitFileState"] == "static"
     assert states["nosuch.service"]["LoadState"] == "not-found"
+
+
+def test_each_unit_finds_its_block_by_id_whatever_the_order_and_an_alias_by_its_names():
+    """systemctl shows an alias under the unit's own Id (sshd.service: ssh.service's
+    block); a unit's state never depends on where its block is in the output."""
+    along = ("ssh.service", "nosuch.service", "myproject.service")
+    alias = unit_status("sshd.service", "unit-alias.txt", along)
+    assert alias["MainPID"] == unit_status("ssh.service", "unit-alias.txt", along)["MainPID"] > 0
+    blocks = "\n".join(lines("unit-alias.txt")).split("\n\n")
+    for unit in along:
+        fact = UnitStatus()
+        fact.command(unit, along=along)
+        shuffled = fact.process("\n\n".join(reversed(blocks)).splitlines())
+        assert shuffled == unit_status(unit, "unit-alias.txt", along)
+    assert unit_status("myproject.service", "unit-alias.txt", along)["MainPID"] == 3318
+    assert unit_status("nosuch.service", "unit-alias.txt", along)["LoadState"] == "not-found"
 
 
 def test_unit_status_asks_for_unix_timestamps():
@@ -138,10 +161,10 @@ def test_live_release_answers_the_app_shaped_are_parsed_never_raised(forged):
 
 
 def test_release_history(fake):
-    fake({("FileContents", "/srv/a/state/releases.history"): lines("releases-history.txt")})
+    fake({("FileContents", "path=/srv/a/state/releases.history"): lines("releases-history.txt")})
     history = release_history("/srv/a/state/releases.history")
     assert history[-1] == "eed358cb2531b095" and all(len(r) == 16 for r in history)
-    fake({})  # before the first release: no file
+    fake({("FileContents", "path=/srv/a/state/releases.history"): None})  # before the first
     assert release_history("/srv/a/state/releases.history") == []
 
 

@@ -3,13 +3,36 @@ something else is refused before anything changes, and apps the settings no long
 reported, not touched."""
 
 import pytest
+from pyinfra.facts.files import Directory, FileContents
+from pyinfra.facts.server import Groups
 
-from deploys.appuser import foreign_claims
-from deploys.plan import load_plan
-from deploys.retire import report_unlisted_apps
-from deploys.settings import SettingsError, load_settings
+from deploys.config.layout import Layout
+from deploys.config.plan import load_plan
+from deploys.config.settings import SettingsError, load_settings
+from deploys.ops.facts import UnitStatus
+from deploys.stack.appuser import Account, PathsPresent, foreign_claims
+from deploys.stack.retire import HostedApps, report_unlisted_apps
+from tests.fakehost import fact
 
 OURS = {"home": "/srv/myproject"}
+
+
+def fresh(app: str = "myproject", **given) -> dict:
+    """The facts foreign_claims reads on a host without any of ``app``'s names, then
+    ``given`` (keyword: a fact's name, e.g. ``Account=OURS``; the arguments are the app's)."""
+    layout = Layout.of(load_settings({"app_name": app}))
+    taken = (layout.etc, layout.root, layout.data, layout.run_dir, layout.unit, layout.socket_unit)
+    facts = {
+        fact(Account, user=app): given.pop("Account", None),
+        fact(Directory, path=layout.etc): given.pop("etc", None),
+        fact(Directory, path=layout.data): given.pop("data", None),
+        fact(PathsPresent, paths=taken): given.pop("PathsPresent", []),
+        fact(Groups): given.pop("Groups", []),
+    }
+    for unit in layout.unit_names:
+        loaded = given.get("UnitStatus", {}).get(unit, "not-found")
+        facts[fact(UnitStatus, unit=unit, along=layout.units_read_together)] = {"LoadState": loaded}
+    return facts
 
 
 def dir_of(user: str, group: str) -> dict:
@@ -17,20 +40,20 @@ def dir_of(user: str, group: str) -> dict:
 
 
 def test_a_fresh_host_and_our_own_deployment_claim_nothing(fake):
-    fake()
+    fake(fresh())
     assert foreign_claims(load_settings({})) == []
     fake(
-        {
-            ("Account", None): OURS,
-            ("Directory", "/etc/myproject"): dir_of("root", "myproject"),
-            ("Directory", "/var/lib/myproject"): dir_of("myproject", "myproject"),
-        }
+        fresh(
+            Account=OURS,
+            etc=dir_of("root", "myproject"),
+            data=dir_of("myproject", "myproject"),
+        )
     )
     assert foreign_claims(load_settings({})) == []
 
 
 def test_a_packages_folder_is_not_handed_to_an_app(fake):
-    fake({("PathsPresent", None): ["/etc/nginx", "/var/lib/nginx"]})
+    fake(fresh("nginx", PathsPresent=["/etc/nginx", "/var/lib/nginx"]))
     assert foreign_claims(load_settings({"app_name": "nginx"})) == [
         "app_name: /etc/nginx exists on web1 and is not this app's: pick another app_name",
         "app_name: /var/lib/nginx exists on web1 and is not this app's: pick another app_name",
@@ -38,27 +61,22 @@ def test_a_packages_folder_is_not_handed_to_an_app(fake):
 
 
 def test_an_existing_user_of_something_else_is_refused(fake):
-    fake({("Account", None): {"home": "/var/lib/postgresql"}})
+    fake(fresh("postgres", Account={"home": "/var/lib/postgresql"}))
     (problem,) = foreign_claims(load_settings({"app_name": "postgres"}))
     assert problem.startswith("app_user: the user 'postgres' exists on web1 and is not")
 
 
 def test_a_group_or_a_packages_unit_is_refused(fake):
-    fake({("Groups", None): ["adm", "systemd-journal"]})
+    fake(fresh("systemd-journal", Groups=["adm", "systemd-journal"]))
     (problem,) = foreign_claims(load_settings({"app_name": "systemd-journal"}))
     assert "the group 'systemd-journal' exists on web1: the app would run with its" in problem
-    fake({("UnitStatus", None): {"LoadState": "loaded"}})
+    fake(fresh("certbot", UnitStatus={"certbot.service": "loaded"}))
     problems = foreign_claims(load_settings({"app_name": "certbot"}))
     assert "app_name: systemd has a unit certbot.service on web1" in problems[0]
 
 
 def test_our_own_folders_given_away_are_refused(fake):
-    fake(
-        {
-            ("Account", None): OURS,
-            ("Directory", "/etc/myproject"): dir_of("root", "adm"),
-        }
-    )
+    fake(fresh(Account=OURS, etc=dir_of("root", "adm")))
     assert foreign_claims(load_settings({})) == [
         "app_name: /etc/myproject exists on web1 and belongs to adm, not to this app: remove"
         " it or hand it to the app's user"
@@ -66,7 +84,12 @@ def test_our_own_folders_given_away_are_refused(fake):
 
 
 def test_apps_no_longer_listed_are_reported_not_touched(fake):
-    host = fake({("HostedApps", None): {"hello": "active", "notes": "active"}})
+    host = fake(
+        {
+            fact(HostedApps): {"hello": "active", "notes": "active"},
+            fact(FileContents, path="/etc/nginx/sites-enabled/hello"): None,  # no site
+        }
+    )
     plan = load_plan(
         {"app_name": "notes", "app_src": "examples/notes", "app_module": "notes:create_app()"}
     )
@@ -82,8 +105,8 @@ def test_an_unlisted_default_server_is_refused_naming_the_fix(fake):
     still is one would fail nginx -t at the first site change (and on disk after it)."""
     fake(
         {
-            ("HostedApps", None): {"myproject": "active"},
-            ("FileContents", "/etc/nginx/sites-enabled/myproject"): [
+            fact(HostedApps): {"myproject": "active"},
+            fact(FileContents, path="/etc/nginx/sites-enabled/myproject"): [
                 "server {",
                 "    listen 80 default_server;",
                 "    listen [::]:80 default_server;",

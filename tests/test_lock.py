@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 
-from deploys.lock import lock_script
+from deploys.release.lock import lock_script
 from tests.test_batchshell import shell_on
 
 

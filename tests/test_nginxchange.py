@@ -1,4 +1,4 @@
-"""The one way nginx's configuration changes (deploys/nginxchange.py): facts in and commands
+"""The one way nginx's configuration changes (deploys/ops/nginxchange.py): facts in and commands
 out, and its swap script run by a real sh on real files, with a stand-in nginx whose test
 passes or fails: on failure every file and link is back as it was."""
 
@@ -8,13 +8,12 @@ import hashlib
 import json
 import os
 import subprocess
-from types import SimpleNamespace
 
 import pytest
 from pyinfra.api import FileUploadCommand
 
-from deploys import nginxchange
-from deploys.nginxchange import STAGED, nginx_change, swap_script
+from deploys.ops import nginxchange
+from deploys.ops.nginxchange import STAGED, nginx_change, swap_script
 from tests.fakehost import commands
 
 SITE = "/etc/nginx/sites-available/blog"
@@ -26,19 +25,13 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def no_diff(monkeypatch):
-    """pyinfra's state as a run without --diff has it."""
-    monkeypatch.setattr(nginxchange, "state", SimpleNamespace(config=SimpleNamespace(DIFF=False)))
-
-
 def test_nothing_runs_when_the_disk_matches_and_the_stamp_records_it(fake):
     record = {"files": {SITE: sha("site\n")}}
     host = fake(
         {
-            ("Sha256File", SITE): sha("site\n"),
-            ("Link", ENABLED): {"link_target": SITE},
-            ("FileContents", STAMP): [json.dumps(record)],
+            ("Sha256File", f"path={SITE}"): sha("site\n"),
+            ("Link", f"path={ENABLED}"): {"link_target": SITE},
+            ("FileContents", f"path={STAMP}"): [json.dumps(record)],
         }
     )
     ops = commands(
@@ -48,7 +41,14 @@ def test_nothing_runs_when_the_disk_matches_and_the_stamp_records_it(fake):
 
 
 def test_a_change_is_staged_then_swapped_tested_and_reloaded_in_one_command(fake):
-    fake({("Link", "/etc/nginx/sites-enabled/old"): {"link_target": "x"}})
+    fake(
+        {
+            ("Sha256File", f"path={SITE}"): None,  # a new site
+            ("Link", f"path={ENABLED}"): None,
+            ("Link", "path=/etc/nginx/sites-enabled/old"): {"link_target": "x"},
+            ("FileContents", f"path={STAMP}"): None,
+        }
+    )
     ops = commands(
         nginx_change,
         files={SITE: "site\n"},
@@ -66,7 +66,7 @@ def test_a_change_is_staged_then_swapped_tested_and_reloaded_in_one_command(fake
 
 def test_an_applied_disk_with_a_stale_stamp_is_tested_and_reloaded_again(fake):
     """A run interrupted after writing but before its reload heals on the next run."""
-    fake({("Sha256File", SITE): sha("site\n")})
+    fake({("Sha256File", f"path={SITE}"): sha("site\n"), ("FileContents", f"path={STAMP}"): None})
     ops = commands(nginx_change, files={SITE: "site\n"}, stamps={STAMP: {"files": {}}})
     swap, stamp = ops
     assert "if { true; } && out=$(nginx -t 2>&1); then" in swap  # nothing to move

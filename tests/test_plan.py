@@ -3,8 +3,8 @@ share is refused before any host is touched, naming the app and the setting."""
 
 import pytest
 
-from deploys.plan import load_plan
-from deploys.settings import SettingsError
+from deploys.config.plan import load_plan
+from deploys.config.settings import SettingsError
 
 NOTES = {"app_name": "notes", "app_src": "examples/notes", "app_module": "notes:create_app()"}
 
@@ -55,7 +55,9 @@ def test_an_apps_bad_setting_names_the_app():
     assert "apps[1] (notes): processes:" in error_for(data)
 
 
-@pytest.mark.parametrize("key", ["firewall", "ssh_allow", "acme_ca_bundle", "command", "app"])
+@pytest.mark.parametrize(
+    "key", ["firewall", "ssh_allow", "acme_ca_bundle", "fast_facts", "command", "app"]
+)
 def test_host_wide_settings_are_refused_per_app(key):
     data = two_apps()
     data["apps"][0][key] = "x"

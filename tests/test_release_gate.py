@@ -1,6 +1,6 @@
-"""The release checks' pure parts (files/release_gate.py runs on hosts, standard library only)."""
+"""The release checks' pure parts (files/release_gate.py and deploys/hostside run on hosts,
+standard library only)."""
 
-import json
 import os
 import pwd
 import signal
@@ -13,15 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from deploys.appservice import sandbox
-from deploys.release import LiveRelease, release_gate
-from deploys.settings import load_settings
+import deploys
+from deploys.config.layout import GATE_SCRIPT
+from deploys.config.settings import load_settings
+from deploys.hostside import health
+from deploys.hostside.gate import Paths, prune, switch
+from deploys.hostside.handover import suspended
+from deploys.hostside.live import STATS_LIMIT, as_user
+from deploys.hostside.rules import previous_release, release_in_record
+from deploys.hostside.sandbox import IMPORT_CHECK, app_environment, sandbox_properties
+from deploys.hostside.units import escaped, unit_log
+from deploys.release.gate import gate_files
+from deploys.release.live import LiveRelease
+from deploys.stack.appservice import sandbox
 
 
 def test_release_checks_take_every_setting_of_the_services_sandbox(tmp_path):
     drop_in = tmp_path / "sandbox.conf"
     drop_in.write_text(sandbox(load_settings({})))
-    properties = release_gate.sandbox_properties(str(drop_in))
+    properties = sandbox_properties(str(drop_in))
     settings = [
         line
         for line in drop_in.read_text().splitlines()
@@ -39,7 +49,7 @@ NOTES = Path(__file__).resolve().parent.parent / "examples/notes"
 def load_check(spec: str, folder: Path = NOTES) -> subprocess.CompletedProcess:
     """The gate's app-loading check, run here with this venv's Flask, as on a host."""
     return subprocess.run(
-        [sys.executable, "-c", release_gate.IMPORT_CHECK, spec],
+        [sys.executable, "-c", IMPORT_CHECK, spec],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -66,25 +76,25 @@ def test_the_load_check_shows_a_factorys_own_error(tmp_path):
 
 
 def test_app_commands_get_the_release_venv_and_source_root():
-    env = release_gate.app_environment(Path("/srv/a/releases/1"), "shop:create_app()", "src")
+    env = app_environment(Path("/srv/a/releases/1"), "shop:create_app()", "src")
     assert env == [
         "--setenv=PATH=/srv/a/releases/1/venv/bin:/usr/local/bin:/usr/bin:/bin",
         "--setenv=VIRTUAL_ENV=/srv/a/releases/1/venv",
         "--setenv=FLASK_APP=shop:create_app()",
         "--setenv=PYTHONPATH=/srv/a/releases/1/app/src",
     ]
-    assert not any("PYTHONPATH" in e for e in release_gate.app_environment(Path("/r"), "w:a", ""))
+    assert not any("PYTHONPATH" in e for e in app_environment(Path("/r"), "w:a", ""))
 
 
 def test_the_previous_release_is_the_newest_healthy_one_that_is_not_live():
-    assert release_gate.previous_release(["a", "b", "c"], "c") == "b"
-    assert release_gate.previous_release(["a", "b", "c", "b"], "b") == "c"  # a second rollback
-    assert release_gate.previous_release(["a"], "a") is None
-    assert release_gate.previous_release([], "x") is None
+    assert previous_release(["a", "b", "c"], "c") == "b"
+    assert previous_release(["a", "b", "c", "b"], "b") == "c"  # a second rollback
+    assert previous_release(["a"], "a") is None
+    assert previous_release([], "x") is None
 
 
 def test_prune_keeps_the_newest_healthy_releases_the_live_one_and_their_venvs(tmp_path):
-    paths = release_gate.Paths(
+    paths = Paths(
         tmp_path / "current", tmp_path / "history", tmp_path / "releases", tmp_path / "venvs"
     )
     for name, venv in (("r1", "v1"), ("r2", "v1"), ("r3", "v2"), ("r4", "v3")):
@@ -94,61 +104,45 @@ def test_prune_keeps_the_newest_healthy_releases_the_live_one_and_their_venvs(tm
     (paths.venvs / "v1.requirements.txt").write_text("flask\n")
     (paths.venvs / "v3.requirements.txt").write_text("flask\n")
     paths.history.write_text("r1\nr2\nr3\n")
-    release_gate.switch(paths.current, str(paths.releases / "r4"))  # live, not yet recorded
-    release_gate.prune(paths, 2, str(paths.releases / "r4"))
+    switch(paths.current, str(paths.releases / "r4"))  # live, not yet recorded
+    prune(paths, 2, str(paths.releases / "r4"))
     assert sorted(p.name for p in paths.releases.iterdir()) == ["r3", "r4"]
     assert sorted(p.name for p in paths.venvs.iterdir()) == ["v2", "v3", "v3.requirements.txt"]
     assert paths.current.resolve() == paths.releases / "r4"
 
 
 def test_a_master_is_suspended_when_its_workers_pause_or_finish_a_request():
-    assert release_gate.suspended(["pause", "pause"])
-    assert release_gate.suspended(["pause", "busy"])  # finishing its request, then pauses
-    assert not release_gate.suspended(["idle", "pause"])  # an idle worker takes requests
-    assert not release_gate.suspended(["busy", "busy"])  # SIGTSTP needed (it toggles)
-    assert not release_gate.suspended([])
+    assert suspended(["pause", "pause"])
+    assert suspended(["pause", "busy"])  # finishing its request, then pauses
+    assert not suspended(["idle", "pause"])  # an idle worker takes requests
+    assert not suspended(["busy", "busy"])  # SIGTSTP needed (it toggles)
+    assert not suspended([])
 
 
 CAPTURED_STATS = Path(__file__).parent / "captured/uwsgi-stats.json"  # a real uWSGI's answer
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        CAPTURED_STATS.read_text(),
-        ' \n{"a": [1, 2.5, -3e2, true, false, null, "\\u00e9\\n"], "b": {}}\t\r\n',
-        '"just a string"',
-        "[NaN, Infinity, -Infinity]",
-    ],
-)
-def test_the_lean_json_reader_reads_what_json_loads_does(text):
-    """``live`` reads uWSGI's stats with json's C scanner (json itself costs 12 ms to import
-    on every run): the same values as json.loads."""
-    assert repr(release_gate.json_value(text)) == repr(json.loads(text))
+def shipped(root: Path) -> str:
+    """The release checks laid out under ``root`` as the deploy ships them; the script."""
+    for dest, source in gate_files().items():
+        (root / dest.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / dest.lstrip("/")).write_bytes(source.read_bytes())
+    return str(root / GATE_SCRIPT.lstrip("/"))
 
 
-@pytest.mark.parametrize("text", ["", "{", '{"a": 1} {"b": 2}', "[1,]", "{'a': 1}", "nope"])
-def test_the_lean_json_reader_refuses_what_json_loads_refuses(text):
-    with pytest.raises(ValueError):
-        json.loads(text)
-    with pytest.raises(ValueError):
-        release_gate.json_value(text)
-
-
-def test_live_reads_the_release_and_its_workers_from_the_stats_server(tmp_path):
-    """The whole ``live`` path on a real socket serving a real uWSGI's stats: read in a child
-    that dropped to the user, passed back, the release folder and workers up printed."""
+def live_answered(tmp_path: Path, answer: bytes) -> subprocess.CompletedProcess:
+    """``live`` run as the shipped script against a stats socket that sends ``answer``."""
     stats = tmp_path / "stats.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(stats))
     server.listen(1)
 
-    def answer():
+    def send():
         conn, _ = server.accept()
-        conn.sendall(CAPTURED_STATS.read_bytes())
+        conn.sendall(answer)
         conn.close()
 
-    thread = threading.Thread(target=answer)
+    thread = threading.Thread(target=send)
     thread.start()
     user = pwd.getpwuid(os.getuid()).pw_name
     live = subprocess.run(
@@ -156,7 +150,7 @@ def test_live_reads_the_release_and_its_workers_from_the_stats_server(tmp_path):
             sys.executable,
             "-I",
             "-S",
-            release_gate.__file__,
+            shipped(tmp_path / "host"),
             "live",
             f"--stats={stats}",
             f"--user={user}",
@@ -167,11 +161,46 @@ def test_live_reads_the_release_and_its_workers_from_the_stats_server(tmp_path):
     )
     thread.join(timeout=10)
     server.close()
+    return live
+
+
+def test_live_reads_the_release_and_its_workers_from_the_stats_server(tmp_path):
+    """The whole ``live`` path on a real socket serving a real uWSGI's stats: read in a child
+    that dropped to the user, passed back, the release folder and workers up printed."""
+    live = live_answered(tmp_path, CAPTURED_STATS.read_bytes())
     assert live.stdout == "/srv/myproject/releases/eed358cb2531b095 5\n", live.stderr
     assert LiveRelease().process(live.stdout.splitlines()) == {
         "release": "/srv/myproject/releases/eed358cb2531b095",
         "workers": 5,
     }
+
+
+@pytest.mark.parametrize(
+    "cwd", ["/srv/evil/releases/\\ud800/app", "/srv/é/releases/1/app", "/srv/a/r\\u001b[2J/app"]
+)
+def test_a_forged_release_name_is_not_live_and_fails_no_run(tmp_path, cwd):
+    """The app serves its own stats: a folder name no deploy makes (a lone surrogate that
+    root's stdout cannot encode, non-ASCII, a control character) reads as "not answering",
+    and ``live`` still succeeds (a failed fact would stop every app's deploy on the host)."""
+    answer = f'{{"cwd": "{cwd}", "workers": [{{"pid": 1}}]}}'.encode()
+    live = live_answered(tmp_path, answer)
+    assert (live.returncode, live.stdout) == (0, ""), live.stderr
+
+
+def test_live_imports_no_other_check_and_the_checks_only_the_standard_library(tmp_path):
+    """``live``, read on every deploy, loads its own module and no other check's; the other
+    checks load with no site-packages at all, as on a host."""
+    script = shipped(tmp_path)
+    folder = Path(script).parent
+    modules = sorted(p.stem for p in (folder / "hostside").glob("*.py") if p.stem != "__init__")
+    code = (
+        f"import sys; sys.path.insert(0, {str(folder)!r}); import hostside.live;"
+        " print(sorted(m for m in sys.modules if m.startswith('hostside')));"
+        f" [__import__('hostside.' + m) for m in {modules!r}]"
+    )
+    run = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "['hostside', 'hostside.live']\n"
 
 
 def stop_myself() -> None:
@@ -183,12 +212,12 @@ def test_a_child_that_gives_no_answer_in_time_is_killed():
     waits a bounded time, kills it and says so, rather than hold up the run."""
     user = pwd.getpwuid(os.getuid()).pw_name
     with pytest.raises(RuntimeError, match="gave no answer within 1 s"):
-        release_gate.as_user(user, stop_myself, timeout=1)
-    assert release_gate.as_user(user, os.getuid) == os.getuid()
+        as_user(user, stop_myself, timeout=1)
+    assert as_user(user, os.getuid) == os.getuid()
 
 
 def too_much() -> str:
-    return "x" * (release_gate.STATS_LIMIT * 3)
+    return "x" * (STATS_LIMIT * 3)
 
 
 def test_a_child_that_answers_too_much_is_refused():
@@ -196,29 +225,29 @@ def test_a_child_that_answers_too_much_is_refused():
     error the gate handles, not a cut-off value."""
     user = pwd.getpwuid(os.getuid()).pw_name
     with pytest.raises(RuntimeError, match=r"too_much as \S+ failed"):
-        release_gate.as_user(user, too_much)
+        as_user(user, too_much)
 
 
 def test_app_text_reaches_the_operator_escaped_and_its_journal_behind_a_bar(tmp_path, monkeypatch):
     """An app's journal line cannot clear the screen, overwrite a line or pass for one of
     the gate's own messages ("release ... is live and healthy")."""
     forged = "\x1b[2J\rrelease fake is live and healthy\x07"
-    assert release_gate.escaped(forged) == ("\\x1b[2J\\x0drelease fake is live and healthy\\x07")
-    assert release_gate.escaped("line one\n\tline two") == "line one\n\tline two"
+    assert escaped(forged) == ("\\x1b[2J\\x0drelease fake is live and healthy\\x07")
+    assert escaped("line one\n\tline two") == "line one\n\tline two"
     journalctl = tmp_path / "journalctl"
     (tmp_path / "journal").write_text(f"uwsgi started\n{forged}\n")
     journalctl.write_text(f"#!/bin/sh\ncat {tmp_path}/journal\n")
     journalctl.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    assert release_gate.unit_log("evil.service").splitlines() == [
+    assert unit_log("evil.service").splitlines() == [
         "  | uwsgi started",
         "  | \\x1b[2J\\x0drelease fake is live and healthy\\x07",
     ]
 
 
 def test_the_verifiers_table_escapes_what_the_host_answered():
-    from deploys.checks import Check
-    from deploys.report import format_table
+    from deploys.verify.checks import Check
+    from deploys.verify.report import format_table
 
     table = format_table("web1", [Check("live release", "/srv/a", "\x1b[2J ALL PASS\r", False)])
     assert "\x1b" not in table and "\r" not in table
@@ -253,10 +282,10 @@ def test_the_health_check_ends_by_its_deadline_when_the_answer_drips(dripping, m
     import http.client
     import time
 
-    monkeypatch.setattr(release_gate, "READ_TIMEOUT", 1)
-    check = release_gate.Health(timeout=1)
+    monkeypatch.setattr(health, "READ_TIMEOUT", 1)
+    check = health.Health(timeout=1)
     started = time.monotonic()
-    problem = release_gate.health(
+    problem = health.health(
         check, lambda: http.client.HTTPConnection("127.0.0.1", dripping, timeout=10)
     )
     assert problem == "TimeoutError: no whole answer within 2 s"
@@ -264,7 +293,7 @@ def test_the_health_check_ends_by_its_deadline_when_the_answer_drips(dripping, m
 
 
 def test_the_verifiers_probe_ends_by_its_deadline_when_the_answer_drips(dripping):
-    from deploys.facts import HTTP_PROBE, HttpResponse
+    from deploys.ops.facts import HTTP_PROBE, HttpResponse
 
     probe = HTTP_PROBE.replace("HEADERS", "()").replace("signal.alarm(20)", "signal.alarm(1)")
     url = f"http://127.0.0.1:{dripping}/"
@@ -282,10 +311,10 @@ def test_what_the_gate_does_for_a_run_ends_with_that_run(tmp_path):
     lock.write_text("")
     (tmp_path / "host.lock.owner").write_text("deploy.py by alice@laptop (pid 42)\n")
     holder = subprocess.Popen(["flock", "-o", str(lock), "sleep", "60"])
-    gate = Path(release_gate.__file__)
+    repo = Path(deploys.__file__).parent.parent
     script = (
-        f"import subprocess, sys, time; sys.path.insert(0, {str(gate.parent)!r});"
-        "import release_gate as g;"
+        f"import subprocess, sys, time; sys.path.insert(0, {str(repo)!r});"
+        "import deploys.hostside.watch as g;"
         f" g.die_with_run({str(lock)!r}, [], every=0.1);"
         " child = subprocess.Popen(['sleep', '60']); print(child.pid, flush=True);"
         f" time.sleep(5); open({str(tmp_path / 'later')!r}, 'w').write('changed')"
@@ -315,9 +344,7 @@ def test_what_the_gate_does_for_a_run_ends_with_that_run(tmp_path):
 
 def test_root_s_record_names_a_release_only_for_the_run_it_was_written_for():
     record = "08776b6643214efaa377a8ae30140191 /srv/a/releases/r2\n"
-    assert release_gate.release_in_record(record, "08776b6643214efaa377a8ae30140191") == (
-        "/srv/a/releases/r2"
-    )
-    assert release_gate.release_in_record(record, "377cf37fa4e04e2e85e8f4c4d35f513c") is None
-    assert release_gate.release_in_record(record, "") is None  # the service does not run
-    assert release_gate.release_in_record("", "08776b6643214efaa377a8ae30140191") is None
+    assert release_in_record(record, "08776b6643214efaa377a8ae30140191") == ("/srv/a/releases/r2")
+    assert release_in_record(record, "377cf37fa4e04e2e85e8f4c4d35f513c") is None
+    assert release_in_record(record, "") is None  # the service does not run
+    assert release_in_record("", "08776b6643214efaa377a8ae30140191") is None

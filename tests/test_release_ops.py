@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pyinfra.api import FileUploadCommand, FunctionCommand
 
-from deploys import release
-from deploys.layout import Layout
-from deploys.settings import load_settings
+from deploys.config.layout import Layout
+from deploys.config.settings import load_settings
+from deploys.release import gate
+from deploys.release import upload as release_files
 from tests.fakehost import commands
 
 NOTES = {
@@ -27,11 +28,11 @@ def shown_text(command) -> str:
 
 
 def test_unpack_links_shared_paths_only_after_chgrp_and_copies_static_for_nginx(fake):
-    fake()
+    fake({("File", f"path={RELEASE}/.unpacked"): None})
     s = load_settings(NOTES)
     layout = Layout.of(s)
     prepare, upload, unpack = commands(
-        release.release_unpacked,
+        release_files.release_unpacked,
         RELEASE,
         s.app_files,
         "notes",
@@ -59,16 +60,21 @@ def test_unpack_links_shared_paths_only_after_chgrp_and_copies_static_for_nginx(
 
 
 def test_an_unpacked_release_is_left_alone(fake):
-    host = fake({("File", f"{RELEASE}/.unpacked"): {"size": 0}})
+    host = fake({("File", f"path={RELEASE}/.unpacked"): {"size": 0}})
     s = load_settings(NOTES)
-    assert commands(release.release_unpacked, RELEASE, s.app_files, "notes", {}, []) == []
+    assert commands(release_files.release_unpacked, RELEASE, s.app_files, "notes", {}, []) == []
     assert host.noops == [f"{RELEASE} is unpacked"]
 
 
 def test_missing_shared_folders_are_made_by_the_app_in_its_sandbox(fake):
-    fake({("Directory", "/var/lib/notes/instance"): {"mode": 750}})
+    fake(
+        {
+            ("Directory", "path=/var/lib/notes/instance"): {"mode": 750},
+            ("Directory", "path=/var/lib/notes/uploads/avatars"): None,
+        }
+    )
     s = load_settings(NOTES)
-    (command,) = commands(release.shared_folders, Layout.of(s), s, RELEASE)
+    (command,) = commands(release_files.shared_folders, Layout.of(s), s, RELEASE)
     assert command == (
         "python3 /usr/local/lib/flask-deploy/release_gate.py run"
         f" --release={RELEASE} --module='notes:create_app()' --user=notes"
@@ -81,19 +87,19 @@ def test_existing_shared_folders_need_nothing(fake):
     present = {"mode": 750}
     host = fake(
         {
-            ("Directory", "/var/lib/notes/instance"): present,
-            ("Directory", "/var/lib/notes/uploads/avatars"): present,
+            ("Directory", "path=/var/lib/notes/instance"): present,
+            ("Directory", "path=/var/lib/notes/uploads/avatars"): present,
         }
     )
     s = load_settings(NOTES)
-    assert commands(release.shared_folders, Layout.of(s), s, RELEASE) == []
+    assert commands(release_files.shared_folders, Layout.of(s), s, RELEASE) == []
     assert host.noops == ["the shared folders exist"]
 
 
 def test_release_check_runs_the_release_commands_and_shows_their_output(fake):
-    fake()
+    fake({("Link", "path=/srv/notes/current"): None})
     s = load_settings(NOTES)
-    (command,) = commands(release.release_checked, Layout.of(s), RELEASE, s, s.release_command)
+    (command,) = commands(gate.release_checked, Layout.of(s), RELEASE, s, s.release_command)
     text = shown_text(command)
     assert text.startswith(
         f"python3 /usr/local/lib/flask-deploy/release_gate.py check --release={RELEASE}"
@@ -102,16 +108,16 @@ def test_release_check_runs_the_release_commands_and_shows_their_output(fake):
 
 
 def test_a_live_release_is_not_checked_again(fake):
-    host = fake({("Link", "/srv/notes/current"): {"link_target": RELEASE}})
+    host = fake({("Link", "path=/srv/notes/current"): {"link_target": RELEASE}})
     s = load_settings(NOTES)
-    assert commands(release.release_checked, Layout.of(s), RELEASE, s, ["x"]) == []
+    assert commands(gate.release_checked, Layout.of(s), RELEASE, s, ["x"]) == []
     assert host.noops == [f"{RELEASE} is live already"]
 
 
 def test_one_off_commands_run_in_the_live_release(fake):
     fake()
     s = load_settings(NOTES)
-    (command,) = commands(release.app_command, Layout.of(s), s, "flask --app notes init-db")
+    (command,) = commands(gate.app_command, Layout.of(s), s, "flask --app notes init-db")
     assert shown_text(command) == (
         "python3 /usr/local/lib/flask-deploy/release_gate.py run --release=/srv/notes/current"
         " --module='notes:create_app()' --user=notes"
@@ -124,7 +130,7 @@ def test_one_off_commands_run_in_the_live_release(fake):
 def test_the_restart_names_the_service_its_handover_and_their_stats(fake):
     fake()
     s = load_settings(NOTES)
-    assert release.restart_command(Layout.of(s), s) == (
+    assert gate.restart_command(Layout.of(s), s) == (
         "python3 /usr/local/lib/flask-deploy/release_gate.py restart --timeout=30"
         " --current=/srv/notes/current --service=notes.service --stats=/run/notes/stats.sock"
         " --handover=notes-handover.service --handover-stats=/run/notes-handover/stats.sock"

@@ -1,4 +1,4 @@
-"""A rolling release in the order the README describes, proven from the hosts themselves: a
+"""A rolling release in the order docs/fleets.md describes, proven from the hosts themselves: a
 load balancer and three app servers (test-bed hosts, batches of one), each host recording
 what happens on it while the rollout runs (tests/timeline.py). A fresh fleet with its own
 health path converges in one run, no app server in rotation before its app answers there;

@@ -37,7 +37,7 @@ hosts = [(h.name, h.pyinfra_data()) for h in read_state(Path(os.environ["TESTBED
 """
 GROUP_DATA = f'''
 import os
-from deploys.secrets import Secret
+from deploys.config.secrets import Secret
 server_name = "{NAME}"
 health_timeout = 15
 env = {{"DATABASE_URL": Secret(os.environ.get("SECRET_URL", "postgresql://app:first@db/app"))}}

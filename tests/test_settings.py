@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from deploys.secrets import Secret, env_secret
-from deploys.settings import Settings, SettingsError, load_settings
+from deploys.config.secrets import Secret, env_secret
+from deploys.config.settings import Settings, SettingsError, load_settings
 
 
 def error_for(**data) -> str:
@@ -261,6 +261,16 @@ def test_env_values_are_never_echoed():
 def test_settings_are_frozen():
     with pytest.raises(ValidationError, match="frozen"):
         Settings().processes = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("value", "fast"), [(True, True), (False, False), ("false", False)])
+def test_the_speed_layer_is_on_unless_turned_off(value, fast):
+    assert load_settings({}).fast_facts is True
+    assert load_settings({"fast_facts": value}).fast_facts is fast  # --data fast_facts=false
+
+
+def test_the_speed_layer_switch_is_a_yes_or_no():
+    assert "fast_facts" in error_for(fast_facts="sometimes")
 
 
 @pytest.mark.parametrize("rule", ["8080/tcp", "6000:6007/udp", "Nginx HTTPS", "443"])

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from deploys.shipping import AppFiles
+from deploys.config.shipping import AppFiles
 
 
 def make(folder, *names: str, text: str = "x = 1\n") -> None:

@@ -2,7 +2,9 @@
 
 import configparser
 
-from deploys.appservice import (
+from deploys.config.fingerprint import digest
+from deploys.config.settings import load_settings
+from deploys.stack.appservice import (
     MAGIC_VARS,
     env_file,
     handover_unit,
@@ -11,10 +13,8 @@ from deploys.appservice import (
     systemd_unit,
     uwsgi_ini,
 )
-from deploys.nginx import nginx_site
-from deploys.render import digest
-from deploys.settings import load_settings
-from deploys.virtualenv import pip_config, pip_netrc
+from deploys.stack.nginx import nginx_site
+from deploys.stack.virtualenv import pip_config, pip_netrc
 
 DEFAULTS = load_settings({})
 
@@ -204,14 +204,14 @@ def test_pip_gets_index_credentials_from_a_netrc_never_from_urls():
 
 
 def test_app_output_cannot_drive_the_terminal():
-    from deploys.output import printable
+    from deploys.ops.output import printable
 
     line = "ok\t\x1b[2J\x1b]0;OWNED\x07\nFAKE\x9b"
     assert printable(line) == "ok\t\\x1b[2J\\x1b]0;OWNED\\x07\\x0aFAKE\\x9b"
 
 
 def test_https_site_serves_tls_only_for_the_names_the_certificate_covers():
-    from deploys.nginx import nginx_site
+    from deploys.stack.nginx import nginx_site
 
     s = load_settings(
         {"https": True, "server_name": ["a.test", "b.test"], "acme_email": "ops@a.test"}
@@ -231,8 +231,8 @@ def test_https_site_serves_tls_only_for_the_names_the_certificate_covers():
 
 
 def test_the_catch_all_follows_every_app_of_the_host():
-    from deploys.nginx import CATCH_ALL, nginx_host
-    from deploys.plan import load_plan
+    from deploys.config.plan import load_plan
+    from deploys.stack.nginx import CATCH_ALL, nginx_host
 
     named = {"app_name": "named", "server_name": "named.test", "https": True}
     https_email = {"acme_email": "ops@example.com"}

@@ -72,7 +72,7 @@ def test_unreachable_host_is_an_error():
     )
     started = time.monotonic()
     with pytest.raises(testbed.TestbedError, match="SSH on ghost"):
-        testbed.wait_for_ssh(ghost, timeout=3)
+        testbed.wait_for_ssh(ghost, timeout=1)
     assert time.monotonic() - started < 20
 
 

@@ -3,9 +3,9 @@
 import shlex
 from pathlib import Path
 
-from deploys.firewall import firewall_rules
-from deploys.plan import load_plan
-from deploys.ufw import parse_ufw, rule_key
+from deploys.config.plan import load_plan
+from deploys.ops.ufw import parse_ufw, rule_key
+from deploys.stack.firewall import firewall_rules
 
 CAPTURED = Path(__file__).parent / "captured"
 
@@ -65,10 +65,10 @@ def test_firewall_opens_443_when_any_app_serves_https():
 
 def policy_commands(fake, captured: str | None, *args, **kwargs) -> list[str]:
     """What ufw.policy runs from the state a real host printed (None: ufw not installed)."""
-    from deploys import ufw
+    from deploys.ops import ufw
     from tests.fakehost import commands
 
-    fake({("UfwState", None): parsed(captured) if captured else None})
+    fake({("UfwState", ""): parsed(captured) if captured else None})
     return commands(ufw.policy, *args, **kwargs)
 
 
@@ -121,10 +121,10 @@ def test_behind_load_balancers_port_80_is_theirs_alone():
 
 
 def test_a_from_rule_is_several_words_a_profile_one(fake):
-    from deploys import ufw
+    from deploys.ops import ufw
     from tests.fakehost import commands
 
-    fake({("UfwState", None): parsed("ufw-active-rules.txt")})
+    fake({("UfwState", ""): parsed("ufw-active-rules.txt")})
     assert commands(
         ufw.policy, ["OpenSSH", "from 10.0.0.2 to any port 80 proto tcp"], ["Nginx Full"]
     ) == [

@@ -9,16 +9,17 @@ import shutil
 import subprocess
 
 import testbed
+from deploys.release.gate import gate_files
 from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 
 BEFORE_SEVERAL_APPS = "4ca9fa8e8671e0a4cbb5ec3c3d8ca7b56a91fe7a"  # the last single-app commit
 
 # what this version may change on such a host (systemd may have loaded the new unit on its
-# own, then nothing needs a daemon-reload): a later change to files/release_gate.py or a
+# own, then nothing needs a daemon-reload): a later change to the release checks or a
 # template is a real change on the host too, and belongs here
 UPGRADE_CHANGES = {
-    "Release checks | Release checks /usr/local/lib/flask-deploy/release_gate.py",
+    *(f"Release checks | Release checks {path}" for path in gate_files()),
     "App environment | Sandbox /etc/systemd/system/myproject.service.d/sandbox.conf",  # IPC
     "Nginx site | Error log /var/log/nginx/myproject.error.log (not world-readable)",
     "uWSGI service | uWSGI ini /etc/myproject/uwsgi.ini",

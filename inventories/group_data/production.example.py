@@ -9,7 +9,7 @@ in group_data/, so nothing here may fail on import.)
 
 import os
 
-from deploys.secrets import env_secret
+from deploys.config.secrets import env_secret
 
 server_name = os.environ.get("DEPLOY_SERVER_NAME", "_")
 processes = 4

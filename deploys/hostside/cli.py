@@ -1,0 +1,146 @@
+"""Release checks run on the host by the deploy (shipped to /usr/local/lib/flask-deploy/).
+
+    release_gate.py check --release DIR --module wsgi:app --user U --sandbox DROP_IN
+                          [--source-root src] [--command CMD ...] [HEALTH]
+        Before a release goes live: build its app the way uWSGI will (import the module, call
+        a ``factory()``) with its own venv, as the app user with the app's environment and the
+        service's sandbox (a transient systemd unit taking every setting of the service's
+        DROP_IN) and make sure it is a WSGI app; run each release command in the same sandbox;
+        then serve it from a throw-away uWSGI on its own socket, in the same sandbox, and
+        require a healthy answer.
+
+    release_gate.py run --release DIR --module wsgi:app --user U --sandbox DROP_IN
+                        [--source-root src] [--workdir DIR] -- CMD
+        Run the shell command CMD in the release DIR (default working directory: its app
+        folder) exactly like a release command: app user, environment, sandbox, the release's
+        venv first on PATH, FLASK_APP set to the app. Exits with CMD's status.
+
+    release_gate.py gate --history FILE --releases DIR --venvs DIR [--keep K] SERVICE [HEALTH]
+        Make the running uWSGI serve the release ``current`` points to (restarted without a
+        pause if it does not yet, see ``restart``), then health-check it through nginx. On
+        success record it in the history and prune old releases and venvs; on failure switch
+        ``current`` back to the previous healthy release, serve it again, and exit 1 with
+        the reason.
+
+    release_gate.py restart [--timeout S] SERVICE
+        Restart the service onto the release ``current`` points to and the configuration on
+        disk without a request waiting: its handover instance starts on the new release and
+        takes requests from the same socket, the service is paused (each worker finishes its
+        request, then stops accepting) and restarted, then the handover is paused and
+        stopped. A graceful reload (SIGHUP) would hold every request while the app loads,
+        and may drop a connection a worker had just accepted.
+
+    release_gate.py live --stats STATS_SOCKET --user U
+        Print the release dir uWSGI runs and how many workers are up (nothing if it does not
+        answer), read as the app user; the deploy's LiveRelease fact reads this.
+
+    SERVICE: --current LINK --service APP.service --stats STATS_SOCKET
+             --handover APP-handover.service --handover-stats STATS_SOCKET --user U --processes N
+    HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S] [--https]
+
+Standard library only: it runs with the host's python3, as root (files/release_gate.py, the
+package deploys/hostside beside it in hostside/). It follows no path in a
+folder the app can write (its runtime folder: the stats and candidate sockets) as root: it
+reads those as the app user (``as_user``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .candidate import check_candidate
+from .gate import Paths, gate
+from .handover import Instance, Service, restart_without_pause
+from .health import Health
+from .live import print_live
+from .rules import TRANSIENT_KINDS, transient_unit
+from .sandbox import AppRun, check_import, release_commands, run_command
+from .units import escaped
+from .watch import die_with_run
+
+
+def main(argv=None) -> int:
+    """Parse the command line (see the module's docstring) and carry it out; the exit status."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="subcommand", required=True)
+    check = sub.add_parser("check")
+    run = sub.add_parser("run")
+    for flag in ("--release", "--module", "--sandbox"):
+        for each in (check, run):
+            each.add_argument(flag, required=True)
+    check.add_argument("--command", action="append", default=[])
+    for each in (check, run):
+        each.add_argument("--user", required=True)
+        each.add_argument("--source-root", default="")
+    run.add_argument("--workdir")
+    run.add_argument("shell_command")
+    g = sub.add_parser("gate")
+    for flag in ("--history", "--releases", "--venvs"):
+        g.add_argument(flag, required=True)
+    g.add_argument("--keep", type=int, default=5)
+    g.add_argument("--restart", action="store_true", help="restart whatever the service runs")
+    restart = sub.add_parser("restart")
+    restart.add_argument("--timeout", type=float, default=30)
+    for each in (g, restart):
+        for flag in ("--current", "--service", "--stats", "--handover", "--handover-stats"):
+            each.add_argument(flag, required=True)
+        each.add_argument("--user", required=True)
+        each.add_argument("--processes", type=int, required=True)
+        each.add_argument("--record", help="root's record of what the service's run loaded")
+    for each in (check, g):
+        each.add_argument("--path", default="/")
+        each.add_argument("--host-header", default="localhost")
+        each.add_argument("--expect", default="")
+        each.add_argument("--timeout", type=float, default=30)
+        each.add_argument("--https", action="store_true")
+    for each in (check, run, g, restart):
+        each.add_argument("--lock", help="the run's deploy lock: end with the run")
+    live = sub.add_parser("live")
+    live.add_argument("--stats", required=True)
+    live.add_argument("--user", required=True)
+    args = parser.parse_args(argv)
+    if args.subcommand == "live":
+        return print_live(args.stats, args.user)
+    if args.lock:
+        die_with_run(args.lock, [transient_unit(args.user, kind) for kind in TRANSIENT_KINDS])
+    try:
+        return act(args)
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:  # the app's delay
+        print(f"release_gate: {escaped(str(err))}", file=sys.stderr)
+        return 1
+
+
+def act(args) -> int:
+    """Carry out the parsed subcommand (but ``live``)."""
+    if args.subcommand in ("check", "gate"):
+        check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
+    if args.subcommand in ("gate", "restart"):
+        service = Service(
+            Instance(args.service, args.stats),
+            Instance(args.handover, args.handover_stats),
+            args.user,
+            args.processes,
+            Path(args.record) if args.record else None,
+        )
+    if args.subcommand == "restart":
+        problem = restart_without_pause(service, os.path.realpath(args.current), args.timeout)
+        if problem:
+            print(f"{args.service} did not restart: {escaped(problem)}", file=sys.stderr)
+        return 1 if problem else 0
+    if args.subcommand == "gate":
+        paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
+        return gate(paths, service, check, args.keep, args.restart)
+    app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
+    if args.subcommand == "run":
+        workdir = Path(args.workdir) if args.workdir else None
+        status = run_command(app, transient_unit(app.user, "command"), args.shell_command, workdir)
+        if status:
+            print(f"the command failed (exit {status})", file=sys.stderr)
+        return status
+    return check_import(app) or release_commands(app, args.command) or check_candidate(app, check)

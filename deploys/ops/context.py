@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pyinfra import host, state
-from pyinfra.api import deploy
 from pyinfra.api.arguments import all_argument_meta
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.server import Home, User
@@ -18,6 +17,7 @@ import deploys
 from deploys import speed
 from deploys.config.plan import HostPlan, load_plan
 from deploys.config.settings import SettingsError
+from deploys.ops.typed import deploy
 
 UPLOAD_DIR = ".cache/flask-deploy"  # in the SSH user's home
 UPLOADS_NOT_PRIVATE = (  # pyinfra before 3.7: files.put ignores the upload folder

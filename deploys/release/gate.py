@@ -9,8 +9,8 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy, operation
-from pyinfra.facts.files import FileContents, Link
+from pyinfra.api import operation
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
 from deploys import hostside
@@ -18,8 +18,10 @@ from deploys.config.layout import GATE_PACKAGE, GATE_SCRIPT, Layout
 from deploys.config.settings import Settings
 from deploys.hostside.rules import release_in_record
 from deploys.ops.facts import UnitStatus
+from deploys.ops.fileops import link_target
 from deploys.ops.output import shown
 from deploys.ops.render import FILES
+from deploys.ops.typed import deploy
 from deploys.release.live import release_history
 from deploys.release.lock import held_lock
 
@@ -73,8 +75,7 @@ def release_checked(layout: Layout, release: str, settings: Settings, commands: 
     + layout, release, settings: where, which release, and its module, user and health path
     + commands: the release commands to run in it
     """
-    link = host.get_fact(Link, path=layout.current)
-    if link and link.get("link_target") == release:
+    if link_target(layout.current) == release:
         host.noop(f"{release} is live already")
         return
     command_args = "".join(f" --command={shlex.quote(c)}" for c in commands)
@@ -95,8 +96,7 @@ def release_gated(layout: Layout, settings: Settings, restart: bool = False):
     + layout, settings: where, and the processes, health path and keep_releases
     + restart: restart the service onto it whatever it runs (a rollback)
     """
-    link = host.get_fact(Link, path=layout.current)
-    current = link.get("link_target") if link else None
+    current = link_target(layout.current)
     recorded = release_history(layout.history)
     healthy = current and recorded and recorded[-1] == Path(current).name
     if not restart and healthy and recorded_release(layout) == current:

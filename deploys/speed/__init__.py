@@ -57,6 +57,7 @@ which context.in_turn extends to order each turn's operations.
 from __future__ import annotations
 
 import socket
+from functools import cache
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +70,9 @@ TESTED_PYINFRA = ("3.10.0",)  # the versions the speed layer was tested against
 _WARNED: list[str] = []  # the versions already warned about in this run
 
 
+@cache
 def pyinfra_version() -> str:
-    """The installed pyinfra's version."""
+    """The installed pyinfra's version (read once: every host's prepare_host asks)."""
     return version("pyinfra")
 
 

@@ -19,13 +19,21 @@ from deploys.stack.appservice import configure_app_service, write_app_environmen
 from deploys.stack.appuser import create_app_user
 from deploys.stack.balancer import balancer_rollout, configure_balancer
 from deploys.stack.firewall import configure_firewall
-from deploys.stack.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host
+from deploys.stack.fleet import (
+    Fleet,
+    Step,
+    all_hosts_reach,
+    as_served,
+    no_failed_host,
+    processes_here,
+)
 from deploys.stack.fleet import fleet as fleet_of_inventory
 from deploys.stack.https import prepare_certificates
 from deploys.stack.nginx import NginxHost, configure_nginx, configure_nginx_host
 from deploys.stack.packages import install_packages
 from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
 from deploys.stack.virtualenv import build_virtualenv
+from deploys.stack.workers import check_calendars, configure_processes, start_timers
 
 
 def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> Iterator[Step]:
@@ -39,27 +47,42 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
     env = write_app_environment(settings)
     create_shared_folders(settings)
     check_release(settings)
+    here = processes_here(settings, fleet)
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
     for step in fleet.steps():
         if fleet.switches_here(step):
-            switch_app(settings, nginx_host_wide, [release, venv], env, **rolling)
+            switch_app(settings, nginx_host_wide, [release, venv], env, here, **rolling)
         yield step
 
 
 def switch_app(
-    settings: Settings, nginx_host_wide: NginxHost, code: list, env: list, **global_args
+    settings: Settings,
+    nginx_host_wide: NginxHost,
+    code: list,
+    env: list,
+    here: tuple[bool, bool],
+    **global_args,
 ) -> None:
-    """Point current at the new release, apply the service's and the site's changes, and
-    prove the release healthy (or switch back); ``global_args``: pyinfra's, for each."""
+    """Point current at the new release, apply the service's and the site's changes, write
+    the workers' and timers' units (``here``: whether this host runs workers, timers), prove
+    the release healthy and move the workers onto it (or switch back), keep the timers
+    running; ``global_args``: pyinfra's, for each."""
     point_current(settings, **global_args)
     configure_app_service(settings, code_changes=code, env_changes=env, **global_args)
     configure_nginx(settings, nginx_host_wide, **global_args)
-    gate_release(settings, **global_args)
+    wanted = configure_processes(settings, *here, **global_args)
+    gate_release(
+        settings, workers=wanted.instances, workers_config=wanted.fingerprint, **global_args
+    )
+    start_timers(wanted, **global_args)
 
 
 plan = prepare_host()
 fleet = fleet_of_inventory(plan.host.rolling_batch)
 plan = as_served(plan, fleet)
+for app in plan.selected:  # settings the host or the inventory must confirm, before any change
+    check_calendars(app)
+    processes_here(app, fleet)
 hold_deploy_lock()
 private_upload_dir()
 install_packages(plan)

@@ -2,7 +2,8 @@
 
 For each host and app (``--data app=NAME``: one app): the last ``log_lines`` (default 50;
 ``--data log_lines=200``) lines of the journal of the app's service, its socket, its release
-checks and commands (run.py), then of nginx's error log for the app's site. On a load
+checks and commands (run.py), its workers and timers, then of nginx's error log for the
+app's site; ``--data process=NAME``: one worker's or timer's journal alone. On a load
 balancer, per app: its site's access log (each request with the app server that answered,
 that server's status and time) and error log. With HTTPS, certbot's log (renewals), without
 the certificates and keys it may hold.
@@ -13,7 +14,7 @@ from pyinfra import host
 from deploys.config.layout import Layout
 from deploys.config.settings import Settings
 from deploys.hostside.rules import TRANSIENT_KINDS, transient_unit
-from deploys.ops.context import prepare_host
+from deploys.ops.context import SettingsRefused, prepare_host
 from deploys.ops.facts import FileTail, JournalTail
 from deploys.ops.output import printable
 from deploys.stack.fleet import as_served, fleet
@@ -32,8 +33,35 @@ def site_logs(settings: Settings, balancing: bool) -> dict[str, list[str]]:
     }
 
 
+def process_logs(settings: Settings) -> dict[str, list[str]]:
+    """Section title -> the last log_lines lines of the app's workers and timers (with
+    ``process``: of that one alone); none when the app has neither."""
+    layout = Layout.of(settings)
+    known = [*settings.workers, *settings.timers]
+    if settings.process and settings.process not in known:
+        raise SettingsRefused(
+            f"process: {settings.process!r} is none of {settings.app_name}'s workers and timers"
+            f" ({', '.join(known) or 'it has none'})"
+        )
+    names = [settings.process] if settings.process else known
+    units = [
+        pattern
+        for name in names
+        for pattern in (f"{layout.app}-worker-{name}@*", f"{layout.timer(name)}.*")
+    ]
+    if not units:
+        return {}
+    title = f"journal of {settings.app_name}'s " + (
+        f"process {settings.process}" if settings.process else "workers and timers"
+    )
+    return {title: host.get_fact(JournalTail, units=units, lines=settings.log_lines)}
+
+
 def app_logs(settings: Settings) -> dict[str, list[str]]:
-    """Section title -> the last log_lines lines, for one app on an app server."""
+    """Section title -> the last log_lines lines, for one app on an app server (with
+    ``process``: that worker's or timer's alone)."""
+    if settings.process:
+        return process_logs(settings)
     layout = Layout.of(settings)
     app_units = [layout.unit_name, layout.socket_unit_name, layout.handover_unit_name]
     check_units = [transient_unit(settings.user, kind) for kind in TRANSIENT_KINDS]
@@ -45,6 +73,7 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
         f"journal of {settings.app_name}'s release checks and commands (run.py)": host.get_fact(
             JournalTail, units=check_units, lines=lines
         ),
+        **process_logs(settings),
         **site_logs(settings, balancing=False),
     }
 

@@ -10,6 +10,7 @@ Run verify.py after it.
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
@@ -23,9 +24,18 @@ from deploys.release.live import current_release, release_history
 from deploys.release.lock import hold_deploy_lock
 from deploys.release.switch import gate_release, switch_release
 from deploys.stack.balancer import balancer_rollout
-from deploys.stack.fleet import Fleet, Step, all_hosts_reach, as_served, no_failed_host, reachable
+from deploys.stack.fleet import (
+    Fleet,
+    Step,
+    all_hosts_reach,
+    as_served,
+    no_failed_host,
+    processes_here,
+    reachable,
+)
 from deploys.stack.fleet import fleet as fleet_of_inventory
 from deploys.stack.nginx import configure_nginx_host
+from deploys.stack.workers import processes
 
 
 def fleet_target(settings: Settings, fleet: Fleet) -> str | None:
@@ -71,11 +81,13 @@ def switch_back(settings: Settings, fleet: Fleet) -> Iterator[Step]:
         raise PyinfraError(f"{host.name}: no previous release in {layout.history} to roll back to")
     if not host.get_fact(Directory, path=layout.release(target)):
         raise PyinfraError(f"{host.name}: release {target} is not on the host (pruned?)")
-    rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
+    rolling: dict[str, Any] = {"_if": [no_failed_host]} if fleet.load_balancers else {}
+    workers = processes(settings, *processes_here(settings, fleet)).instances
     for step in fleet.steps():
         if fleet.switches_here(step) and target != live:
             switch_release(settings, release=layout.release(target), **rolling)
-            gate_release(settings, restart=True, **rolling)  # whatever the app says it runs
+            # whatever the app says it runs; its workers move back with it
+            gate_release(settings, restart=True, workers=workers, **rolling)
         yield step
 
 

@@ -10,8 +10,8 @@ import os
 
 from deploys.ops.context import prepare_host
 from deploys.stack.fleet import as_served, fleet
-from deploys.verify.checks import run_checks
 from deploys.verify.report import record_host
+from deploys.verify.runner import run_checks
 
 roles = fleet()
 plan = as_served(prepare_host(secrets=False), roles)

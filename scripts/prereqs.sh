@@ -19,6 +19,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # checks timers' calendars
 if [ "${1:-}" != --python-only ]; then
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)

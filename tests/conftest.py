@@ -66,6 +66,7 @@ SLOWEST_FIRST = (
     "test_transitions",  # 430
     "test_app_attacks",
     "test_releases",  # 187
+    "test_workers",  # 170
     "test_safety",  # 163
     "test_security",  # 124
     "test_rollout",  # 141

@@ -1,7 +1,8 @@
 """A compromised app against its neighbour (the second attack review, #35): on a host with
 two apps, "evil" (the sample app with a few hostile routes) and its "victim", each attack is
 played for real and shown to fail: forwarding headers a client forged, a channel through
-/dev/shm or /dev/mqueue, the victim's nginx error log, a forged stats answer.
+/dev/shm or /dev/mqueue, the victim's nginx error log, the victim's files and environment
+from the evil app's worker, a forged stats answer.
 
 Tests in this module share one host and run in file order."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -21,6 +23,17 @@ import testbed
 from testbed.pyinfra_cli import TEST_INVENTORY, inventory_for, pyinfra
 from tests.helpers import app_saying, wait_for
 
+SECRET = "victims-secret-token"
+# the evil app's worker: what of the victim it can read (its settings, data, root's record of
+# it, its processes' environments), then it idles as a worker does
+SNOOP = (
+    "for p in /etc/victim/env /srv/victim/state/service.record; do cat $p >/dev/null 2>&1"
+    ' && echo "snoop: read $p" || echo "snoop: refused $p"; done;'
+    ' ls /var/lib/victim >/dev/null 2>&1 && echo "snoop: listed /var/lib/victim"'
+    ' || echo "snoop: refused /var/lib/victim";'
+    " echo \"snoop: $(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'"
+    f' | grep -c {SECRET}) environments hold the secret"; exec sleep infinity'
+)
 HOSTILE_ROUTES = """
 
 from flask import request as _request
@@ -81,8 +94,18 @@ def apps(tmp_path_factory):
     evil = app_saying(tmp_path_factory.mktemp("evil"), "I am evil", HOSTILE_ROUTES)
     victim = app_saying(tmp_path_factory.mktemp("victim"), "I am the victim", HOSTILE_ROUTES)
     return [
-        {"app_name": "evil", "app_src": evil, "server_name": ["evil.test"]},
-        {"app_name": "victim", "app_src": victim, "server_name": ["victim.test"]},
+        {
+            "app_name": "evil",
+            "app_src": evil,
+            "server_name": ["evil.test"],
+            "workers": {"snoop": SNOOP},
+        },
+        {
+            "app_name": "victim",
+            "app_src": victim,
+            "server_name": ["victim.test"],
+            "env": {"VICTIM_TOKEN": SECRET},
+        },
     ]
 
 
@@ -128,6 +151,28 @@ def test_another_apps_nginx_error_log_is_not_readable(host):
     assert status == 200 and read == {"read": "PermissionError"}, read
     refused = host.exec(f"runuser -u evil -- cat {log}", check=False)
     assert refused.returncode != 0 and "victims-secret" not in refused.stdout
+
+
+def test_a_worker_reaches_nothing_of_another_app(host, workdir, apps):
+    """The evil app's worker runs in its app's sandbox: the victim's environment file, data,
+    state and processes' environments are out of its reach (the secret is there: root sees
+    it in the victim's process)."""
+    victim_pid = host.exec("systemctl show -P MainPID victim.service").stdout.strip()
+    assert SECRET in host.exec(f"tr '\\0' '\\n' < /proc/{victim_pid}/environ").stdout
+    args = ["--data", f"apps={json.dumps(apps)}", "--data", "app=evil", "--data", "process=snoop"]
+    seen = wait_for(
+        lambda: (out := pyinfra([host], workdir, "logs.py", *args).check().output).count("snoop: ")
+        >= 4
+        and out,
+        30,
+    )
+    said = sorted(set(re.findall(r"snoop: [^\n]*", seen)))
+    assert said == [
+        "snoop: 0 environments hold the secret",
+        "snoop: refused /etc/victim/env",
+        "snoop: refused /srv/victim/state/service.record",
+        "snoop: refused /var/lib/victim",
+    ], said
 
 
 FORGED_STATS = "\n".join(

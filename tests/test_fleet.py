@@ -1,7 +1,8 @@
 """A load balancer in front of two app servers (all test-bed hosts; traffic only between the
 runner's loopback and the hosts' own addresses): the balancer spreads requests over both,
 the app servers take HTTP from the balancer alone and see the client's address, a stopped
-app server is skipped and named by verify, and a re-run changes nothing."""
+app server is skipped and named by verify, a re-run changes nothing, and the app's timer
+runs on one app server only."""
 
 from __future__ import annotations
 
@@ -11,14 +12,21 @@ import time
 import pytest
 
 import testbed
-from testbed.pyinfra_cli import fleet_pyinfra as run
-from tests.helpers import HELLO, app_saying
+from testbed.pyinfra_cli import fleet_pyinfra
+from tests.helpers import HELLO, app_saying, wait_for
 from tests.timeline import rolled_under_load
 
+TIMER = "myproject-timer-tick"
+TIMERS = ["--data", 'timers={"tick": {"command": "hostname", "on_calendar": "*:*:0/5"}}']
 PROBE = (
     'python3 -c "import urllib.request,sys; print(urllib.request.urlopen('
     "'http://{address}/', timeout=3).status)\""
 )
+
+
+def run(hosts, workdir, entry: str = "deploy.py", *args: str, **kwargs):
+    """pyinfra on the fleet, the app with a timer (a scheduled job runs on one server)."""
+    return fleet_pyinfra(hosts, workdir, entry, *TIMERS, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +70,17 @@ def test_a_rerun_changes_nothing_and_verify_passes(fleet, workdir, tmp_path):
     balancer_checks = json.loads(report.read_text())["hosts"][fleet[0].name]["checks"]
     upstream = next(c for c in balancer_checks if c["name"].startswith("upstream"))
     assert upstream["observed"] == f"{fleet[1].address}, {fleet[2].address}"
+
+
+def test_a_timer_runs_on_the_first_app_server_only(fleet):
+    _, first, second = fleet
+    name = first.exec("hostname").stdout.strip()
+    runs = f"journalctl -o cat -u {TIMER}.service | grep -c -x {name}"
+    wait_for(lambda: int(first.exec(runs, check=False).stdout.strip() or 0) >= 2, 30)
+    assert (
+        second.exec(f"ls /etc/systemd/system | grep -c {TIMER}", check=False).stdout.strip() == "0"
+    )
+    assert TIMER not in second.exec("systemctl list-timers --all --no-pager").stdout
 
 
 def test_a_stopped_app_server_is_skipped_and_named(fleet, workdir, tmp_path):

@@ -99,7 +99,7 @@ def test_run_py_runs_one_off_commands_like_the_app(host, workdir):
 def test_data_lives_through_a_redeploy_under_load(host, workdir, tmp_path):
     for body in ("first note", "second note"):
         assert request(host, "POST", "/notes", {"body": body})[0] == 201
-    migration = ("0002_note_pinned", "ALTER TABLE note ADD COLUMN pinned INTEGER DEFAULT 0;")
+    migration = ("0003_note_pinned", "ALTER TABLE note ADD COLUMN pinned INTEGER DEFAULT 0;")
     new = changed_app(tmp_path, "v2", "My notes", migration)
     with Load(host.http_port, path="/notes.json", host_header=NAME) as load:
         load.wait_for(50)
@@ -107,7 +107,7 @@ def test_data_lives_through_a_redeploy_under_load(host, workdir, tmp_path):
         load.wait_for(len(load.samples) + 100)
     print(f"\n[notes] redeploy: {TIMES['deploy.py']:.1f} s; {load.summary()}")
     assert load.failed == [], load.summary()
-    assert result.output.count("migrate: applied 0002_note_pinned") == 1
+    assert result.output.count("migrate: applied 0003_note_pinned") == 1
     assert notes_listed(host) == ["second note", "first note"]
     assert "<h1>My notes</h1>" in request(host, "GET", "/")[2]
     again = run(host, workdir, app_src=new).check()
@@ -136,7 +136,7 @@ def test_rollback_keeps_the_data(host, workdir):
 
 
 def test_a_failing_release_command_never_goes_live(host, workdir, tmp_path):
-    broken = changed_app(tmp_path, "v3", "Broken", ("0003_broken", "ALTER TABLE nope ADD x;"))
+    broken = changed_app(tmp_path, "v3", "Broken", ("0004_broken", "ALTER TABLE nope ADD x;"))
     with Load(host.http_port, path="/", host_header=NAME) as load:
         load.wait_for(20)
         result = run(host, workdir, app_src=broken)

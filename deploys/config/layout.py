@@ -10,6 +10,8 @@ from deploys.config.settings import Settings
 # its own folder (so the package keeps that name there)
 GATE_SCRIPT = "/usr/local/lib/flask-deploy/release_gate.py"
 GATE_PACKAGE = "/usr/local/lib/flask-deploy/hostside"
+# runs a worker's or timer's command in the release ``current`` names when it starts
+RELEASE_LAUNCHER = "/usr/local/lib/flask-deploy/run-in-release"
 NGINX_UNIT = "nginx.service"
 
 
@@ -143,6 +145,33 @@ class Layout:
         """The app's units and nginx's: the deploy reads their state in one systemctl call
         (UnitStatus's ``along``)."""
         return (*self.unit_names, NGINX_UNIT)
+
+    def worker_template(self, name: str) -> str:
+        """The unit template of the worker ``name``; its instances are ``@1``, ``@2``..."""
+        return f"{self.app}-worker-{name}@.service"
+
+    def worker_instances(self, name: str, count: int) -> tuple[str, ...]:
+        """The units of the worker ``name``'s ``count`` instances."""
+        return tuple(f"{self.app}-worker-{name}@{n}.service" for n in range(1, count + 1))
+
+    def timer(self, name: str) -> str:
+        """The timer ``name``'s units, without suffix: ``.timer`` and its ``.service``."""
+        return f"{self.app}-timer-{name}"
+
+    @property
+    def process_patterns(self) -> tuple[str, str]:
+        """Unit name patterns covering every worker and timer of the app."""
+        return (f"{self.app}-worker-*", f"{self.app}-timer-*")
+
+    @property
+    def workers_stamp(self) -> str:
+        """The workers' applied configuration and the release they were started on."""
+        return self.stamp("workers")
+
+    @staticmethod
+    def system_unit(name: str) -> str:
+        """Where the unit file ``name`` lives."""
+        return f"/etc/systemd/system/{name}"
 
     @property
     def socket_unit(self) -> str:

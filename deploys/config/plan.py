@@ -24,7 +24,7 @@ HOST_WIDE = (
     "rolling_batch",
     "fast_facts",
 )
-PER_RUN = ("command", "release", "log_lines")
+PER_RUN = ("command", "release", "log_lines", "process")
 PLAN_KEYS = ("apps", "retired_apps", "app")
 MAX_APPS = 100
 

@@ -18,15 +18,26 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from deploys.config.dependencies import requirements_text
+from deploys.config.processes import (
+    PROCFILE,
+    ProcessName,
+    Timer,
+    Worker,
+    as_table,
+    calendar_problem,
+    procfile_workers,
+)
 from deploys.config.secrets import is_unset
 from deploys.config.shipping import AppFiles
 from deploys.config.validation import (
     AcmeUrl,
+    GroupName,
     HostAddress,
     HostName,
     HostPath,
@@ -155,6 +166,12 @@ class Settings(BaseModel):
     keep_releases: int = Field(5, ge=1, le=100)
     release: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
     fast_facts: bool = True  # the speed layer (deploys/speed); false: stock pyinfra
+    workers: dict[ProcessName, Worker] = {}  # or "Procfile": its entries but web and release
+    timers: dict[ProcessName, Timer] = {}
+    worker_start_seconds: int = Field(5, ge=0, le=300)  # a new worker must stay up this long
+    worker_hosts: GroupName | None = None  # inventory group running workers (default: all)
+    timer_hosts: GroupName | None = None  # inventory group whose first host runs the timers
+    process: ProcessName | None = None  # logs.py: one worker's or timer's journal
 
     # each field's rules (validation.py), before or after pydantic reads its type
     _names_as_served = applied(names_as_served, "server_name", mode="before")
@@ -169,6 +186,35 @@ class Settings(BaseModel):
     _env_values_set = applied(env_values_set, "env", mode="before")
     _env_names = applied(env_names, "env")
     _no_spaces = applied(no_spaces, "pip_index_url", "pip_extra_index_url", "pip_cert")
+
+    @field_validator("timers", mode="before")
+    @classmethod
+    def _timer_tables(cls, value):
+        """Each timer a table with its command and calendar, said with an example."""
+        example = "e.g. {'digest': {'command': 'flask digest', 'on_calendar': 'daily'}}"
+        if not isinstance(value, dict):
+            raise ValueError(f"a dict of timers, {example}")
+        for name, timer in value.items():
+            if not isinstance(timer, dict) or not {"command", "on_calendar"} <= set(timer):
+                raise ValueError(
+                    f"{name}: a timer is a table with command and on_calendar (and timeout),"
+                    f" {example}"
+                )
+        return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _worker_tables(cls, value, info: ValidationInfo):
+        """``"Procfile"`` stands for the app's Procfile's workers, a worker given as its
+        command alone for ``{"command": ...}``."""
+        if value == PROCFILE:
+            return procfile_workers((project_root() / info.data.get("app_src", "")).resolve())
+        if not isinstance(value, dict):
+            raise ValueError(
+                "a dict of workers, e.g. {'tasks': 'rq worker tasks'}, or 'Procfile' (its"
+                " entries but web and release)"
+            )
+        return {k: as_table(v) for k, v in value.items()}
 
     @model_validator(mode="after")
     def _app_deployable(self) -> Settings:
@@ -185,10 +231,30 @@ class Settings(BaseModel):
             *requirements_problems(src, self.requirements),
             *static_problems(self, shipped),
             *https_problems(self),
+            *self._process_problems(),
         ]
+        if any(w.procfile for w in self.workers.values()) and src / "Procfile" not in shipped:
+            problems.append(
+                "workers: the Procfile is not shipped (.gitignore or exclude keeps it back):"
+                " each release's workers read their commands from its own Procfile"
+            )
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+    def _process_problems(self) -> list[str]:
+        """The Procfile's workers readable, each timer's calendar one systemd accepts."""
+        problems = []
+        for name, timer in self.timers.items():
+            if name in self.workers:
+                problems.append(f"timers: {name!r} is also a worker's name: give it another")
+            reason = calendar_problem(timer.on_calendar)
+            if reason:
+                problems.append(
+                    f"timers.{name}.on_calendar: {reason} (systemd's calendar syntax, e.g."
+                    " daily, hourly, 'Mon *-*-* 09:00', '*-*-* 03:00')"
+                )
+        return problems
 
     @property
     def app_path(self) -> Path:

@@ -14,6 +14,7 @@ from pathspec import GitIgnoreSpec
 from pydantic import AfterValidator, SecretStr
 
 from deploys.config.dependencies import requirements_text
+from deploys.config.processes import one_line
 from deploys.config.secrets import is_unset
 from deploys.hostside.rules import TRANSIENT_KINDS
 
@@ -93,6 +94,10 @@ HostAddress = Annotated[
         "an IP address or a host name, e.g. 10.0.0.5",
     ),
 ]
+GroupName = Annotated[
+    str,
+    _matches(re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"), "an inventory group's name"),
+]
 PipRequirement = Annotated[str, _matches(PIP_REQ_RE, "a pip requirement such as requests==2.32.3")]
 
 
@@ -112,6 +117,11 @@ def not_host_wide(value: str | None) -> str | None:
     """Refuses the names of the host-wide files and of the release checks' units."""
     if value in RESERVED_APP_NAMES:
         raise ValueError(f"{value!r} is a host-wide name of this deploy: pick another name")
+    if value and ("-worker-" in f"{value}-" or "-timer-" in f"{value}-"):
+        raise ValueError(
+            f"{value!r} holds or ends with -worker or -timer, which name another app's"
+            " workers' and timers' units: pick another name"
+        )
     if value and value.endswith(TRANSIENT_SUFFIXES):
         raise ValueError(
             f"{value!r} ends like the release checks' units of another app"
@@ -170,10 +180,7 @@ def static_form(value: dict[str, str]) -> dict[str, str]:
 
 def one_line_commands(value: list[str]) -> list[str]:
     """release_command: each a non-empty single line."""
-    for command in value:
-        if not command.strip() or "\n" in command or "\x00" in command:
-            raise ValueError(f"{command!r}: a command is one non-empty line")
-    return value
+    return [one_line(command) for command in value]
 
 
 def gitignore_patterns(value: list[str]) -> list[str]:

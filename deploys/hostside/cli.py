@@ -20,7 +20,13 @@
         pause if it does not yet, see ``restart``), then health-check it through nginx. On
         success record it in the history and prune old releases and venvs; on failure switch
         ``current`` back to the previous healthy release, serve it again, and exit 1 with
-        the reason.
+        the reason. With WORKERS, the workers move onto the release once it is healthy, and
+        back with it when one of them does not stay up.
+
+    release_gate.py workers WORKERS
+        Restart the worker units onto the release ``current`` points to (each stop is graceful:
+        SIGTERM, and the job in hand finishes within the unit's TimeoutStopSec) and require
+        each to stay up; exit 1 with the failing worker's log.
 
     release_gate.py restart [--timeout S] SERVICE
         Restart the service onto the release ``current`` points to and the configuration on
@@ -36,6 +42,7 @@
 
     SERVICE: --current LINK --service APP.service --stats STATS_SOCKET
              --handover APP-handover.service --handover-stats STATS_SOCKET --user U --processes N
+    WORKERS: [--worker UNIT ...] [--worker-steady S] [--worker-deadline S]
     HEALTH: [--path /] [--host-header H] [--expect TEXT] [--timeout S] [--https]
 
 Standard library only: it runs with the host's python3, as root (files/release_gate.py, the
@@ -53,7 +60,7 @@ import sys
 from pathlib import Path
 
 from .candidate import check_candidate
-from .gate import Paths, gate
+from .gate import Paths, Workers, gate
 from .handover import Instance, Service, restart_without_pause
 from .health import Health
 from .live import print_live
@@ -99,7 +106,12 @@ def main(argv=None) -> int:
         each.add_argument("--expect", default="")
         each.add_argument("--timeout", type=float, default=30)
         each.add_argument("--https", action="store_true")
-    for each in (check, run, g, restart):
+    workers = sub.add_parser("workers")
+    for each in (g, workers):
+        each.add_argument("--worker", action="append", default=[])
+        each.add_argument("--worker-steady", type=float, default=5)
+        each.add_argument("--worker-deadline", type=float, default=90)
+    for each in (check, run, g, restart, workers):
         each.add_argument("--lock", help="the run's deploy lock: end with the run")
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
@@ -108,7 +120,8 @@ def main(argv=None) -> int:
     if args.subcommand == "live":
         return print_live(args.stats, args.user)
     if args.lock:
-        die_with_run(args.lock, [transient_unit(args.user, kind) for kind in TRANSIENT_KINDS])
+        user = getattr(args, "user", None)  # none for ``workers``: it starts no transient unit
+        die_with_run(args.lock, [transient_unit(user, kind) for kind in TRANSIENT_KINDS if user])
     try:
         return act(args)
     except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:  # the app's delay
@@ -118,6 +131,13 @@ def main(argv=None) -> int:
 
 def act(args) -> int:
     """Carry out the parsed subcommand (but ``live``)."""
+    if args.subcommand in ("gate", "workers"):
+        workers = Workers(tuple(args.worker), args.worker_steady, args.worker_deadline)
+    if args.subcommand == "workers":
+        problem = workers.restart()
+        if problem:
+            print(escaped(problem), file=sys.stderr)
+        return 1 if problem else 0
     if args.subcommand in ("check", "gate"):
         check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
     if args.subcommand in ("gate", "restart"):
@@ -135,7 +155,7 @@ def act(args) -> int:
         return 1 if problem else 0
     if args.subcommand == "gate":
         paths = Paths(*(Path(p) for p in (args.current, args.history, args.releases, args.venvs)))
-        return gate(paths, service, check, args.keep, args.restart)
+        return gate(paths, service, check, args.keep, args.restart, workers)
     app = AppRun(Path(args.release), args.module, args.user, args.sandbox, args.source_root)
     if args.subcommand == "run":
         workdir = Path(args.workdir) if args.workdir else None

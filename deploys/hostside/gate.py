@@ -20,6 +20,21 @@ from .handover import (
 from .health import Health, health, through_nginx
 from .rules import previous_release
 from .units import escaped, unit_log
+from .workers import restart_workers
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The app's worker instances to move onto the release, how long each must stay up,
+    how long their graceful stops may take."""
+
+    units: tuple[str, ...] = ()
+    steady: float = 5
+    deadline: float = 90
+
+    def restart(self) -> str | None:
+        """Restart them onto the release ``current`` names (see restart_workers)."""
+        return restart_workers(list(self.units), self.steady, self.deadline)
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,25 @@ def prune(paths: Paths, keep: int, live: str) -> None:
             venv.with_name(venv.name + ".requirements.txt").unlink(missing_ok=True)
 
 
-def gate(paths: Paths, service: Service, check: Health, keep: int, restart: bool = False) -> int:
-    """Serve the release ``current`` names and prove it healthy: record and prune; or switch
-    back to the previous healthy release and fail with the reason and the service's log.
+def gate(
+    paths: Paths,
+    service: Service,
+    check: Health,
+    keep: int,
+    restart: bool = False,
+    workers: Workers | None = None,
+) -> int:
+    """Serve the release ``current`` names and prove it healthy, then move ``workers`` onto
+    it (each must stay up): record and prune; or switch back to the previous healthy
+    release (web and workers) and fail with the reason and the failing unit's log.
     ``restart``: restart the service onto it whatever it runs (a rollback)."""
     release = os.path.realpath(paths.current)
     name = Path(release).name
     problem = serve(service, check, release, restart)
+    web_failed = problem is not None
+    workers = workers or Workers()
+    if problem is None:
+        problem = workers.restart()
     if problem is None:
         names = history(paths.history)
         if not names or names[-1] != name:
@@ -97,9 +124,14 @@ def gate(paths: Paths, service: Service, check: Health, keep: int, restart: bool
     if previous and (paths.releases / previous).is_dir():
         switch(paths.current, str(paths.releases / previous))
         again = serve(service, check, str(paths.releases / previous), restart=True)
+        if again is None and not web_failed:  # the workers ran the new release: back too
+            again = workers.restart()
         message += f"; switched back to {previous}" + (
             f" (still failing: {again})" if again else ""
         )
-    print(f"{escaped(message)}\n-- its log (journalctl -u {service.main.unit}):", file=sys.stderr)
-    print(unit_log(service.main.unit), file=sys.stderr)
+    if web_failed:
+        message += (
+            f"\n-- its log (journalctl -u {service.main.unit}):\n{unit_log(service.main.unit)}"
+        )
+    print(escaped(message), file=sys.stderr)
     return 1

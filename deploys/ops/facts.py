@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from datetime import UTC, datetime
 
 from pyinfra.api import FactBase
 
@@ -302,3 +303,47 @@ class FileTail(FactBase):
 
     def process(self, output):
         return list(output)
+
+
+class TimerStatus(FactBase):
+    """A timer and the service it starts, from one systemctl call: ``{"ActiveState",
+    "UnitFileState", "NextElapse": unix seconds of its next run (0: none scheduled),
+    "LastTrigger": unix seconds of its last (0: never), "Running": whether a run is in
+    progress (systemd schedules the next once it ends), "Result": the service's last run's
+    result (success, exit-code, timeout...), "ExecMainStatus": its exit status}``."""
+
+    def command(self, timer: str) -> str:
+        """``timer``: its name without suffix (``NAME.timer`` starts ``NAME.service``)."""
+        props = "Id Names ActiveState UnitFileState NextElapseUSecRealtime LastTriggerUSec"
+        props += " Result ExecMainStatus"
+        self.timer = timer
+        units = shlex.join([f"{timer}.timer", f"{timer}.service"])
+        # the timers' times ignore --timestamp=: dates in the host's zone, so TZ=UTC
+        return f"TZ=UTC systemctl show {' '.join(f'-p {p}' for p in props.split())} {units}"
+
+    default = dict
+
+    def process(self, output):
+        """The timer's state, its service's last result."""
+        blocks = unit_blocks(output)
+        timer, service = (
+            blocks.get(f"{self.timer}.timer", {}),
+            blocks.get(f"{self.timer}.service", {}),
+        )
+
+        def seconds(value: str) -> int:
+            try:
+                when = datetime.strptime(value, "%a %Y-%m-%d %H:%M:%S UTC")
+            except ValueError:  # n/a, or empty: never
+                return 0
+            return int(when.replace(tzinfo=UTC).timestamp())
+
+        return {
+            "ActiveState": timer.get("ActiveState", ""),
+            "UnitFileState": timer.get("UnitFileState", ""),
+            "NextElapse": seconds(timer.get("NextElapseUSecRealtime", "")),
+            "LastTrigger": seconds(timer.get("LastTriggerUSec", "")),
+            "Running": service.get("ActiveState") in ("activating", "active", "deactivating"),
+            "Result": service.get("Result", ""),
+            "ExecMainStatus": service.get("ExecMainStatus", ""),
+        }

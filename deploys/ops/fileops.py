@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from datetime import UTC
 from io import BytesIO
 
 from pyinfra import host
@@ -48,6 +49,14 @@ def link_target(path: str) -> str | None:
     """Where the symlink ``path`` on the host points; None when there is no link."""
     link = host.get_fact(Link, path=path)
     return link.get("link_target") if link else None
+
+
+def switched_at(path: str) -> int:
+    """When the symlink ``path`` was last switched (unix seconds): its own mtime, made anew
+    by each switch (link_switched, the health gate's switch-back); 0 when it is missing."""
+    link = host.get_fact(Link, path=path)
+    mtime = link.get("mtime") if link else None
+    return int(mtime.replace(tzinfo=UTC).timestamp()) if mtime else 0
 
 
 @operation()

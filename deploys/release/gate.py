@@ -5,6 +5,7 @@ history, pruning and switch-back."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -14,13 +15,14 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import files
 
 from deploys import hostside
-from deploys.config.layout import GATE_PACKAGE, GATE_SCRIPT, Layout
+from deploys.config.layout import GATE_PACKAGE, GATE_SCRIPT, RELEASE_LAUNCHER, Layout
 from deploys.config.settings import Settings
 from deploys.hostside.rules import release_in_record
 from deploys.ops.facts import UnitStatus
-from deploys.ops.fileops import link_target
+from deploys.ops.fileops import link_target, switched_at, upload_command
 from deploys.ops.output import shown
 from deploys.ops.render import FILES
+from deploys.ops.stamps import recorded_stamp
 from deploys.ops.typed import deploy
 from deploys.release.live import release_history
 from deploys.release.lock import held_lock
@@ -31,7 +33,11 @@ def gate_files() -> dict[str, Path]:
     the command line that imports them (an upload cut short leaves the old one working)."""
     package = Path(hostside.__file__).parent
     modules = {f"{GATE_PACKAGE}/{m.name}": m for m in sorted(package.glob("*.py"))}
-    return {**modules, GATE_SCRIPT: FILES / "release_gate.py"}
+    return {
+        **modules,
+        RELEASE_LAUNCHER: FILES / "run-in-release",
+        GATE_SCRIPT: FILES / "release_gate.py",
+    }
 
 
 def gate_command(layout: Layout, subcommand: str) -> str:
@@ -86,27 +92,81 @@ def release_checked(layout: Layout, release: str, settings: Settings, commands: 
 
 
 @operation()
-def release_gated(layout: Layout, settings: Settings, restart: bool = False):
+def release_gated(
+    layout: Layout,
+    settings: Settings,
+    restart: bool = False,
+    workers: tuple[str, ...] = (),
+    workers_config: str | None = None,
+):
     """
     Make uWSGI serve the release ``current`` points to and require a healthy answer through
-    nginx; on failure switch back to the previous healthy release and fail. Records healthy
-    releases and prunes all but ``keep_releases``. Nothing runs when root's record says the
-    service's current run loaded the current release and it is recorded healthy.
+    nginx, then move the workers onto it; on failure switch back to the previous healthy
+    release (web and workers) and fail. Records healthy releases and prunes all but
+    ``keep_releases``. Without a new release, workers whose configuration changed are
+    restarted and stopped ones started. Nothing runs when root's record says the service's
+    current run loaded the current release, it is recorded healthy, and the workers run
+    with their configuration on it (their stamp).
 
     + layout, settings: where, and the processes, health path and keep_releases
     + restart: restart the service onto it whatever it runs (a rollback)
+    + workers: the unit of each worker instance on this host
+    + workers_config: their configuration's fingerprint (a change restarts them); None
+      keeps the one applied (rollback.py, which changes no configuration)
     """
     current = link_target(layout.current)
     recorded = release_history(layout.history)
     healthy = current and recorded and recorded[-1] == Path(current).name
-    if not restart and healthy and recorded_release(layout) == current:
-        host.noop(f"{current} is live and recorded healthy")
-        return
-    yield (
-        f"{gate_command(layout, 'gate')}{' --restart' if restart else ''}"
-        f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
-        f" --keep={settings.keep_releases} {service_args(layout, settings)}"
-        f" {health_args(settings)}"
+    serving = not restart and healthy and recorded_release(layout) == current
+    if workers_config is None:
+        workers_config = recorded_stamp(layout.workers_stamp).get("config", "")
+    applied = {"config": workers_config, "release": current}
+    moving = workers_to_move(layout, workers, applied)
+    if serving and not moving:
+        on_it = ", its workers on it" if workers else ""
+        host.noop(f"{current} is live and recorded healthy{on_it}")
+    elif serving:
+        yield f"{gate_command(layout, 'workers')} {worker_args(settings, moving)}"
+    else:
+        yield (
+            f"{gate_command(layout, 'gate')}{' --restart' if restart else ''}"
+            f" --history={layout.history} --releases={layout.releases} --venvs={layout.venvs}"
+            f" --keep={settings.keep_releases} {service_args(layout, settings)}"
+            f" {health_args(settings)} {worker_args(settings, moving)}"
+        )
+    if workers and recorded_stamp(layout.workers_stamp) != applied:
+        yield upload_command(json.dumps(applied, sort_keys=True).encode(), layout.workers_stamp)
+
+
+def workers_to_move(layout: Layout, workers: tuple[str, ...], applied: dict) -> tuple[str, ...]:
+    """The worker instances to restart: all when their configuration or release differs
+    from what their stamp says was applied (``applied``: what should be), else those that
+    do not run or started before ``current`` was last switched (a worker restarting on its
+    own while a failed release was live: verify.py asks the same)."""
+    if workers and recorded_stamp(layout.workers_stamp) != applied:
+        return workers
+    switched = switched_at(layout.current)
+
+    def stale(unit: str) -> bool:
+        status = host.get_fact(UnitStatus, unit=unit, along=workers)
+        started = status.get("ExecMainStartTimestamp", 0)
+        return status.get("ActiveState") != "active" or started < switched
+
+    return tuple(unit for unit in workers if stale(unit))
+
+
+def worker_args(settings: Settings, units: tuple[str, ...]) -> str:
+    """release_gate.py's arguments naming the worker instances to move, how long each must
+    stay up, how long their graceful stops may take."""
+    if not units:
+        return ""
+    longest_stop = max(worker.stop_timeout for worker in settings.workers.values())
+    return " ".join(
+        [
+            *(f"--worker={unit}" for unit in units),
+            f"--worker-steady={settings.worker_start_seconds}",
+            f"--worker-deadline={longest_stop + 60}",
+        ]
     )
 
 
@@ -167,5 +227,5 @@ def install_release_gate():
             dest=dest,
             user="root",  # root runs them: an owner that drifted is put back
             group="root",
-            mode="644",
+            mode="755" if dest == RELEASE_LAUNCHER else "644",
         )

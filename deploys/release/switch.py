@@ -49,12 +49,21 @@ def switch_release(settings: Settings, release: str | None = None, **global_args
 
 
 @deploy("Release health gate")
-def gate_release(settings: Settings, restart: bool = False):
-    """Serve the current release and prove it healthy through nginx, or switch back;
-    ``restart``: restart the service onto it whatever it runs (a rollback)."""
+def gate_release(
+    settings: Settings,
+    restart: bool = False,
+    workers: tuple[str, ...] = (),
+    workers_config: str | None = None,
+):
+    """Serve the current release and prove it healthy through nginx, then move the
+    ``workers`` (instance units) onto it, or switch back; ``restart``: restart the service
+    onto it whatever it runs (a rollback); ``workers_config``: their configuration's
+    fingerprint (None: the one applied)."""
     release_gated(
-        name="Live release is healthy through nginx",
+        name="Live release is healthy through nginx" + (", workers on it" if workers else ""),
         layout=Layout.of(settings),
         settings=settings,
         restart=restart,
+        workers=workers,
+        workers_config=workers_config,
     )

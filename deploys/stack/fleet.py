@@ -12,6 +12,7 @@ from pyinfra.api import operation
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.config.plan import HostPlan
+from deploys.config.settings import Settings
 from deploys.ops.context import in_turn
 
 LOAD_BALANCERS, APP_SERVERS = "load_balancers", "app_servers"
@@ -149,6 +150,33 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
         batches=tuple(names[i : i + size] for i in range(0, len(names), size)),
         names=names,
     )
+
+
+def processes_here(settings: Settings, fleet: Fleet) -> tuple[bool, bool]:
+    """Whether this app server runs the app's workers (every app server, or those of the
+    ``worker_hosts`` group) and its timers (one host: the first of the ``timer_hosts``
+    group, or of the app servers; a scheduled job must not run once per server).
+    PyinfraError when a group names no app server to run them."""
+    inventory = state.inventory
+
+    def members(setting: str) -> list[str]:
+        group = getattr(settings, setting)
+        names = [h.name for h in inventory.get_group(group, [])]
+        if not set(names) & set(fleet.names):
+            raise PyinfraError(
+                f"{setting}: the inventory group {group!r} holds no app server (it is missing,"
+                " empty or load balancers only): name a group of app servers, or leave it unset"
+            )
+        return names
+
+    workers = not settings.worker_hosts or host.name in members("worker_hosts")
+    timer_hosts = members("timer_hosts") if settings.timer_hosts else list(fleet.names)
+    if timer_hosts and timer_hosts[0] not in fleet.names:
+        raise PyinfraError(
+            f"timer_hosts: its first host, {timer_hosts[0]}, is no app server: the timers run"
+            " on the group's first host, so put an app server first"
+        )
+    return workers, timer_hosts[:1] == [host.name]
 
 
 def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:

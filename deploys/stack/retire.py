@@ -19,6 +19,7 @@ from deploys.ops.nginxchange import nginx_change
 from deploys.ops.typed import deploy
 from deploys.ops.units import unit_state
 from deploys.stack.nginx import is_default_server
+from deploys.stack.workers import NO_PROCESSES, processes_removed
 
 SERVER_NAME_RE = re.compile(r"^\s*server_name\s+([^;]+);")
 
@@ -116,6 +117,11 @@ def retire_apps(plan: HostPlan):
             unit=layout.handover_unit_name,
             running=False,
             along=layout.units_read_together,
+        )
+        processes_removed(
+            name=f"Retired {name}: its workers and timers stopped and removed",
+            app=name,
+            wanted=NO_PROCESSES,
         )
 
 

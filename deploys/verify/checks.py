@@ -412,18 +412,3 @@ def balancer_checks(settings: Settings, fleet: Fleet) -> list[Check]:
     )
     checks += _https_checks(settings) if settings.https else []
     return [replace(c, scope=settings.app_name) for c in checks]
-
-
-def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
-    """Every check for the current host: the host-wide ones, then each selected app's (on a
-    load balancer: the retired apps' sites gone, then each app's proxying)."""
-    if fleet.balancing:
-        return [
-            *host_checks(plan),
-            *retired_site_checks(plan),
-            *(c for app in plan.selected for c in balancer_checks(app, fleet)),
-        ]
-    return [
-        *host_checks(plan, fleet.load_balancers),
-        *(c for app in plan.selected for c in app_checks(app)),
-    ]

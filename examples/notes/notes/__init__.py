@@ -20,8 +20,9 @@ def create_app(test_config=None):
 
     os.makedirs(app.instance_path, exist_ok=True)
 
-    from notes import db, views
+    from notes import db, jobs, views
 
     db.init_app(app)
+    jobs.init_app(app)
     app.register_blueprint(views.bp)
     return app

@@ -9,11 +9,19 @@ from flask import current_app, g
 from flask.cli import with_appcontext
 
 
+def connect(path: str) -> sqlite3.Connection:
+    """A connection that waits up to 10 s for a lock, to a database in WAL mode: the web
+    app, workers and the digest write to it at the same time."""
+    db = sqlite3.connect(path, timeout=10, detect_types=sqlite3.PARSE_DECLTYPES)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode = WAL")
+    return db
+
+
 def get_db() -> sqlite3.Connection:
-    """The request's connection, opened on first use."""
+    """The request's (or command's) connection, opened on first use."""
     if "db" not in g:
-        g.db = sqlite3.connect(current_app.config["DATABASE"], detect_types=sqlite3.PARSE_DECLTYPES)
-        g.db.row_factory = sqlite3.Row
+        g.db = connect(current_app.config["DATABASE"])
     return g.db
 
 

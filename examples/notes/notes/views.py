@@ -2,6 +2,7 @@
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
+from notes import jobs
 from notes.db import get_db
 
 bp = Blueprint("notes", __name__)
@@ -33,6 +34,31 @@ def create():
 @bp.get("/notes.json")
 def listing():
     return jsonify([{"id": n["id"], "body": n["body"]} for n in all_notes()])
+
+
+@bp.post("/jobs")
+def create_job():
+    """Queue a job for the worker: {"kind": "count"} or {"kind": "sleep", "seconds": N}."""
+    try:
+        kind, params = jobs.validate(request.get_json(silent=True))
+    except ValueError as e:
+        return jsonify(error=str(e)), 400
+    job_id = jobs.enqueue(get_db(), kind, params)
+    return jsonify(id=job_id), 202, {"Location": url_for("notes.job", job_id=job_id)}
+
+
+@bp.get("/jobs/<int:job_id>.json")
+def job(job_id):
+    row = get_db().execute("SELECT * FROM job WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return jsonify(error="no such job"), 404
+    return jsonify(jobs.job_json(row))
+
+
+@bp.get("/digests.json")
+def digests():
+    rows = get_db().execute("SELECT id, created, notes, ran_in FROM digest ORDER BY id DESC")
+    return jsonify([dict(row) for row in rows])
 
 
 @bp.get("/health")

@@ -1,0 +1,34 @@
+"""Every check of the current host, in order: the host-wide ones, then each app's (its
+web stack, then its workers and timers)."""
+
+from __future__ import annotations
+
+from deploys.config.plan import HostPlan
+from deploys.stack.fleet import Fleet, processes_here
+from deploys.verify.checks import (
+    Check,
+    app_checks,
+    balancer_checks,
+    host_checks,
+    retired_site_checks,
+)
+from deploys.verify.processes import process_checks
+
+
+def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
+    """Every check for the current host: the host-wide ones, then each selected app's (on a
+    load balancer: the retired apps' sites gone, then each app's proxying)."""
+    if fleet.balancing:
+        return [
+            *host_checks(plan),
+            *retired_site_checks(plan),
+            *(c for app in plan.selected for c in balancer_checks(app, fleet)),
+        ]
+    return [
+        *host_checks(plan, fleet.load_balancers),
+        *(
+            c
+            for app in plan.selected
+            for c in (*app_checks(app), *process_checks(app, *processes_here(app, fleet)))
+        ),
+    ]

@@ -41,6 +41,10 @@ RUN_ID = os.environ.get("TESTBED_RUN", "manual")  # labels the containers of one
 SUITES = {"12": "bookworm", "13": "trixie"}  # Debian release -> debootstrap suite
 DEBIAN = "12"  # the default
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,ca-certificates,curl"
+# what the deploy installs on every app server (deploys/stack/packages.py): the tests whose
+# subject is not a bare host's first converge boot hosts that have them (``provisioned``),
+# so that each module does not unpack them again (the machine's CPU is the suite's limit)
+PROVISIONED = "nginx python3-venv ufw"
 RUNNER_CA_DIR = Path("/usr/local/share/ca-certificates")
 SSH_USER = "deploy"
 BOOT_TIMEOUT = 90
@@ -191,9 +195,11 @@ def docker_usable() -> None:
         )
 
 
-def image_tag(debian: str = DEBIAN) -> str:
+def image_tag(debian: str = DEBIAN, provisioned: bool = False) -> str:
     """The base image's tag, keyed by the recipe so a changed recipe builds a new image."""
     recipe = f"{SUITES[debian]}|minbase|{PACKAGES}|v1"
+    if provisioned:
+        recipe += f"|{PROVISIONED}"
     return f"flask-deploy-base:{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
@@ -207,12 +213,35 @@ def _machine_lock(name: str):
         yield
 
 
-def ensure_image(debian: str = DEBIAN) -> str:
+def ensure_image(debian: str = DEBIAN, provisioned: bool = False) -> str:
     """Build the Debian ``debian`` (12 or 13) base image with debootstrap unless the cached
-    one exists; return its tag."""
+    one exists (``provisioned``: with the PROVISIONED packages too); return its tag."""
     docker_usable()
     with _machine_lock("image"):
-        return _ensure_image(debian)
+        base = _ensure_image(debian)
+        return _ensure_provisioned(base, debian) if provisioned else base
+
+
+def _ensure_provisioned(base: str, debian: str) -> str:
+    """The base image with the PROVISIONED packages installed by apt (its default mirror),
+    committed from a host booted for it while it is stopped."""
+    tag = image_tag(debian, provisioned=True)
+    if _run(["docker", "image", "inspect", tag], check=False).returncode == 0:
+        return tag
+    labels = ["--label", f"{LABEL}=1", "--label", f"{LABEL}.run={RUN_ID}"]
+    container = _run(["docker", "run", "-d", *labels, *RUN_ARGS, base]).stdout.strip()
+    try:
+        _wait_for_systemd(container)
+        install = (
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq"
+            f" {PROVISIONED} >/dev/null && apt-get clean"
+        )
+        _run(["docker", "exec", container, "sh", "-c", install])
+        _run(["docker", "stop", "-t", "30", container])
+        _run(["docker", "commit", "-c", 'CMD ["/lib/systemd/systemd"]', container, tag])
+    finally:
+        _run(["docker", "rm", "-f", container], check=False)
+    return tag
 
 
 def _ensure_image(debian: str) -> str:
@@ -339,10 +368,12 @@ def _boot_one(tag: str, name: str, session: str, key_file: str) -> Host:
         raise
 
 
-def boot(count: int = 1, prefix: str = "testbed", debian: str = DEBIAN) -> list[Host]:
-    """Boot ``count`` Debian ``debian`` hosts in parallel; on any failure none is left
-    running."""
-    tag = ensure_image(debian)
+def boot(
+    count: int = 1, prefix: str = "testbed", debian: str = DEBIAN, provisioned: bool = False
+) -> list[Host]:
+    """Boot ``count`` Debian ``debian`` hosts in parallel (``provisioned``: with the packages
+    every deploy installs already there); on any failure none is left running."""
+    tag = ensure_image(debian, provisioned)
     key_file = ensure_key()
     session = uuid.uuid4().hex[:8]
     prefix = prefix.replace("_", "-")  # a valid hostname, or sudo cannot resolve it

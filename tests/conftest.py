@@ -19,11 +19,15 @@ def base_image():
 
 @pytest.fixture(scope="module")
 def boot(base_image, request):
-    """Boot hosts for this module: ``boot(n)``; every one is removed when the module ends."""
+    """Boot hosts for this module: ``boot(n)``; every one is removed when the module ends.
+    They have the packages every deploy installs already (testbed.PROVISIONED), unless the
+    module's subject is a bare host's first converge (``BARE_HOSTS = True`` in it)."""
     booted: list[testbed.Host] = []
+    provisioned = not getattr(request.module, "BARE_HOSTS", False)
 
     def _boot(count: int = 1) -> list[testbed.Host]:
-        hosts = testbed.boot(count, prefix=f"test-{request.module.__name__.rsplit('.', 1)[-1]}")
+        name = request.module.__name__.rsplit(".", 1)[-1]
+        hosts = testbed.boot(count, prefix=f"test-{name}", provisioned=provisioned)
         booted.extend(hosts)
         return hosts
 

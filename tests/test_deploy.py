@@ -15,6 +15,8 @@ import testbed
 from testbed.pyinfra_cli import SUMMARY_ROW_RE, pyinfra, pyinfra_cli
 from tests.helpers import APP, HELLO, body_of, main_pid, nginx_workers, uwsgi_workers, wait_for
 
+BARE_HOSTS = True  # a bare Debian host's first converge, nginx and all
+
 SITE_CHANGE = f"Site /etc/nginx/sites-available/{APP}: test and reload nginx"
 
 

@@ -15,6 +15,8 @@ import testbed
 from testbed.pyinfra_cli import TEST_INVENTORY, inventory_for, pyinfra
 from tests.helpers import HELLO, body_of, failing, uwsgi_workers, verify, wait_for
 
+BARE_HOSTS = True  # bad settings refused before a bare host is touched
+
 APP = "myproject"
 UNTOUCHED = (
     f"dpkg -s nginx >/dev/null 2>&1 && echo nginx; test -e /srv/{APP} && echo srv;"

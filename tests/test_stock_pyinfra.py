@@ -17,6 +17,8 @@ import testbed
 from testbed.pyinfra_cli import TEST_INVENTORY, Run, inventory_for, pyinfra
 from tests.helpers import HELLO, app_saying, body_of
 
+BARE_HOSTS = True  # stock pyinfra converges a bare host
+
 STOCK = ("--data", "fast_facts=false")
 WARNING = "this run uses stock pyinfra (slower, same result)"
 # pyinfra's CLI in a process whose speed layer knows no tested version (never in the tests'

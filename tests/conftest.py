@@ -74,8 +74,7 @@ SLOWEST_FIRST = (
     "test_safety",  # 163
     "test_security",  # 124
     "test_rollout",  # 141
-    "test_fleet_retire",  # 124 (measured alone)
-    "test_fleet",  # 122
+    "test_fleet",  # 122 + the retire part (about 60)
     "test_https",  # 119
     "test_deploy",  # 107
     "test_several_apps",  # 99

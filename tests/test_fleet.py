@@ -2,16 +2,25 @@
 runner's loopback and the hosts' own addresses): the balancer spreads requests over both,
 the app servers take HTTP from the balancer alone and see the client's address, a stopped
 app server is skipped and named by verify, a re-run changes nothing, and the app's timer
-runs on one app server only."""
+runs on one app server only. Then, on the same fleet, retired apps and renames: the app is
+retired (its timer with it) for another, which is renamed (the new name in apps, the old in
+retired_apps) and keeps its name through the load balancer, the old app's other names are
+refused there like any unknown name, its site is gone from the load balancer, a second run
+changes nothing and verify passes on every host; logs.py on the load balancer shows the app
+server that answered a request, with its status.
+
+Tests in this module share one fleet and run in file order."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
 import testbed
+from testbed.load import Load
 from testbed.pyinfra_cli import fleet_pyinfra
 from tests.helpers import HELLO, app_saying, wait_for
 from tests.timeline import rolled_under_load
@@ -155,3 +164,93 @@ def test_rollback_goes_batch_by_batch(fleet, workdir):
     assert len({release_of(s) for s in servers}) == 1
     assert HELLO in testbed.http_get(balancer.http_port)[1]
     assert run(fleet, workdir, "verify.py").returncode == 0
+
+
+# Retired apps and renames on the fleet (the tests above leave it serving myproject)
+
+OLD = {"app_name": "old", "server_name": ["shop.test", "legacy.test"]}
+NEW = {"app_name": "new", "server_name": ["shop.test"]}  # app_src: the renamed app's
+GREETING = "Hello from the renamed app!"
+
+
+def run_apps(hosts, workdir, entry: str, apps: list[dict], retired: tuple[str, ...] = (), **kw):
+    """pyinfra on the fleet with these apps and retired (myproject too: the fleet's first
+    app, retired with its timer by the first of these runs)."""
+    values = {"apps": apps, "retired_apps": ["myproject", *retired]}
+    data = [f"--data={key}={json.dumps(value)}" for key, value in values.items()]
+    return fleet_pyinfra(hosts, workdir, entry, *data, **kw)
+
+
+def answer(balancer, name: str, path: str = "/") -> tuple[int | None, str]:
+    return testbed.http_get(balancer.http_port, path, host_header=name)
+
+
+@pytest.fixture(scope="module")
+def serving_old(fleet, workdir):
+    """The fleet, after the tests above, serving the app ``old`` in place of myproject."""
+    started = time.monotonic()
+    run_apps(fleet, workdir, "deploy.py", [OLD]).check()
+    print(f"\n[fleet retire] myproject retired, old deployed: {time.monotonic() - started:.1f} s")
+    for server in fleet[1:]:
+        assert TIMER not in server.exec("systemctl list-timers --all --no-pager").stdout
+    return fleet
+
+
+@pytest.fixture(scope="module")
+def renamed(serving_old, workdir, tmp_path_factory):
+    """The run that renames ``old`` to ``new`` (which takes shop.test, not legacy.test)."""
+    fleet = serving_old
+    new = {**NEW, "app_src": app_saying(tmp_path_factory.mktemp("new"), GREETING)}
+    status, body = answer(fleet[0], "legacy.test")
+    assert status == 200 and HELLO in body  # the old app, before
+    started = time.monotonic()
+    with Load(fleet[0].http_port, host_header="shop.test") as load:  # shop.test stays up
+        load.wait_for(50)
+        run_apps(fleet, workdir, "deploy.py", [new], ("old",)).check()
+        load.wait_for(len(load.samples) + 50)
+    print(f"\n[fleet retire] rename old -> new: {time.monotonic() - started:.1f} s")
+    print(f"[fleet retire] shop.test during the rename: {load.summary()}")
+    assert load.failed == [], load.summary()  # the old app served it until each switch
+    assert all(HELLO in s.body for s in load.samples[:10]) and GREETING in load.samples[-1].body
+    return [new]
+
+
+def test_the_new_name_serves_and_the_retired_names_are_refused(fleet, renamed):
+    balancer, *servers = fleet
+    status, body = answer(balancer, "shop.test")
+    assert status == 200 and GREETING in body
+    wait_for(lambda: answer(balancer, "legacy.test")[0] is None, 10, "legacy.test closed")
+    site_left = balancer.exec("ls /etc/nginx/sites-available /etc/nginx/sites-enabled").stdout
+    assert "old" not in site_left.split()
+    assert "conflicting" not in balancer.exec("nginx -t 2>&1").stdout
+    for server in servers:
+        assert server.exec("systemctl is-active old", check=False).stdout.strip() == "inactive"
+
+
+def test_a_second_run_changes_nothing_and_verify_passes_everywhere(
+    fleet, renamed, workdir, tmp_path
+):
+    again = run_apps(fleet, workdir, "deploy.py", renamed, ("old",)).check()
+    assert again.changed == 0, again.changed_ops()
+    report = tmp_path / "report.json"
+    verified = run_apps(
+        fleet, workdir, "verify.py", renamed, ("old",), env_extra={"VERIFY_JSON": str(report)}
+    )
+    assert verified.returncode == 0, verified.output[-3000:]
+    hosts = json.loads(report.read_text())["hosts"]
+    for host in fleet:
+        retired = {c["name"] for c in hosts[host.name]["checks"] if c["scope"] == "old"}
+        assert "site removed" in retired, host.name
+
+
+def test_logs_on_the_balancer_show_the_app_server_that_answered(fleet, renamed, workdir):
+    balancer, *servers = fleet
+    probe = f"/?probe={uuid.uuid4().hex}"
+    assert answer(balancer, "shop.test", probe)[0] == 200
+    shown = run_apps(fleet, workdir, "logs.py", renamed).check().output
+    assert f"{balancer.name}: nginx access log /var/log/nginx/new.access.log" in shown
+    line = next(line for line in shown.splitlines() if probe in line)
+    assert "upstream_status=200" in line, line
+    assert any(f"upstream={server.address}:80" in line for server in servers), line
+    modes = balancer.exec("stat -c %a /var/log/nginx/new.access.log /var/log/nginx/new.error.log")
+    assert modes.stdout.split() == ["640", "640"]  # client data: root and adm only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from contextlib import ExitStack
 
 import pytest
@@ -95,3 +96,22 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
     rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
+
+
+MODULE_SECONDS: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report):
+    """Each module's time, its fixtures' setup and teardown included: what it costs the
+    worker that runs it (reports reach the controller from every worker)."""
+    MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The modules that take 30 s or more, slowest first: what SLOWEST_FIRST is ordered by
+    and what balances the two workers."""
+    slow = sorted(((s, m) for m, s in MODULE_SECONDS.items() if s >= 30), reverse=True)
+    if slow:
+        terminalreporter.write_sep("=", "modules taking 30 s or more")
+        for seconds, module in slow:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {module}")

@@ -228,7 +228,8 @@ class CalendarProblem(FactBase):
 
 def check_calendars(settings: Settings) -> None:
     """Each timer's calendar, asked of the host's systemd when this machine had none to ask
-    (settings.calendar_problem): SettingsRefused names the timer before anything changes."""
+    (config.processes.calendar_problem): SettingsRefused names the timer before anything
+    changes."""
     if shutil.which("systemd-analyze"):
         return  # the settings' validation asked this machine's systemd already
     for name, timer in settings.timers.items():

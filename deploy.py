@@ -25,12 +25,15 @@ from deploys.stack.fleet import (
     all_hosts_reach,
     as_served,
     no_failed_host,
+    one_copy_of_data,
     processes_here,
 )
 from deploys.stack.fleet import fleet as fleet_of_inventory
 from deploys.stack.https import prepare_certificates
 from deploys.stack.nginx import NginxHost, configure_nginx, configure_nginx_host
 from deploys.stack.packages import install_packages
+from deploys.stack.postgresql import check_postgresql, configure_database
+from deploys.stack.redis import configure_redis
 from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
 from deploys.stack.virtualenv import build_virtualenv
 from deploys.stack.workers import check_calendars, configure_processes, start_timers
@@ -46,6 +49,7 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
     release = upload_release(settings)
     env = write_app_environment(settings)
     create_shared_folders(settings)
+    provide_datastores(settings)
     check_release(settings)
     here = processes_here(settings, fleet)
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
@@ -53,6 +57,15 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
         if fleet.switches_here(step):
             switch_app(settings, nginx_host_wide, [release, venv], env, here, **rolling)
         yield step
+
+
+def provide_datastores(settings: Settings) -> None:
+    """The app's own database and Redis, when it asks for them: up before its release
+    commands and checks run."""
+    if settings.postgresql:
+        configure_database(settings)
+    if settings.redis:
+        configure_redis(settings)
 
 
 def switch_app(
@@ -83,6 +96,8 @@ plan = as_served(plan, fleet)
 for app in plan.selected:  # settings the host or the inventory must confirm, before any change
     check_calendars(app)
     processes_here(app, fleet)
+    one_copy_of_data(app, fleet)
+check_postgresql(plan)
 hold_deploy_lock()
 private_upload_dir()
 install_packages(plan)

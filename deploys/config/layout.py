@@ -174,6 +174,26 @@ class Layout:
         return f"/etc/systemd/system/{name}"
 
     @property
+    def redis_unit_name(self) -> str:
+        """The app's own Redis (``redis = true``): a unit of the app's user and sandbox."""
+        return f"{self.app}-redis.service"
+
+    @property
+    def redis_conf(self) -> str:
+        """Its configuration (root-owned, the app's group may read it)."""
+        return f"{self.etc}/redis.conf"
+
+    @property
+    def redis_socket(self) -> str:
+        """Its one way in: a unix socket in a runtime folder of the app's user only."""
+        return f"/run/{self.app}-redis/redis.sock"
+
+    @property
+    def redis_data(self) -> str:
+        """Its snapshots (systemd StateDirectory=, the app's user only)."""
+        return f"/var/lib/{self.app}-redis"
+
+    @property
     def socket_unit(self) -> str:
         return f"/etc/systemd/system/{self.socket_unit_name}"
 

@@ -62,6 +62,11 @@ class HostPlan:
         """Whether any app builds uWSGI (a compiler on the host)."""
         return any(a.uwsgi_from_source for a in self.apps)
 
+    @property
+    def redis(self) -> bool:
+        """Whether any app has its own Redis (Debian's redis-server installed)."""
+        return any(a.redis for a in self.apps)
+
     def single(self, entry_point: str) -> Settings:
         """The one app an entry point that acts on a single app works on."""
         if len(self.selected) != 1:

@@ -79,6 +79,18 @@ def shipped(folder: str) -> Path:
     return PACKAGE.parent / folder if CHECKOUT else PACKAGE / folder
 
 
+# Redis' choices when its memory is full: noeviction refuses writes (a queue loses nothing)
+MaxmemoryPolicy = Literal[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+]
+
 SAMPLE_APP_GREETING = "Hello There!"
 PYINFRA_KEY_PREFIXES = (
     "_",
@@ -172,6 +184,10 @@ class Settings(BaseModel):
     worker_hosts: GroupName | None = None  # inventory group running workers (default: all)
     timer_hosts: GroupName | None = None  # inventory group whose first host runs the timers
     process: ProcessName | None = None  # logs.py: one worker's or timer's journal
+    postgresql: bool = False  # a database of its own (DATABASE_URL), see docs/databases.md
+    redis: bool = False  # a Redis of its own (REDIS_URL)
+    redis_maxmemory: str = Field("128mb", pattern=r"^[1-9][0-9]{0,5}(kb|mb|gb)$")
+    redis_maxmemory_policy: MaxmemoryPolicy = "noeviction"
 
     # each field's rules (validation.py), before or after pydantic reads its type
     _names_as_served = applied(names_as_served, "server_name", mode="before")

@@ -347,3 +347,35 @@ class TimerStatus(FactBase):
             "Result": service.get("Result", ""),
             "ExecMainStatus": service.get("ExecMainStatus", ""),
         }
+
+
+class AnswerAs(FactBase):
+    """What a read-only command prints when ``user`` runs it (runuser: no password, no
+    shell), and its exit status: ``{"output": [lines], "status": 0}``."""
+
+    def command(self, user: str, argv: list[str]) -> str:
+        return f'runuser -u {shlex.quote(user)} -- {shlex.join(argv)} 2>&1; echo "exit=$?"'
+
+    @staticmethod
+    def default():
+        return {"output": [], "status": None}
+
+    def process(self, output):
+        *lines, last = output or ["exit="]
+        status = last.removeprefix("exit=")
+        return {"output": lines, "status": int(status) if status.isdigit() else None}
+
+
+class TcpListeners(FactBase):
+    """The TCP sockets a unit's main process listens on (``ss`` lines; ``[]``: none)."""
+
+    def command(self, unit: str) -> str:
+        return (
+            f"pid=$(systemctl show -P MainPID {shlex.quote(unit)});"
+            ' [ "${pid:-0}" -gt 0 ] && ss -Hltnp | grep -F "pid=$pid," || true'
+        )
+
+    default = list
+
+    def process(self, output):
+        return [line.strip() for line in output if line.strip()]

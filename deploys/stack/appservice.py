@@ -5,10 +5,11 @@ restarting the socket."""
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
+from deploys.config.datastores import app_environment, own_urls
 from deploys.config.fingerprint import digest
 from deploys.config.layout import Layout
 from deploys.config.settings import Settings
@@ -89,7 +90,21 @@ def sandbox(settings: Settings) -> str:
 
 def env_file(settings: Settings) -> str:
     """The EnvironmentFile text (may hold secrets: never logged or diffed)."""
-    return render("env.j2", s=settings)
+    return render("env.j2", s=settings, env=app_environment(settings))
+
+
+_SAID: set[tuple[str, str]] = set()  # (app, name) whose own URL was reported in this run
+
+
+def report_own_urls(settings: Settings) -> None:
+    """Say once per run that the app's ``env`` keeps its own DATABASE_URL or REDIS_URL."""
+    for name in own_urls(settings):
+        if (settings.app_name, name) not in _SAID:
+            _SAID.add((settings.app_name, name))
+            logger.warning(
+                f"{settings.app_name}: env sets {name} itself: the app keeps that value, not"
+                " the URL of the database or Redis the deploy provides it (docs/databases.md)"
+            )
 
 
 @deploy("App environment")
@@ -97,6 +112,7 @@ def write_app_environment(settings: Settings) -> list[OperationMeta]:
     """Write the app's EnvironmentFile and sandbox (before any release check runs the app).
     Returns their operations."""
     layout = Layout.of(settings)
+    report_own_urls(settings)
     files.directory(
         name=f"Directory {layout.unit}.d", path=f"{layout.unit}.d", user="root", mode="755"
     )

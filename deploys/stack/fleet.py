@@ -179,10 +179,25 @@ def processes_here(settings: Settings, fleet: Fleet) -> tuple[bool, bool]:
     return workers, timer_hosts[:1] == [host.name]
 
 
+def one_copy_of_data(settings: Settings, fleet: Fleet) -> None:
+    """PyinfraError when the app servers behind load balancers would each get a database or
+    Redis of their own (split data: a fleet's shared database server is not built yet)."""
+    asked = [key for key in ("postgresql", "redis") if getattr(settings, key)]
+    if asked and fleet.load_balancers and len(fleet.names) > 1:
+        raise PyinfraError(
+            f"{asked[0]}: behind load balancers each of the {len(fleet.names)} app servers"
+            f" would get its own {' and '.join(asked)}, and the app's data would split:"
+            " a database server shared by a fleet is not supported yet (docs/databases.md);"
+            " set DATABASE_URL / REDIS_URL in env to a server of yours instead"
+        )
+
+
 def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:
     """The plan as this host serves it. Behind load balancers HTTPS ends at them (they hold
     the certificates): an app server serves its apps over plain HTTP, to the load balancers
-    alone, and learns the scheme from their X-Forwarded-Proto."""
-    if not fleet.load_balancers or fleet.balancing:
+    alone, and learns the scheme from their X-Forwarded-Proto. A load balancer runs no app:
+    no database or Redis of theirs either."""
+    if not fleet.load_balancers:
         return plan
-    return replace(plan, apps=tuple(app.model_copy(update={"https": False}) for app in plan.apps))
+    off = {"postgresql": False, "redis": False} if fleet.balancing else {"https": False}
+    return replace(plan, apps=tuple(app.model_copy(update=off) for app in plan.apps))

@@ -5,6 +5,8 @@ from pyinfra.operations import apt
 from deploys.config.plan import HostPlan
 from deploys.ops.render import put_text
 from deploys.ops.typed import deploy
+from deploys.stack.postgresql import server_packages
+from deploys.stack.redis import mask_shared_redis, stop_shared_redis
 
 BASE_PACKAGES = ["nginx", "python3-venv", "ufw"]
 BUILD_PACKAGES = ["build-essential", "python3-dev", "libpcre3-dev"]  # PCRE: uWSGI routing
@@ -12,30 +14,40 @@ APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 
 
 HTTPS_PACKAGES = ["certbot", "openssl"]
+REDIS_PACKAGES = ["redis-server"]
 
 
 def wanted_packages(plan: HostPlan) -> list[str]:
     """Debian packages the host's apps need; a compiler only to build uWSGI from source,
-    certbot only for HTTPS."""
+    certbot only for HTTPS, redis-server for the apps' own Redis (PostgreSQL: see
+    postgresql.server_packages)."""
     return (
         BASE_PACKAGES
         + (BUILD_PACKAGES if plan.uwsgi_from_source else [])
         + (HTTPS_PACKAGES if plan.https else [])
+        + (REDIS_PACKAGES if plan.redis else [])
     )
 
 
 @deploy("System packages")
 def install_packages(plan: HostPlan):
-    """Install nginx, python3-venv and ufw; refresh apt's index at most every apt_cache_time."""
+    """Install nginx, python3-venv and ufw, and what the apps ask for; refresh apt's index at
+    most every apt_cache_time. The Redis package's own shared instance is masked first and
+    never runs."""
     put_text(
         "apt waits up to 10 minutes for a lock held by another process",
         'DPkg::Lock::Timeout "600";\n',
         APT_LOCK_WAIT,
     )
+    if plan.redis:
+        mask_shared_redis()
+    packages = wanted_packages(plan) + server_packages(plan)
     apt.packages(
-        name="Install " + ", ".join(wanted_packages(plan)),
-        packages=wanted_packages(plan),
+        name="Install " + ", ".join(packages),
+        packages=packages,
         update=True,
         cache_time=plan.host.apt_cache_time,
         no_recommends=True,
     )
+    if plan.redis:
+        stop_shared_redis()

@@ -86,9 +86,9 @@ def retired_sites(plan: HostPlan) -> tuple[str, ...]:
 def retire_apps(plan: HostPlan):
     """Take each retired app's site off nginx (tested reload; the first app's site change
     of the run already did, so that its names were free for the new apps), then stop and
-    disable its socket and service. Its data directory, releases, environment and
-    certificate are kept. A name that is no app of ours on this host is left alone, and
-    the run says so."""
+    disable its socket, service and Redis. Its data directory, releases, environment,
+    certificate, database and Redis data are kept. A name that is no app of ours on this
+    host is left alone, and the run says so."""
     on_host = retiring(plan)
     for name in plan.retired:
         if name not in on_host:
@@ -112,6 +112,12 @@ def retire_apps(plan: HostPlan):
                 enabled=False,
                 along=layout.units_read_together,
             )
+        unit_state(
+            name=f"Retired {name}: its Redis stopped and disabled (its data kept)",
+            unit=layout.redis_unit_name,
+            running=False,
+            enabled=False,
+        )
         unit_state(
             name=f"Retired {name}: {layout.handover_unit_name} stopped",
             unit=layout.handover_unit_name,

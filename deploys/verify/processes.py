@@ -27,7 +27,8 @@ def when(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _exposure_check(label: str, unit: str) -> Check:
+def exposure_check(label: str, unit: str) -> Check:
+    """The unit's sandbox as systemd-analyze rates it, against SANDBOX_TARGET."""
     score = host.get_fact(SandboxExposure, unit=unit)
     return Check(
         f"{label} sandbox exposure",
@@ -53,7 +54,7 @@ def worker_checks(instances: tuple[str, ...], switch: int) -> list[Check]:
                 active == "active" and started >= switch > 0,
             )
         )
-    return [*checks, _exposure_check("worker", instances[0])] if instances else checks
+    return [*checks, exposure_check("worker", instances[0])] if instances else checks
 
 
 def timer_checks(layout: Layout, name: str) -> list[Check]:
@@ -79,7 +80,7 @@ def timer_checks(layout: Layout, name: str) -> list[Check]:
         said = [printable(line.split("]: ", 1)[-1]) for line in reversed(lines)]
         observed = f"{result}: " + " | ".join(said) + f" ({when(last)})"
     checks.append(Check(f"timer {name} last run", "succeeded (or none yet)", observed, ok))
-    checks.append(_exposure_check(f"timer {name}", f"{timer}.service"))
+    checks.append(exposure_check(f"timer {name}", f"{timer}.service"))
     return checks
 
 

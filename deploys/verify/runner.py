@@ -12,6 +12,7 @@ from deploys.verify.checks import (
     host_checks,
     retired_site_checks,
 )
+from deploys.verify.datastores import datastore_checks
 from deploys.verify.processes import process_checks
 
 
@@ -29,6 +30,10 @@ def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
         *(
             c
             for app in plan.selected
-            for c in (*app_checks(app), *process_checks(app, *processes_here(app, fleet)))
+            for c in (
+                *app_checks(app),
+                *process_checks(app, *processes_here(app, fleet)),
+                *datastore_checks(app),
+            )
         ),
     ]

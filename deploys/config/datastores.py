@@ -1,0 +1,44 @@
+"""The database and Redis an app asks for (``postgresql``, ``redis``) as the environment it
+gets: ``DATABASE_URL`` and ``REDIS_URL``, each pointing at a unix socket, with no password
+(PostgreSQL's peer authentication: the app's system user is its role; its Redis is reached
+by its user alone). A name the app's ``env`` sets itself keeps the app's value."""
+
+from __future__ import annotations
+
+from deploys.config.layout import Layout
+from deploys.config.settings import Settings
+
+POSTGRES_SOCKET_DIR = "/run/postgresql"  # Debian's
+
+
+def database_url(settings: Settings) -> str:
+    """The app's database over the local socket, as libpq, psycopg and SQLAlchemy take it
+    (the role: the connecting system user)."""
+    return f"postgresql:///{settings.app_name}?host={POSTGRES_SOCKET_DIR}"
+
+
+def redis_url(settings: Settings) -> str:
+    """The app's Redis over its socket, as redis-py (RQ, Flask-Limiter...) takes it."""
+    return f"unix://{Layout.of(settings).redis_socket}"
+
+
+def linked_urls(settings: Settings) -> dict[str, str]:
+    """The URLs of the services the app asks for, by the name the app reads."""
+    urls = {}
+    if settings.postgresql:
+        urls["DATABASE_URL"] = database_url(settings)
+    if settings.redis:
+        urls["REDIS_URL"] = redis_url(settings)
+    return urls
+
+
+def own_urls(settings: Settings) -> list[str]:
+    """The linked URLs' names the app's ``env`` sets itself (its value is kept)."""
+    return sorted(set(linked_urls(settings)) & set(settings.env))
+
+
+def app_environment(settings: Settings) -> dict[str, str]:
+    """Everything the app's environment file holds: the linked URLs, then ``env`` (secret:
+    never logged)."""
+    env = {name: value.get_secret_value() for name, value in settings.env.items()}
+    return {**linked_urls(settings), **env}

@@ -18,8 +18,15 @@ from deploys.release.upload import create_shared_folders, upload_release
 from deploys.stack.appservice import configure_app_service, write_app_environment
 from deploys.stack.appuser import create_app_user
 from deploys.stack.balancer import balancer_rollout, configure_balancer
+from deploys.stack.database_server import (
+    configure_database_server,
+    database_env_copied,
+    serve_app_data,
+    urls_in_place,
+)
 from deploys.stack.firewall import configure_firewall
 from deploys.stack.fleet import (
+    MIGRATED,
     Fleet,
     Step,
     all_hosts_reach,
@@ -42,18 +49,31 @@ from deploys.stack.workers import check_calendars, configure_processes, start_ti
 def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> Iterator[Step]:
     """One app on this app server, from its user to its health gate, step by step of the
     rolling release (Fleet.steps; the caller makes the barrier after each). Everything up
-    to the release's pre-flight checks runs on every app server at once; behind load
-    balancers the switch comes in this server's batch, and only while no host has failed."""
+    to the release's pre-flight checks runs on every app server at once (around a database
+    server, once its databases are ready, the release commands on one app server first);
+    behind load balancers the switch comes in this server's batch, and only while no host
+    has failed."""
     create_app_user(settings)
     venv = build_virtualenv(settings)
     release = upload_release(settings)
     env = write_app_environment(settings)
     create_shared_folders(settings)
     provide_datastores(settings)
-    check_release(settings)
     here = processes_here(settings, fleet)
+    in_place = urls_in_place(settings, fleet) if settings.database_server else None
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
     for step in fleet.steps():
+        if step.kind == MIGRATED and settings.database_server:
+            env.append(
+                database_env_copied(
+                    name=f"{settings.app_name}'s URLs from {fleet.database_host} (hidden)",
+                    settings=settings,
+                    source_host=fleet.database_host,
+                    in_place=in_place,
+                )
+            )
+        if fleet.checks_here(step):
+            check_release(settings, commands=fleet.runs_release_commands())
         if fleet.switches_here(step):
             switch_app(settings, nginx_host_wide, [release, venv], env, here, **rolling)
         yield step
@@ -62,10 +82,20 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
 def provide_datastores(settings: Settings) -> None:
     """The app's own database and Redis, when it asks for them: up before its release
     commands and checks run."""
+    if settings.database_server:
+        return  # on the database server (stack/database_server.py)
     if settings.postgresql:
         configure_database(settings)
     if settings.redis:
         configure_redis(settings)
+
+
+def serve_data(settings: Settings, _nginx: NginxHost, fleet: Fleet) -> Iterator[Step]:
+    """The database server's part of the app's rollout: its database and Redis, ready
+    before the app servers go on (the DATA step), then every step alike."""
+    if settings.postgresql or settings.redis:
+        serve_app_data(settings, fleet)
+    yield from fleet.steps()
 
 
 def switch_app(
@@ -100,9 +130,13 @@ for app in plan.selected:  # settings the host or the inventory must confirm, be
 check_postgresql(plan)
 hold_deploy_lock()
 private_upload_dir()
-install_packages(plan)
+install_packages(plan, fleet.serving_data)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
-if fleet.balancing:
+if fleet.serving_data:
+    configure_database_server(plan, fleet)
+    nginx_host_wide = NginxHost({}, {}, catch_all=False)  # it serves no site
+    rollout = serve_data
+elif fleet.balancing:
     if plan.host.firewall:
         configure_firewall(plan)
     nginx_host_wide = configure_balancer(plan, fleet)
@@ -120,6 +154,6 @@ for position, app in enumerate(plan.selected, start=1):
     with in_turn(position):
         for step in rollout(app, nginx_host_wide, fleet):
             all_hosts_reach(fleet, app.app_name, step)  # one line for every host: a barrier
-if not fleet.balancing:
+if fleet.runs_apps:
     with in_turn(len(plan.selected) + 1):
         retire_apps(plan)

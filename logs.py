@@ -78,14 +78,30 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def data_logs(settings: Settings) -> dict[str, list[str]]:
+    """Section title -> the last log_lines lines of the app's Redis and PostgreSQL, where
+    they run (this host, or the database server)."""
+    units = [Layout.of(settings).redis_unit_name] if settings.redis else []
+    units += ["postgresql@*"] if settings.postgresql else []
+    if not units or settings.database_server:
+        return {}
+    title = f"journal of {settings.app_name}'s " + " and ".join(units)
+    return {title: host.get_fact(JournalTail, units=units, lines=settings.log_lines)}
+
+
+def host_logs(settings: Settings) -> dict[str, list[str]]:
+    """The sections of one app's logs on this host: a load balancer's are its site's, the
+    database server's its database's and Redis', an app server's all of its own."""
+    if roles.balancing:
+        return site_logs(settings, True)
+    if roles.serving_data:
+        return data_logs(settings)
+    return {**app_logs(settings), **data_logs(settings)}
+
+
 roles = fleet()
 plan = as_served(prepare_host(secrets=False), roles)  # behind load balancers: no certbot
-balancing = roles.balancing  # a load balancer runs no app: its sites' logs only
-sections = {
-    title: text
-    for app in plan.selected
-    for title, text in (site_logs(app, True) if balancing else app_logs(app)).items()
-}
+sections = {title: text for app in plan.selected for title, text in host_logs(app).items()}
 if plan.https:  # where a failed renewal shows
     sections[f"certbot's log {CERTBOT_LOG}"] = host.get_fact(
         CertbotLogTail, lines=plan.host.log_lines

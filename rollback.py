@@ -96,9 +96,10 @@ fleet = fleet_of_inventory(plan.host.rolling_batch)
 app = as_served(plan, fleet).single("rollback.py")
 hold_deploy_lock()
 with in_turn(1):  # the app's turn, the same on load balancers and app servers
-    steps = None
     if fleet.balancing:  # the sites stay, the app servers' rotation may change
         shared = configure_nginx_host(plan, servers=fleet.app_servers)
         steps = balancer_rollout(app, shared, fleet, rollback=True)
-    for step in steps or switch_back(app, fleet):
+    else:  # a database server has no part in it but its turns
+        steps = fleet.steps() if fleet.serving_data else switch_back(app, fleet)
+    for step in steps:
         all_hosts_reach(fleet, app.app_name, step)  # one line for every host: a barrier

@@ -23,7 +23,7 @@ if not settings.command:
     raise SettingsRefused(
         "command: run.py needs the command to run, e.g. --data command='flask --app myapp init-db'"
     )
-if not fleet().balancing:  # a load balancer runs no app code
+if fleet().runs_apps:  # a load balancer or database server runs no app code
     hold_deploy_lock()
     layout = Layout.of(settings)
     if not host.get_fact(Link, path=layout.current):

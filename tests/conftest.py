@@ -80,6 +80,7 @@ SLOWEST_FIRST = (
     "test_deploy",  # 107
     "test_several_apps",  # 99
     "test_verify",  # 96
+    "test_database_server",  # 186 (measured beside a CI run)
     "test_datastores",  # 102 (measured alone)
     "test_fleet_https",  # 87
     "test_debian13",  # 70

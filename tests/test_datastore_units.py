@@ -5,16 +5,27 @@ tcp-listeners-sshd.txt), the operations' commands."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
+from pyinfra.facts.files import FileContents, Sha256File
 
-from deploys.config.datastores import app_environment, linked_urls, own_urls
+from deploys.config.datastores import app_environment, linked_urls, own_urls, redis_port
 from deploys.config.plan import load_plan
 from deploys.config.settings import SettingsError, load_settings
 from deploys.ops.context import SettingsRefused
 from deploys.ops.facts import AnswerAs, TcpListeners
 from deploys.stack.appservice import env_file, sandbox
+from deploys.stack.database_server import (
+    credentials_script,
+    database_env_copied,
+    database_firewall_rules,
+    hba,
+    listen_command,
+    role_password,
+)
+from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import (
     DatabaseAccess,
     PostgresClusters,
@@ -168,7 +179,111 @@ def test_a_command_as_a_user_is_read_with_its_status():
     )
 
 
-def test_a_units_tcp_listeners_are_read():
-    listening = TcpListeners().process(lines("tcp-listeners-sshd.txt"))
-    assert len(listening) == 2 and all("sshd" in line for line in listening)
+def test_a_units_tcp_listeners_are_read_from_their_cgroups():
+    def listening(unit: str) -> list[str]:
+        fact = TcpListeners()
+        fact.command(unit)
+        return fact.process(lines("tcp-listeners.txt"))
+
+    assert listening("postgresql@15-main.service") == ["172.17.0.6:5432", "127.0.0.1:5432"]
+    assert listening("board-redis.service") == ["172.17.0.6:6410"]
+    assert listening("redis.service") == []  # a name the cgroup only ends with
     assert TcpListeners().process([]) == []
+
+
+# -- a fleet's database server ------------------------------------------------------------
+
+
+FLEET = Fleet(
+    load_balancers=("10.0.0.2",),
+    app_servers=("10.0.0.11", "10.0.0.12"),
+    balancing=False,
+    batches=(("app1",), ("app2",)),
+    names=("app1", "app2"),
+    database_server="10.0.0.20",
+    database_host="db1",
+    serving_data=True,
+)
+
+
+def test_the_database_server_admits_the_app_servers_alone():
+    plan = load_plan({**BOTH, "app_name": "board"})
+    allow, absent = database_firewall_rules(plan, FLEET)
+    port = redis_port("board")
+    assert allow == [
+        "OpenSSH",
+        "from 10.0.0.11 to any port 5432 proto tcp",
+        f"from 10.0.0.11 to any port {port} proto tcp",
+        "from 10.0.0.12 to any port 5432 proto tcp",
+        f"from 10.0.0.12 to any port {port} proto tcp",
+    ]
+    assert "Nginx HTTP" in absent and "5000" in absent
+    rules = hba(plan, FLEET).splitlines()
+    assert "host    board    board    10.0.0.11/32    scram-sha-256" in rules
+    assert "local   all             all                                     peer" in rules
+    assert "10.0.0.2" not in hba(plan, FLEET)  # the load balancer
+    words = shlex.split(listen_command("10.0.0.20"))
+    assert words[:6] == ["runuser", "-u", "postgres", "--", "psql", "-XAq"]
+    assert "ALTER SYSTEM SET listen_addresses = 'localhost,10.0.0.20'" in words
+    assert "ALTER SYSTEM SET hba_file = '/etc/flask-deploy/pg_hba.conf'" in words
+
+
+def test_the_password_is_made_on_the_host_and_never_an_argument():
+    settings = load_settings({**BOTH, "app_name": "board"})
+    script = credentials_script(settings, "10.0.0.20")
+    assert script.startswith("umask 077 && [ -s /etc/flask-deploy/databases/board.password ] ||")
+    assert "head -c 64 /dev/urandom" in script and "pw=$(cat " in script
+    assert "postgresql://board:%s@10.0.0.20:5432/board" in script
+    assert f"redis://board:%s@10.0.0.20:{redis_port('board')}/0" in script
+    assert 'printf %s "$pw" | sha256sum' in script  # the ACL keeps a hash
+    only_db = credentials_script(load_settings({"postgresql": True}), "10.0.0.20")
+    assert "REDIS_URL" not in only_db and ".acl" not in only_db
+
+
+def test_a_role_password_is_given_again_only_when_it_changed(fake):
+    secret = "/etc/flask-deploy/databases/board.password"
+    applied = "/etc/flask-deploy/databases/board.role-password"
+    fake({fact(Sha256File, path=secret): "abc", fact(FileContents, path=applied): ["abc"]})
+    assert commands(role_password, "board", "board") == []
+    fake({fact(Sha256File, path=secret): "abd", fact(FileContents, path=applied): ["abc"]})
+    (command,) = commands(role_password, "board", "board")
+    assert command.startswith(f"pw=$(cat {secret}) && printf ")
+    assert "SET log_statement = none" in command and "| runuser -u postgres -- psql" in command
+
+
+def test_the_urls_are_copied_only_when_they_differ(fake):
+    settings = load_settings({**BOTH, "app_name": "board"})
+    dest = "/etc/board/database.env"
+    fake({fact(Sha256File, path=dest): "abc"})
+    assert commands(database_env_copied, settings, "db1", "abc") == []
+    host = fake({fact(Sha256File, path=dest): "old"})
+    host.data = type("Data", (), {"_temp_dir": "/home/d/.cache/fd"})()
+    steps = commands(database_env_copied, settings, "db1", None)
+    assert steps[0] == f"touch {dest} && chown root:board {dest} && chmod 640 {dest}"
+    assert [type(s).__name__ for s in steps[1:3]] == ["FunctionCommand", "FileUploadCommand"]
+    assert host.logs == [f"Will write {dest} from db1 (contents hidden)"]
+
+
+def test_database_server_is_derived_never_set_by_hand():
+    with pytest.raises(SettingsError, match="database_server: set by the inventory"):
+        load_settings({"database_server": "10.0.0.20"})
+
+
+def test_two_apps_meeting_on_one_redis_port_are_refused():
+    seen: dict[int, str] = {}
+    for number in range(2000):
+        name = f"app{number}"
+        if redis_port(name) in seen:
+            pair = [seen[redis_port(name)], name]
+            break
+        seen[redis_port(name)] = name
+    apps = [{"app_name": n, "server_name": f"{n}.example", "redis": True} for n in pair]
+    with pytest.raises(SettingsError, match="would share a Redis port"):
+        load_plan({"apps": apps})
+
+
+def test_a_fleet_with_a_database_server_rolls_in_its_steps(fake):
+    fake().loop_position = []  # in_turn's record of the host's turns
+    kinds = [step.kind for step in FLEET.steps()]
+    assert kinds == ["data", "migrated", "prepared", "switched", "checked", "switched", "checked"]
+    assert FLEET.rolling and not FLEET.runs_apps

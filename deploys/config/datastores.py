@@ -5,10 +5,20 @@ by its user alone). A name the app's ``env`` sets itself keeps the app's value."
 
 from __future__ import annotations
 
+import hashlib
+
 from deploys.config.layout import Layout
 from deploys.config.settings import Settings
 
 POSTGRES_SOCKET_DIR = "/run/postgresql"  # Debian's
+REDIS_PORTS = range(6380, 7380)  # on a database server, each app's Redis on one of them
+
+
+def redis_port(app: str) -> int:
+    """The port of the app's Redis on a database server: from its name, the same on every
+    run and host (two apps that meet on one are refused by plan.load_plan)."""
+    number = int(hashlib.sha256(app.encode()).hexdigest(), 16)
+    return REDIS_PORTS[number % len(REDIS_PORTS)]
 
 
 def database_url(settings: Settings) -> str:
@@ -23,8 +33,11 @@ def redis_url(settings: Settings) -> str:
 
 
 def linked_urls(settings: Settings) -> dict[str, str]:
-    """The URLs of the services the app asks for, by the name the app reads."""
-    urls = {}
+    """The URLs of the services the app asks for on this host, by the name the app reads
+    (on a database server's app server they come in Layout.database_env)."""
+    urls: dict[str, str] = {}
+    if settings.database_server:
+        return urls
     if settings.postgresql:
         urls["DATABASE_URL"] = database_url(settings)
     if settings.redis:

@@ -87,6 +87,12 @@ class Layout:
         return f"{self.etc}/env"
 
     @property
+    def database_env(self) -> str:
+        """On an app server of a database server: the URLs of its database and Redis there,
+        with their passwords (copied from the database server; root:<app> 0640)."""
+        return f"{self.etc}/database.env"
+
+    @property
     def pip_conf(self) -> str:
         """pip's settings for the venv builds (index credentials): root only."""
         return f"{self.etc}/pip.conf"

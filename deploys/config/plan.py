@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deploys.config.datastores import redis_port
 from deploys.config.settings import Settings, SettingsError, our_keys, settings_problems
 from deploys.config.validation import NAME_RE
 
@@ -63,9 +64,14 @@ class HostPlan:
         return any(a.uwsgi_from_source for a in self.apps)
 
     @property
+    def postgresql(self) -> bool:
+        """Whether any app has its database on this host."""
+        return any(a.postgresql and not a.database_server for a in self.apps)
+
+    @property
     def redis(self) -> bool:
-        """Whether any app has its own Redis (Debian's redis-server installed)."""
-        return any(a.redis for a in self.apps)
+        """Whether any app has its Redis on this host (Debian's redis-server installed)."""
+        return any(a.redis and not a.database_server for a in self.apps)
 
     def single(self, entry_point: str) -> Settings:
         """The one app an entry point that acts on a single app works on."""
@@ -146,6 +152,14 @@ def _clashes(
         if name in names:
             problems.append(
                 f"retired_apps: {name} is also in apps: deploy it or retire it, not both"
+            )
+    ports: dict[int, str] = {}
+    for app in (a for a in apps if a.redis):
+        other = ports.setdefault(redis_port(app.app_name), app.app_name)
+        if other != app.app_name:
+            problems.append(
+                f"app_name: {other} and {app.app_name} would share a Redis port on a database"
+                " server: rename one"
             )
     if only is not None and only not in names:
         problems.append(f"app: {only!r} is not an app of this host ({', '.join(names)})")

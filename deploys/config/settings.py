@@ -110,6 +110,9 @@ PYINFRA_KEY_PREFIXES = (
 SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
 
 
+# fields the deploy derives, never set by hand: what sets them
+DERIVED = {"database_server": "set by the inventory's database_servers group, not by hand"}
+
 # settings that take one value or a list of them
 LIST_FIELDS = (
     "server_name",
@@ -188,6 +191,9 @@ class Settings(BaseModel):
     redis: bool = False  # a Redis of its own (REDIS_URL)
     redis_maxmemory: str = Field("128mb", pattern=r"^[1-9][0-9]{0,5}(kb|mb|gb)$")
     redis_maxmemory_policy: MaxmemoryPolicy = "noeviction"
+    # not a setting: the address of the inventory's database server, where an app server's
+    # database and Redis live (stack/fleet.as_served); None: on this host
+    database_server: str | None = None
 
     # each field's rules (validation.py), before or after pydantic reads its type
     _names_as_served = applied(names_as_served, "server_name", mode="before")
@@ -352,11 +358,13 @@ def settings_problems(data: dict, secrets: bool = True) -> tuple[Settings | None
     if not secrets and isinstance(ours.get("env"), dict):
         ours["env"] = {k: v for k, v in ours["env"].items() if not is_unset(v)}
     problems = []
+    for key in sorted(set(ours) & set(DERIVED)):
+        problems.append(f"{key}: {DERIVED[key]}")
     for key in sorted(set(ours) - set(fields)):
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "see docs/settings.md"
         problems.append(f"{key}: unknown setting; {hint}")
-    known = {k: v for k, v in ours.items() if k in fields}
+    known = {k: v for k, v in ours.items() if k in fields and k not in DERIVED}
     try:
         settings = Settings(**known)
     except ValidationError as exc:

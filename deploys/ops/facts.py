@@ -367,15 +367,23 @@ class AnswerAs(FactBase):
 
 
 class TcpListeners(FactBase):
-    """The TCP sockets a unit's main process listens on (``ss`` lines; ``[]``: none)."""
+    """The TCP addresses a unit's processes listen on, e.g. ``["127.0.0.1:5432"]`` (``ss``
+    names each socket's cgroup, which ends with its unit: no process lookup, which root in a
+    container may be refused)."""
+
+    unit = ""
 
     def command(self, unit: str) -> str:
-        return (
-            f"pid=$(systemctl show -P MainPID {shlex.quote(unit)});"
-            ' [ "${pid:-0}" -gt 0 ] && ss -Hltnp | grep -F "pid=$pid," || true'
-        )
+        self.unit = unit
+        return "ss -Hltne"
 
     default = list
 
     def process(self, output):
-        return [line.strip() for line in output if line.strip()]
+        listening = []
+        for line in output:
+            fields = line.split()
+            cgroups = [f for f in fields if f.startswith("cgroup:")]
+            if len(fields) > 3 and cgroups and cgroups[0].endswith(f"/{self.unit}"):
+                listening.append(fields[3])
+        return listening

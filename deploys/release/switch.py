@@ -18,9 +18,10 @@ def _target(settings: Settings, release: str | None) -> str:
 
 
 @deploy("Release pre-flight")
-def check_release(settings: Settings, release: str | None = None):
+def check_release(settings: Settings, release: str | None = None, commands: bool = True):
     """Check the release before it may go live. The new release this deploy uploaded (the
-    default) runs the release commands first; a release rolled back to does not (its data
+    default) runs the release commands first (unless ``commands`` is false: another app
+    server runs them on the data they share); a release rolled back to does not (its data
     changes were made when it was new, and a migration tool may refuse to run an older
     release's migrations against newer data)."""
     layout = Layout.of(settings)
@@ -29,7 +30,7 @@ def check_release(settings: Settings, release: str | None = None):
         layout=layout,
         release=_target(settings, release),
         settings=settings,
-        commands=settings.release_command if release is None else [],
+        commands=settings.release_command if release is None and commands else [],
     )
 
 

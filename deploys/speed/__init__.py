@@ -2,6 +2,12 @@
 faster (fact cache, batch shell, fact merge, bookkeeping shortcuts, TCP_NODELAY). Nothing
 else of deploys touches pyinfra's internals. Imports nothing else of deploys.
 
+A known limit (found with #29): an operation whose generator reads *another* host's facts
+(``state.inventory.get_host(name).get_fact``) ends the run after its first operation, with
+exit status 0 and no summary, when the look-ahead runs that generator early. Read other
+hosts' facts in the deploy code, before the operations run (stack/database_server.py's
+urls_in_place does), or at execution in a FunctionCommand.
+
 One switch: ``install()`` applies all of it, for each host, from ``prepare_host``. It
 applies only on the pyinfra versions it was tested against (TESTED_PYINFRA); on any other
 the run uses stock pyinfra (slower, same result) and says so once. ``--data

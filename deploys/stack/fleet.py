@@ -1,6 +1,7 @@
-"""The inventory's roles: the app servers, and the load balancers in front of them (the
-``load_balancers`` group). Without that group every host is an app server serving clients
-itself, as always."""
+"""The inventory's roles: the app servers, the load balancers in front of them (the
+``load_balancers`` group) and the database server they share (the ``database_servers``
+group: PostgreSQL and Redis for the apps that ask). Without those groups every host is an
+app server serving clients itself, with its own databases, as always."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
 from deploys.ops.context import in_turn
 
-LOAD_BALANCERS, APP_SERVERS = "load_balancers", "app_servers"
-PREPARED, SWITCHED, CHECKED = "prepared", "switched", "checked"  # a rollout's steps
+LOAD_BALANCERS, APP_SERVERS, DATABASE_SERVERS = "load_balancers", "app_servers", "database_servers"
+# a rollout's steps: with a database server, its databases ready, then the release commands
+# run by one app server; every app server's release checked; then each batch switched and
+# checked from the load balancers
+DATA, MIGRATED = "data", "migrated"
+PREPARED, SWITCHED, CHECKED = "prepared", "switched", "checked"
 
 
 @dataclass(frozen=True)
 class Step:
-    """A step of a rolling release: every app server ``PREPARED`` (before any batch), or a
-    batch (its index) ``SWITCHED`` to the new release, or ``CHECKED`` from the load
-    balancers."""
+    """A step of a rolling release: the database server's databases ready (``DATA``) and
+    the release commands run on one app server (``MIGRATED``), when there is one; every app
+    server ``PREPARED`` (before any batch), or a batch (its index) ``SWITCHED`` to the new
+    release, or ``CHECKED`` from the load balancers."""
 
     kind: str
     batch: int = -1
@@ -39,6 +45,34 @@ class Fleet:
     balancing: bool  # this host is a load balancer
     batches: tuple[tuple[str, ...], ...] = ()  # app servers' names, switched batch by batch
     names: tuple[str, ...] = ()  # the app servers' inventory names, as app_servers
+    database_server: str = ""  # its private address ("": none)
+    database_host: str = ""  # its inventory name
+    serving_data: bool = False  # this host is the database server
+
+    @property
+    def runs_apps(self) -> bool:
+        """Whether this host is an app server (not a load balancer, nor the database
+        server)."""
+        return not (self.balancing or self.serving_data)
+
+    @property
+    def rolling(self) -> bool:
+        """Whether the hosts go through the release's steps together (a barrier after each):
+        behind load balancers, or around a shared database server."""
+        return bool(self.load_balancers or self.database_server)
+
+    def runs_release_commands(self) -> bool:
+        """Whether this app server runs the release commands: every one, each on its own
+        data, or around a shared database server the first one reached alone."""
+        first = reachable(self.names)[:1]
+        return not self.database_server or [h.name for h in first] == [host.name]
+
+    def checks_here(self, step: Step) -> bool:
+        """Whether ``step`` is this app server's release pre-flight: ``MIGRATED`` for the
+        one that runs the release commands around a shared database (before the others
+        check the release against the migrated data), else ``PREPARED``."""
+        first = self.database_server and self.runs_release_commands()
+        return step.kind == (MIGRATED if first else PREPARED)
 
     def switches_here(self, step: Step) -> bool:
         """Whether ``step`` is this app server's switch (without load balancers every app
@@ -56,7 +90,8 @@ class Fleet:
         made at one call site by several hosts for one, so without it the switch of the
         first batch and that of the last would be one operation, before and after the
         same barrier."""
-        kinds = [Step(PREPARED)]
+        kinds = [Step(DATA), Step(MIGRATED)] if self.database_server else []
+        kinds.append(Step(PREPARED))
         for number in range(len(self.batches)):
             kinds += [Step(SWITCHED, number), Step(CHECKED, number)]
         for position, step in enumerate(kinds, start=1):
@@ -65,6 +100,10 @@ class Fleet:
 
     def label(self, app_name: str, step: Step) -> str:
         """What the rollout's output calls ``step`` of ``app_name``."""
+        if step.kind == DATA:
+            return f"{app_name}: its database ready on {self.database_server}"
+        if step.kind == MIGRATED:
+            return f"{app_name}: release commands run on one app server"
         if step.kind == PREPARED:
             return f"{app_name}: every app server prepared"
         batch = ", ".join(self.batches[step.batch])
@@ -85,9 +124,10 @@ def reached(step: str):
 
 def all_hosts_reach(fleet: Fleet, app_name: str, step: Step) -> None:
     """The barrier after ``step`` of ``app_name`` (see reached), on every host alike; none
-    without load balancers (nothing rolls). Callers make it from one line that every host
-    runs (deploy.py's and rollback.py's rollout loops), so the operation is the same."""
-    if fleet.load_balancers:
+    without load balancers or a database server (nothing rolls). Callers make it from one
+    line that every host runs (deploy.py's and rollback.py's rollout loops), so the
+    operation is the same."""
+    if fleet.rolling:
         reached(name=f"Rollout: {fleet.label(app_name, step)}", step=fleet.label(app_name, step))
 
 
@@ -121,19 +161,28 @@ def private_address(member) -> str:
 
 def fleet(rolling_batch: int | str = 1) -> Fleet:
     """The fleet as this run's inventory describes it. App servers: the ``app_servers``
-    group, or every host that is not a load balancer; behind load balancers they switch in
-    batches of ``rolling_batch``, else all at once."""
+    group, or every host that is neither a load balancer nor the database server; behind
+    load balancers they switch in batches of ``rolling_batch``, else all at once."""
     inventory = state.inventory
     balancers = inventory.get_group(LOAD_BALANCERS, [])
+    databases = inventory.get_group(DATABASE_SERVERS, [])
     servers = inventory.get_group(APP_SERVERS, None)
     if servers is None:
-        servers = [member for member in inventory if member not in balancers]
+        servers = [member for member in inventory if member not in [*balancers, *databases]]
     _UNREACHABLE.update(state.failed_hosts)  # before any operation runs: connections only
-    both = [member.name for member in servers if member in balancers]
-    if both:
+    for group, others in ((APP_SERVERS, servers), (DATABASE_SERVERS, databases)):
+        both = [member.name for member in others if member in balancers]
+        if both:
+            raise PyinfraError(
+                f"inventory: {', '.join(both)} in both {LOAD_BALANCERS} and {group}: a host"
+                " has one role"
+            )
+    serving = [member.name for member in servers if member in databases]
+    if serving or len(databases) > 1:
         raise PyinfraError(
-            f"inventory: {', '.join(both)} in both {LOAD_BALANCERS} and {APP_SERVERS}:"
-            " a host is a load balancer or an app server, not both"
+            f"inventory: {DATABASE_SERVERS} holds {len(databases)} hosts"
+            + (f", {', '.join(serving)} also in {APP_SERVERS}" if serving else "")
+            + ": one database server, which runs no app, serves the app servers"
         )
     batches = {repr(member.data.get("rolling_batch")) for member in inventory}
     if balancers and len(batches) > 1:
@@ -149,6 +198,9 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
         balancing=host in balancers,
         batches=tuple(names[i : i + size] for i in range(0, len(names), size)),
         names=names,
+        database_server=private_address(databases[0]) if databases else "",
+        database_host=databases[0].name if databases else "",
+        serving_data=host in databases,
     )
 
 
@@ -181,14 +233,13 @@ def processes_here(settings: Settings, fleet: Fleet) -> tuple[bool, bool]:
 
 def one_copy_of_data(settings: Settings, fleet: Fleet) -> None:
     """PyinfraError when the app servers behind load balancers would each get a database or
-    Redis of their own (split data: a fleet's shared database server is not built yet)."""
+    Redis of their own (split data): they need the inventory's database server."""
     asked = [key for key in ("postgresql", "redis") if getattr(settings, key)]
-    if asked and fleet.load_balancers and len(fleet.names) > 1:
+    if asked and fleet.load_balancers and len(fleet.names) > 1 and not fleet.database_server:
         raise PyinfraError(
             f"{asked[0]}: behind load balancers each of the {len(fleet.names)} app servers"
-            f" would get its own {' and '.join(asked)}, and the app's data would split:"
-            " a database server shared by a fleet is not supported yet (docs/databases.md);"
-            " set DATABASE_URL / REDIS_URL in env to a server of yours instead"
+            f" would get its own {' and '.join(asked)}, and the app's data would split: put a"
+            f" database server in the inventory's {DATABASE_SERVERS} group (docs/databases.md)"
         )
 
 
@@ -196,8 +247,17 @@ def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:
     """The plan as this host serves it. Behind load balancers HTTPS ends at them (they hold
     the certificates): an app server serves its apps over plain HTTP, to the load balancers
     alone, and learns the scheme from their X-Forwarded-Proto. A load balancer runs no app:
-    no database or Redis of theirs either."""
-    if not fleet.load_balancers:
+    no database or Redis of theirs either. Around a database server, an app server's apps
+    reach theirs there (``database_server``)."""
+    if fleet.balancing:
+        off = {"postgresql": False, "redis": False}
+        return replace(plan, apps=tuple(app.model_copy(update=off) for app in plan.apps))
+    if not fleet.runs_apps or not fleet.rolling:
         return plan
-    off = {"postgresql": False, "redis": False} if fleet.balancing else {"https": False}
-    return replace(plan, apps=tuple(app.model_copy(update=off) for app in plan.apps))
+
+    def served(app: Settings) -> Settings:
+        remote = fleet.database_server if app.postgresql or app.redis else None
+        https = app.https and not fleet.load_balancers
+        return app.model_copy(update={"https": https, "database_server": remote})
+
+    return replace(plan, apps=tuple(map(served, plan.apps)))

@@ -15,22 +15,27 @@ APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 
 HTTPS_PACKAGES = ["certbot", "openssl"]
 REDIS_PACKAGES = ["redis-server"]
+CLIENT_PACKAGES = ["postgresql-client"]  # psql on an app server of a database server
 
 
-def wanted_packages(plan: HostPlan) -> list[str]:
+def wanted_packages(plan: HostPlan, serving_data: bool = False) -> list[str]:
     """Debian packages the host's apps need; a compiler only to build uWSGI from source,
     certbot only for HTTPS, redis-server for the apps' own Redis (PostgreSQL: see
-    postgresql.server_packages)."""
+    postgresql.server_packages). A database server (``serving_data``) runs no app: UFW and
+    the databases only."""
+    if serving_data:
+        return ["ufw", *(REDIS_PACKAGES if plan.redis else [])]
     return (
         BASE_PACKAGES
         + (BUILD_PACKAGES if plan.uwsgi_from_source else [])
         + (HTTPS_PACKAGES if plan.https else [])
         + (REDIS_PACKAGES if plan.redis else [])
+        + (CLIENT_PACKAGES if any(a.postgresql and a.database_server for a in plan.apps) else [])
     )
 
 
 @deploy("System packages")
-def install_packages(plan: HostPlan):
+def install_packages(plan: HostPlan, serving_data: bool = False):
     """Install nginx, python3-venv and ufw, and what the apps ask for; refresh apt's index at
     most every apt_cache_time. The Redis package's own shared instance is masked first and
     never runs."""
@@ -41,7 +46,7 @@ def install_packages(plan: HostPlan):
     )
     if plan.redis:
         mask_shared_redis()
-    packages = wanted_packages(plan) + server_packages(plan)
+    packages = wanted_packages(plan, serving_data) + server_packages(plan)
     apt.packages(
         name="Install " + ", ".join(packages),
         packages=packages,

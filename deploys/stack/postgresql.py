@@ -105,7 +105,7 @@ def cluster_problem(clusters: dict) -> str | None:
 def check_postgresql(plan: HostPlan) -> None:
     """Before any change: a host whose clusters cannot take the apps' databases is refused;
     one of another major version than Debian's is used as it is, and said so."""
-    if not any(app.postgresql for app in plan.apps):
+    if not plan.postgresql:
         return
     clusters = host.get_fact(PostgresClusters)
     problem = cluster_problem(clusters)
@@ -124,7 +124,7 @@ def check_postgresql(plan: HostPlan) -> None:
 def server_packages(plan: HostPlan) -> list[str]:
     """Debian's PostgreSQL server when an app wants a database and the host has no cluster
     (one there already is used: another version's server is not installed beside it)."""
-    if not any(app.postgresql for app in plan.apps):
+    if not plan.postgresql:
         return []
     return [] if host.get_fact(PostgresClusters)["clusters"] else [SERVER_PACKAGE]
 
@@ -157,11 +157,9 @@ def connect_revoked(database: str):
         host.noop(f"only {database}'s owner may connect to it")
 
 
-@deploy("PostgreSQL")
-def configure_database(settings: Settings) -> None:
-    """The app's role (its system user's name: peer authentication, no password) and its
-    database owned by it (UTF-8), connectable by that role alone."""
-    cluster_online()
+def app_database(settings: Settings) -> None:
+    """The app's role (its system user's name) and its database owned by it (UTF-8),
+    connectable by that role alone."""
     postgres.role(
         name=f"PostgreSQL role {settings.user}", role=settings.user, login=True, **AS_POSTGRES
     )
@@ -178,3 +176,10 @@ def configure_database(settings: Settings) -> None:
         database=settings.app_name,
         **AS_POSTGRES,
     )
+
+
+@deploy("PostgreSQL")
+def configure_database(settings: Settings) -> None:
+    """The cluster online, the app's role (peer authentication: no password) and database."""
+    cluster_online()
+    app_database(settings)

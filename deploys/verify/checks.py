@@ -228,13 +228,17 @@ def _unknown_host_check() -> Check:
 
 
 def _firewall_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
+    return ufw_checks(*firewall_rules(plan, balancers))
+
+
+def ufw_checks(allow: list[str], absent: list[str]) -> list[Check]:
+    """UFW active, denying by default, with the ``allow`` rules and none on ``absent``."""
     state = ufw.current_state()
     rules = state["rules"]
     checks = [
         _check("ufw active", True, state["active"]),
         _check("ufw default incoming", "deny", state["defaults"].get("incoming", "unknown")),
     ]
-    allow, absent = firewall_rules(plan, balancers)
     for spec in allow:
         checks.append(_check(f"ufw allows {spec}", True, ufw.rule_key("allow", spec) in rules))
     for port in absent:

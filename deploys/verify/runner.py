@@ -12,13 +12,16 @@ from deploys.verify.checks import (
     host_checks,
     retired_site_checks,
 )
-from deploys.verify.datastores import datastore_checks
+from deploys.verify.datastores import database_server_checks, datastore_checks
 from deploys.verify.processes import process_checks
 
 
 def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
     """Every check for the current host: the host-wide ones, then each selected app's (on a
-    load balancer: the retired apps' sites gone, then each app's proxying)."""
+    load balancer: the retired apps' sites gone, then each app's proxying; on the database
+    server: its firewall, PostgreSQL and each app's database and Redis)."""
+    if fleet.serving_data:
+        return database_server_checks(plan, fleet)
     if fleet.balancing:
         return [
             *host_checks(plan),

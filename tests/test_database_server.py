@@ -1,0 +1,123 @@
+"""A database server for a fleet (#29): a load balancer, two app servers and a database server
+(test-bed hosts; traffic between the runner's loopback and the hosts' own addresses only)
+deploy examples/board from settings only. Both app servers share its PostgreSQL database and
+Redis (a post made through one is read through the other, its job run by either's worker);
+the release command ran once, on one app server, before any checked the release; the
+database server admits the app servers alone (the load balancer is refused by PostgreSQL
+and Redis alike); the app's password shows in no journal, log or run output; a re-run
+changes nothing and verify passes on every host, the checks of the database server
+included.
+
+Tests in this module share one fleet and run in file order."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from testbed.pyinfra_cli import pyinfra
+from tests.helpers import failing
+from tests.test_datastores import BOARD, post, shouted
+
+GROUPS = ("load_balancers", "app_servers", "app_servers", "database_servers")
+OUTPUTS: list[str] = []  # every run's output, searched for the password at the end
+
+
+def run(hosts, workdir, entry: str = "deploy.py", *args: str, **kwargs):
+    """pyinfra on the fleet: the first host the load balancer, the last the database
+    server, the board app with its database and Redis there."""
+    groups: dict[str, list[str]] = {}
+    for group, host in zip(GROUPS, hosts, strict=True):
+        groups.setdefault(group, []).append(host.name)
+    settings = [
+        arg
+        for key, value in BOARD.items()
+        for arg in ("--data", f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    ]
+    env = {"TESTBED_GROUPS": json.dumps(groups), **kwargs.pop("env_extra", {})}
+    result = pyinfra(hosts, workdir, entry, *settings, *args, env_extra=env, **kwargs)
+    OUTPUTS.append(result.output)
+    return result
+
+
+@pytest.fixture(scope="module")
+def fleet(boot, workdir):
+    hosts = boot(4)
+    started = time.monotonic()
+    result = run(hosts, workdir).check()
+    took = time.monotonic() - started
+    print(f"\n[database server] a fresh fleet of 4, PostgreSQL and Redis: {took:.1f} s")
+    return hosts, result
+
+
+def reaches(source, address: str, port: int) -> bool:
+    """Whether ``source`` opens a TCP connection to ``address:port`` within 3 s."""
+    probe = f"timeout 3 bash -c 'echo > /dev/tcp/{address}/{port}'"
+    return source.exec(probe, check=False).returncode == 0
+
+
+def test_the_app_servers_share_one_database_and_redis(fleet):
+    (balancer, *_servers, _database), _ = fleet
+    numbers = [post(balancer, f"shared {n}") for n in range(4)]  # spread over both servers
+    for number in numbers:  # read back through either, in turn: the same rows
+        assert shouted(balancer, number) == f"SHARED {numbers.index(number)}!"
+    for server in _servers:  # each worker ran some of the jobs: one queue
+        log = server.exec("journalctl -u 'board-worker-*' --no-pager").stdout
+        assert "Job OK" in log, server.name
+
+
+def journal_times(host, unit: str, event: str) -> list[float]:
+    """When systemd logged ``event`` ("Starting", "Deactivated") of ``unit`` on the host."""
+    lines = host.exec(f"journalctl -o short-unix --no-pager -u {unit}").stdout.splitlines()
+    return [float(line.split()[0]) for line in lines if event in line and f"{unit}" in line]
+
+
+def test_the_release_command_ran_once_before_the_other_checked(fleet):
+    """Recorded by the hosts' journals: the first app server's release command finished
+    before the second's release checks ended and its candidate (the first to read the
+    data) started, and the second ran none."""
+    (_, first, second, _), result = fleet
+    ran = journal_times(first, "board-release-command.service", "Deactivated successfully")
+    assert len(ran) == 1, result.output[-3000:]
+    assert journal_times(second, "board-release-command.service", "Starting") == []
+    checked = journal_times(second, "board-import-check.service", "Deactivated")
+    served = journal_times(second, "board-candidate.service", "Started")  # reads the data
+    assert checked and served and ran[0] < min(checked) and ran[0] < min(served)
+    assert "Running upgrade  -> 0001" in result.output
+
+
+def test_the_database_server_admits_the_app_servers_alone(fleet):
+    (balancer, first, second, database), _ = fleet
+    redis = int(
+        database.exec("grep -h '^port' /etc/flask-deploy/redis/board.conf").stdout.split()[1]
+    )
+    for port in (5432, redis):
+        assert reaches(first, database.address, port) and reaches(second, database.address, port)
+        assert not reaches(balancer, database.address, port), port
+    for user in ("www-data", "nobody"):  # the password file, on an app server
+        denied = first.exec(f"runuser -u {user} -- cat /etc/board/database.env", check=False)
+        assert denied.returncode != 0
+
+
+def test_a_rerun_changes_nothing_and_verify_passes_everywhere(fleet, workdir, tmp_path):
+    hosts, _ = fleet
+    assert run(hosts, workdir).check().changed == 0
+    report = tmp_path / "report.json"
+    run(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    found = json.loads(report.read_text())
+    for host in hosts:
+        assert failing(found, host) == set(), host.name
+    names = {c["name"] for c in found["hosts"][hosts[-1].name]["checks"]}
+    assert {"database board closed to PUBLIC", "PostgreSQL listens on (and ::1)"} <= names
+
+
+def test_the_password_shows_nowhere(fleet):
+    hosts, _ = fleet
+    password = hosts[-1].exec("cat /etc/flask-deploy/databases/board.password").stdout.strip()
+    assert len(password) == 40
+    for host in hosts:
+        logs = host.exec("journalctl --no-pager; cat /var/log/postgresql/*.log 2>/dev/null; true")
+        assert password not in logs.stdout, host.name
+    assert not any(password in output for output in OUTPUTS)

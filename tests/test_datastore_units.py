@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from pyinfra.facts.files import FileContents, Sha256File
+from pyinfra.facts.postgres import PostgresRoles
 
 from deploys.config.datastores import app_environment, linked_urls, own_urls, redis_port
 from deploys.config.plan import load_plan
@@ -21,8 +22,10 @@ from deploys.stack.database_server import (
     credentials_script,
     database_env_copied,
     database_firewall_rules,
+    database_redis,
     hba,
     listen_command,
+    memory_max,
     role_password,
 )
 from deploys.stack.fleet import Fleet
@@ -33,6 +36,7 @@ from deploys.stack.postgresql import (
     cluster_online,
     cluster_problem,
     connect_revoked,
+    role_limited,
     server_packages,
 )
 from deploys.stack.redis import redis_conf, redis_unit
@@ -175,7 +179,8 @@ def test_a_command_as_a_user_is_read_with_its_status():
     denied = AnswerAs().process(lines("answer-as-psql-denied.txt"))
     assert denied["status"] == 2 and 'role "nobody" does not exist' in denied["output"][0]
     assert AnswerAs().command("board", ["redis-cli", "-s", "/run/x.sock", "ping"]) == (
-        'runuser -u board -- redis-cli -s /run/x.sock ping 2>&1; echo "exit=$?"'
+        "timeout -s KILL 10 runuser -u board -- setpriv --no-new-privs"
+        ' redis-cli -s /run/x.sock ping 2>&1; echo "exit=$?"'
     )
 
 
@@ -287,3 +292,39 @@ def test_a_fleet_with_a_database_server_rolls_in_its_steps(fake):
     kinds = [step.kind for step in FLEET.steps()]
     assert kinds == ["data", "migrated", "prepared", "switched", "checked", "switched", "checked"]
     assert FLEET.rolling and not FLEET.runs_apps
+
+
+def test_a_role_that_existed_before_the_app_loses_its_powers(fake):
+    roles = {"board": {"super": True, "createdb": False, "canlogin": True}}
+    fake({fact(PostgresRoles): roles})
+    (command,) = commands(role_limited, "board")
+    assert command == (
+        'psql -XAtc \'ALTER ROLE "board" NOSUPERUSER NOCREATEDB NOCREATEROLE'
+        " NOREPLICATION NOBYPASSRLS'"
+    )
+    host = fake({fact(PostgresRoles): {"board": {"super": False, "canlogin": True}}})
+    assert commands(role_limited, "board") == []
+    assert host.noops == ["board holds no power beyond logging in"]
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "pg_monitor"])
+def test_the_databases_own_users_are_no_apps(name):
+    for key in ("app_name", "app_user"):
+        with pytest.raises(SettingsError, match="a name of the host's PostgreSQL or Redis"):
+            load_settings({key: name})
+
+
+def test_a_database_servers_redis_has_a_user_and_a_memory_ceiling_of_its_own():
+    settings = load_settings({**BOTH, "app_name": "board", "redis_maxmemory": "1gb"})
+    unit, conf = database_redis(settings, "10.0.0.20")
+    for line in (
+        "DynamicUser=yes",
+        "LoadCredential=acl:/etc/flask-deploy/redis/board.acl",
+        "MemoryMax=2112M",
+        "StateDirectory=board-redis",
+    ):
+        assert line in unit.splitlines()
+    assert "--aclfile ${CREDENTIALS_DIRECTORY}/acl" in unit
+    assert f"port {redis_port('board')}" in conf and "bind 10.0.0.20" in conf
+    assert "sanitize-dump-payload yes" in conf.splitlines()
+    assert memory_max("128mb") == "320M" and memory_max("512kb") == "65M"

@@ -206,9 +206,14 @@ def test_a_changed_redis_setting_restarts_its_redis_alone(host, workdir, tmp_pat
 
 def test_drift_fails_verify_and_a_deploy_heals_it(host, workdir, tmp_path):
     host.exec("runuser -u postgres -- psql -XAtc 'GRANT CONNECT ON DATABASE board TO PUBLIC'")
+    host.exec("runuser -u postgres -- psql -XAtc 'ALTER ROLE board SUPERUSER CREATEDB'")
     host.exec("systemctl stop board-redis.service")
     failed = failed_checks(host, workdir, tmp_path)
-    assert {"database board closed to PUBLIC", "Redis board-redis.service active"} <= failed, failed
+    assert {
+        "database board closed to PUBLIC",
+        "Redis board-redis.service active",
+        "role board's powers",
+    } <= failed, failed
     run(host, workdir).check()
     assert failed_checks(host, workdir, tmp_path) == set()
 

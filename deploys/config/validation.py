@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 # host-wide names: nginx sites, the folder of the sockets and the deploy lock (/run/...)
 RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all", "flask-deploy")
+# the users and roles of the host's databases: an app's user or role must never be one of them
+DATASTORE_USERS = ("postgres", "redis")
 # the release checks' transient units are <app_user>-<kind>, the handover instance
 # <app_name>-handover, its Redis <app_name>-redis: no app may be named so
 TRANSIENT_SUFFIXES = (*(f"-{kind}" for kind in TRANSIENT_KINDS), "-handover", "-redis")
@@ -117,6 +119,11 @@ def not_host_wide(value: str | None) -> str | None:
     """Refuses the names of the host-wide files and of the release checks' units."""
     if value in RESERVED_APP_NAMES:
         raise ValueError(f"{value!r} is a host-wide name of this deploy: pick another name")
+    if value and (value in DATASTORE_USERS or value.startswith("pg_")):
+        raise ValueError(
+            f"{value!r} is a name of the host's PostgreSQL or Redis (its superuser, its roles):"
+            " pick another name"
+        )
     if value and ("-worker-" in f"{value}-" or "-timer-" in f"{value}-"):
         raise ValueError(
             f"{value!r} holds or ends with -worker or -timer, which name another app's"

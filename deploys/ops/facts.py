@@ -351,10 +351,14 @@ class TimerStatus(FactBase):
 
 class AnswerAs(FactBase):
     """What a read-only command prints when ``user`` runs it (runuser: no password, no
-    shell), and its exit status: ``{"output": [lines], "status": 0}``."""
+    shell; no new privileges; killed after 10 s: the user may be the app, which may make it
+    hang), and its exit status: ``{"output": [lines], "status": 0}``."""
 
     def command(self, user: str, argv: list[str]) -> str:
-        return f'runuser -u {shlex.quote(user)} -- {shlex.join(argv)} 2>&1; echo "exit=$?"'
+        return (
+            f"timeout -s KILL 10 runuser -u {shlex.quote(user)} -- setpriv --no-new-privs"
+            f' {shlex.join(argv)} 2>&1; echo "exit=$?"'
+        )
 
     @staticmethod
     def default():

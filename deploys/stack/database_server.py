@@ -34,10 +34,19 @@ from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import PORT, app_database, cluster_online
 
 SECRETS = "/etc/flask-deploy/databases"  # root 0700: each app's password and URLs
-REDIS_ETC = "/etc/flask-deploy/redis"  # root:redis 0750: each app's Redis config and ACL
+REDIS_ETC = "/etc/flask-deploy/redis"  # each app's Redis config (no secret) and ACL (root 600)
 HBA_FILE = "/etc/flask-deploy/pg_hba.conf"  # the cluster's hba_file
 CLUSTER_STAMP = f"{SECRETS}/postgresql.applied"
 PASSWORD_CHARS = 40  # letters and digits: about 238 bits
+# the session settings under which a role is given its password: no log, sample or statistic
+# of the statement (a failing one included), whatever the cluster's own settings
+UNLOGGED = (
+    ("log_statement", "none"),
+    ("log_min_duration_statement", "-1"),
+    ("log_min_error_statement", "panic"),
+    ("log_transaction_sample_rate", "0"),
+    ("pg_stat_statements.track_utility", "off"),
+)
 
 
 def secret_file(app: str) -> str:
@@ -104,9 +113,7 @@ def configure_database_server(plan: HostPlan, fleet: Fleet) -> None:
         ufw.policy(name=f"ufw: allow {', '.join(allow)}; deny incoming", allow=allow, absent=absent)
     files.directory(name=f"Folder {SECRETS} (root only)", path=SECRETS, user="root", mode="700")
     if plan.redis:
-        files.directory(
-            name=f"Folder {REDIS_ETC}", path=REDIS_ETC, user="root", group="redis", mode="750"
-        )
+        files.directory(name=f"Folder {REDIS_ETC}", path=REDIS_ETC, user="root", mode="755")
     if not any(a.postgresql for a in plan.apps):
         return
     rules = hba(plan, fleet)
@@ -160,7 +167,7 @@ def credentials_script(settings: Settings, address: str) -> str:
             'hash=$(printf %s "$pw" | sha256sum | cut -d" " -f1)',
             f'printf "user default off\\nuser {user} on #%s ~* &* +@all -@admin\\n" "$hash"'
             f" > {acl}.new",
-            f"chgrp redis {acl}.new && chmod 640 {acl}.new && mv {acl}.new {acl}",
+            f"mv {acl}.new {acl}",
         ]
     return " && ".join(script)
 
@@ -207,7 +214,8 @@ def role_password(role: str, app: str):
     if have and host.get_fact(FileContents, path=applied) == [have]:
         host.noop(f"{role}'s password is set (contents hidden)")
         return
-    statements = f"SET log_statement = none;\\nALTER ROLE \\\"{role}\\\" PASSWORD '%s';\\n"
+    quiet = "".join(f"SET {name} = {value};\\n" for name, value in UNLOGGED)
+    statements = f"{quiet}ALTER ROLE \\\"{role}\\\" PASSWORD '%s';\\n"
     yield (
         f'pw=$(cat {secret}) && printf "{statements}" "$pw"'
         " | runuser -u postgres -- psql -XAq -v ON_ERROR_STOP=1"
@@ -215,10 +223,19 @@ def role_password(role: str, app: str):
     )
 
 
+def memory_max(maxmemory: str) -> str:
+    """The Redis unit's memory ceiling: twice its data's (``redis_maxmemory``), plus 64 MB
+    for clients' buffers and the snapshot's fork."""
+    number, unit = int(maxmemory[:-2]), maxmemory[-2:]
+    megabytes = {"kb": number / 1024, "mb": number, "gb": number * 1024}[unit]
+    return f"{int(2 * megabytes) + 64}M"
+
+
 def database_redis(settings: Settings, address: str) -> tuple[str, str]:
     """The app's Redis here: its unit and config texts."""
     context = {"s": settings, "layout": Layout.of(settings), "address": address}
     context |= {"port": redis_port(settings.app_name), "etc": REDIS_ETC}
+    context["memory_max"] = memory_max(settings.redis_maxmemory)
     return render("database-redis.service.j2", **context), render(
         "database-redis.conf.j2", **context
     )
@@ -241,7 +258,7 @@ def serve_app_data(settings: Settings, fleet: Fleet) -> None:
         name, conf_path = layout.redis_unit_name, f"{REDIS_ETC}/{settings.app_name}.conf"
         triggers = (
             made,
-            put_text(f"Redis {conf_path}", conf, conf_path, mode="640", user="root", group="redis"),
+            put_text(f"Redis {conf_path}", conf, conf_path, mode="644", user="root"),
             put_text(f"Unit {layout.system_unit(name)}", unit, layout.system_unit(name)),
         )
         unit_loaded(name=f"systemd knows the current {name}", unit=name)
@@ -258,7 +275,7 @@ def _copy(name: str, source: str, buffer: BytesIO) -> None:
     """Read ``source`` (root's) from the database server ``name`` into ``buffer``, through a
     copy in its SSH user's private upload folder."""
     server = state.inventory.get_host(name)
-    temp = server.get_temp_filename(source, temp_directory=server.data._temp_dir)
+    temp = server.get_temp_filename(temp_directory=server.data._temp_dir)  # one per copy
     if not server.get_file(source, buffer, remote_temp_filename=temp, _sudo=True):
         raise OSError(f"could not read {source} on {name}")
     buffer.seek(0)
@@ -297,6 +314,6 @@ def database_env_copied(settings: Settings, source_host: str, in_place: str | No
     quoted, owner = shlex.quote(dest), f"root:{settings.user}"
     yield f"touch {quoted} && chown {owner} {quoted} && chmod 640 {quoted}"
     yield FunctionCommand(_copy, (source_host, urls_file(settings.app_name), buffer), {})
-    temp = host.get_temp_filename(dest, temp_directory=host.data._temp_dir)
+    temp = host.get_temp_filename(temp_directory=host.data._temp_dir)
     yield FileUploadCommand(buffer, dest, remote_temp_filename=temp)
     yield f"chown {owner} {quoted} && chmod 640 {quoted}"

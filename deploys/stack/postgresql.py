@@ -11,6 +11,7 @@ from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, operation
+from pyinfra.facts.postgres import PostgresRoles
 from pyinfra.operations import postgres
 
 from deploys.config.plan import HostPlan
@@ -144,6 +145,30 @@ def cluster_online():
         yield f"systemctl start postgresql@{cluster['version']}-{cluster['name']}.service"
 
 
+ROLE_POWERS = ("superuser", "createdb", "createrole", "replication", "bypassrls")
+
+
+@operation()
+def role_limited(role: str):
+    """
+    Take from ``role`` every power beyond logging in (superuser, creating databases and
+    roles, replication, bypassing row security): a role of that name that existed before
+    the app (pyinfra's role operation leaves an existing one as it is) gets no more than
+    its own database.
+
+    + role: the app's role
+    """
+    powers = host.get_fact(PostgresRoles).get(role, {})
+    held = [
+        power for power in ROLE_POWERS if powers.get("super" if power == "superuser" else power)
+    ]
+    if not held:
+        host.noop(f"{role} holds no power beyond logging in")
+        return
+    limits = " ".join(f"NO{power.upper()}" for power in ROLE_POWERS)
+    yield f"psql -XAtc 'ALTER ROLE \"{role}\" {limits}'"
+
+
 @operation()
 def connect_revoked(database: str):
     """
@@ -162,6 +187,9 @@ def app_database(settings: Settings) -> None:
     connectable by that role alone."""
     postgres.role(
         name=f"PostgreSQL role {settings.user}", role=settings.user, login=True, **AS_POSTGRES
+    )
+    role_limited(
+        name=f"{settings.user} may do nothing but log in", role=settings.user, **AS_POSTGRES
     )
     postgres.database(
         name=f"PostgreSQL database {settings.app_name}",

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.facts.files import File
+from pyinfra.facts.postgres import PostgresRoles
 
 from deploys.config.datastores import database_url, redis_port
 from deploys.config.layout import Layout
@@ -23,6 +24,7 @@ from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import (
     AS_POSTGRES,
     PORT,
+    ROLE_POWERS,
     DatabaseAccess,
     PostgresClusters,
     serving_cluster,
@@ -128,7 +130,10 @@ class RemoteAnswers(FactBase):
             ' && printf "AUTH %s %s\\r\\nPING\\r\\nQUIT\\r\\n" "$ru" "$pw" >&3'
             " && timeout 5 cat <&3 | tr -d '\\r' ) 2>&1; fi"
         )
-        return f"runuser -u {shlex.quote(user)} -- bash -c {shlex.quote(script)} || true"
+        return (
+            f"timeout -s KILL 15 runuser -u {shlex.quote(user)} -- setpriv --no-new-privs"
+            f" bash -c {shlex.quote(script)} || true"
+        )
 
     @staticmethod
     def default():
@@ -193,7 +198,12 @@ def database_server_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
 
 
 def _database_state(settings: Settings) -> list[Check]:
+    """The app's database owned by its role, closed to PUBLIC; the role able to log in and
+    nothing more."""
     access = host.get_fact(DatabaseAccess, **AS_POSTGRES).get(settings.app_name)
+    role = host.get_fact(PostgresRoles, **AS_POSTGRES).get(settings.user, {})
+    powers = [p for p in ROLE_POWERS if role.get("super" if p == "superuser" else p)]
+    closed = "PUBLIC may connect" if access and access["public"] else "only its owner connects"
     return [
         _check(
             f"database {settings.app_name} owner",
@@ -203,12 +213,9 @@ def _database_state(settings: Settings) -> list[Check]:
         _check(
             f"database {settings.app_name} closed to PUBLIC",
             "only its owner connects",
-            "no database"
-            if not access
-            else "PUBLIC may connect"
-            if access["public"]
-            else "only its owner connects",
+            closed if access else "no database",
         ),
+        _check(f"role {settings.user}'s powers", "none", ", ".join(powers) or "none"),
     ]
 
 

@@ -30,6 +30,7 @@ from deploys.stack.database_server import (
 )
 from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import (
+    AS_POSTGRES,
     DatabaseAccess,
     PostgresClusters,
     check_postgresql,
@@ -109,7 +110,7 @@ def test_redis_listens_on_its_socket_alone_with_memory_bounded():
         "dir /var/lib/myproject-redis",
         "maxmemory 64mb",
         "maxmemory-policy noeviction",
-        "user default on nopass ~* &* +@all -@admin",
+        "user default on nopass ~* &* +@all -@admin +client|list",
     ):
         assert line in conf
     unit = redis_unit(settings)
@@ -328,3 +329,15 @@ def test_a_database_servers_redis_has_a_user_and_a_memory_ceiling_of_its_own():
     assert f"port {redis_port('board')}" in conf and "bind 10.0.0.20" in conf
     assert "sanitize-dump-payload yes" in conf.splitlines()
     assert memory_max("128mb") == "320M" and memory_max("512kb") == "65M"
+
+
+def test_an_app_that_no_longer_asks_for_its_database_is_warned_of(fake, caplog):
+    access = {"myproject": {"owner": "myproject", "public": False}}
+    fake(
+        {
+            fact(PostgresClusters): clusters("postgres-clusters.txt"),
+            fact(DatabaseAccess, **AS_POSTGRES): access,
+        }
+    )
+    check_postgresql(load_plan({}))
+    assert "myproject has a database here but postgresql is off" in caplog.text

@@ -49,6 +49,7 @@ from deploys.config.validation import (
     env_values_set,
     gitignore_patterns,
     https_problems,
+    memory_size,
     module_file,
     module_form,
     module_problems,
@@ -61,6 +62,7 @@ from deploys.config.validation import (
     shared_paths_inside,
     static_form,
     static_problems,
+    url_path,
 )
 
 PACKAGE = Path(__file__).resolve().parents[1]  # deploys/
@@ -175,7 +177,7 @@ class Settings(BaseModel):
     hsts: bool = True
     hsts_max_age: int = Field(63072000, ge=0, le=63072000 * 5)
     hsts_include_subdomains: bool = False
-    health_path: str = Field("/", pattern=r"^/[^\s]*$")
+    health_path: str = "/"
     health_text: str | None = None
     health_timeout: int = Field(30, ge=1, le=600)
     keep_releases: int = Field(5, ge=1, le=100)
@@ -189,7 +191,7 @@ class Settings(BaseModel):
     process: ProcessName | None = None  # logs.py: one worker's or timer's journal
     postgresql: bool = False  # a database of its own (DATABASE_URL), see docs/databases.md
     redis: bool = False  # a Redis of its own (REDIS_URL)
-    redis_maxmemory: str = Field("128mb", pattern=r"^[1-9][0-9]{0,5}(kb|mb|gb)$")
+    redis_maxmemory: str = "128mb"
     redis_maxmemory_policy: MaxmemoryPolicy = "noeviction"
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
@@ -208,6 +210,8 @@ class Settings(BaseModel):
     _env_values_set = applied(env_values_set, "env", mode="before")
     _env_names = applied(env_names, "env")
     _no_spaces = applied(no_spaces, "pip_index_url", "pip_extra_index_url", "pip_cert")
+    _memory_size = applied(memory_size, "redis_maxmemory", mode="before")
+    _url_path = applied(url_path, "health_path")
 
     @field_validator("timers", mode="before")
     @classmethod

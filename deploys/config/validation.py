@@ -400,3 +400,24 @@ def top_level_names(path: Path) -> dict[str, ast.AST | None]:
             names.update(dict.fromkeys((a.asname or a.name).split(".")[0] for a in node.names))
         names.update(dict.fromkeys(t.id for t in targets if isinstance(t, ast.Name)))
     return names
+
+
+MEMORY_RE = re.compile(r"^([1-9][0-9]{0,5})\s*(k|m|g)b?$", re.IGNORECASE)
+
+
+def memory_size(value):
+    """A memory size as Redis takes it (``64mb``, ``512kb``, ``1gb``), from any case and
+    with or without the ``b`` (``256MB``, ``1G``)."""
+    match = MEMORY_RE.match(str(value).strip())
+    if not match:
+        raise ValueError("a size such as 64mb, 512kb or 1gb (up to 6 digits, then kb, mb or gb)")
+    return f"{match.group(1)}{match.group(2).lower()}b"
+
+
+def url_path(value: str) -> str:
+    """A URL path: it starts with /, and holds no space."""
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError(
+            f"a URL path starting with / and without spaces, e.g. /{value.strip('/ ') or 'health'}"
+        )
+    return value

@@ -32,6 +32,16 @@ except ValueError:
 """
 
 
+# what a failed load says -> what to do about it
+LOAD_HINTS = {
+    "No module named 'psycopg2'": (
+        "hint: SQLAlchemy reads a postgresql:// URL (DATABASE_URL) with psycopg2; with psycopg"
+        " 3 make it postgresql+psycopg:// in your app's code (docs/databases.md), or install"
+        " psycopg2-binary"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class AppRun:
     """How to run the app's code of one release: as ``user``, in the sandbox of the drop-in
@@ -103,7 +113,8 @@ def check_import(app: AppRun) -> int:
     if proc.returncode != 0:
         print(
             f"release {app.release.name}: {app.module} does not load:\n"
-            + escaped(proc.stderr.strip()),
+            + escaped(proc.stderr.strip())
+            + "".join(f"\n{hint}" for said, hint in LOAD_HINTS.items() if said in proc.stderr),
             file=sys.stderr,
         )
         return 1

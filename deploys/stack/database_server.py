@@ -19,7 +19,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 from pyinfra.facts.files import File, FileContents, Sha256File
 from pyinfra.operations import files
 
-from deploys.config.datastores import redis_port
+from deploys.config.datastores import REDIS_GRANTS, redis_port
 from deploys.config.fingerprint import digest
 from deploys.config.layout import Layout
 from deploys.config.plan import HostPlan
@@ -165,8 +165,7 @@ def credentials_script(settings: Settings, address: str) -> str:
         acl = f"{REDIS_ETC}/{app}.acl"
         script += [
             'hash=$(printf %s "$pw" | sha256sum | cut -d" " -f1)',
-            f'printf "user default off\\nuser {user} on #%s ~* &* +@all -@admin\\n" "$hash"'
-            f" > {acl}.new",
+            f'printf "user default off\\nuser {user} on #%s {REDIS_GRANTS}\\n" "$hash" > {acl}.new',
             f"mv {acl}.new {acl}",
         ]
     return " && ".join(script)

@@ -105,10 +105,13 @@ def cluster_problem(clusters: dict) -> str | None:
 
 def check_postgresql(plan: HostPlan) -> None:
     """Before any change: a host whose clusters cannot take the apps' databases is refused;
-    one of another major version than Debian's is used as it is, and said so."""
+    one of another major version than Debian's is used as it is, and said so; an app that
+    no longer asks for the database it has here is warned of (its data stays)."""
+    clusters = host.get_fact(PostgresClusters)
+    if clusters["clusters"]:
+        warn_of_dropped_databases(plan)
     if not plan.postgresql:
         return
-    clusters = host.get_fact(PostgresClusters)
     problem = cluster_problem(clusters)
     if problem:
         raise SettingsRefused(problem)
@@ -120,6 +123,22 @@ def check_postgresql(plan: HostPlan) -> None:
             " the deploy never changes a cluster's major version (pg_upgradecluster, when you"
             " choose: docs/databases.md)"
         )
+
+
+def warn_of_dropped_databases(plan: HostPlan) -> None:
+    """Say so when an app with a database on this host no longer sets ``postgresql``: its
+    environment loses DATABASE_URL with this run (the database itself stays)."""
+    quitting = [a for a in plan.apps if not a.postgresql and not a.database_server]
+    if not quitting:
+        return
+    databases = host.get_fact(DatabaseAccess, **AS_POSTGRES)
+    for app in quitting:
+        if databases.get(app.app_name, {}).get("owner") == app.user:
+            logger.warning(
+                f"{host.name}: {app.app_name} has a database here but postgresql is off: its"
+                " environment loses DATABASE_URL with this run (the database stays); set"
+                " postgresql = true again if the app still uses it"
+            )
 
 
 def server_packages(plan: HostPlan) -> list[str]:

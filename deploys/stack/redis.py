@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pyinfra.operations import files
 
+from deploys.config.datastores import REDIS_GRANTS
 from deploys.config.fingerprint import digest
 from deploys.config.layout import Layout
 from deploys.config.settings import Settings
@@ -23,7 +24,7 @@ PACKAGE_UNIT = "redis-server.service"  # the package's shared instance: masked
 
 def redis_conf(settings: Settings) -> str:
     """The app's redis.conf text."""
-    return render("redis.conf.j2", s=settings, layout=Layout.of(settings))
+    return render("redis.conf.j2", s=settings, layout=Layout.of(settings), grants=REDIS_GRANTS)
 
 
 def redis_unit(settings: Settings) -> str:

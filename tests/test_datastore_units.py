@@ -110,7 +110,7 @@ def test_redis_listens_on_its_socket_alone_with_memory_bounded():
         "dir /var/lib/myproject-redis",
         "maxmemory 64mb",
         "maxmemory-policy noeviction",
-        "user default on nopass ~* &* +@all -@admin +client|list",
+        "user default on nopass ~* &* +@all -@admin +client|list +bgsave +lastsave",
     ):
         assert line in conf
     unit = redis_unit(settings)
@@ -320,12 +320,11 @@ def test_a_database_servers_redis_has_a_user_and_a_memory_ceiling_of_its_own():
     unit, conf = database_redis(settings, "10.0.0.20")
     for line in (
         "DynamicUser=yes",
-        "LoadCredential=acl:/etc/flask-deploy/redis/board.acl",
         "MemoryMax=2112M",
         "StateDirectory=board-redis",
     ):
         assert line in unit.splitlines()
-    assert "--aclfile ${CREDENTIALS_DIRECTORY}/acl" in unit
+    assert "aclfile /etc/flask-deploy/redis/board.acl" in conf
     assert f"port {redis_port('board')}" in conf and "bind 10.0.0.20" in conf
     assert "sanitize-dump-payload yes" in conf.splitlines()
     assert memory_max("128mb") == "320M" and memory_max("512kb") == "65M"

@@ -13,7 +13,8 @@ from deploys.config.settings import Settings
 POSTGRES_SOCKET_DIR = "/run/postgresql"  # Debian's
 # what an app may do in its Redis: everything but the administration commands (CONFIG,
 # DEBUG, MODULE, SHUTDOWN, ACL changes, replication...), but listing its clients (RQ does)
-REDIS_GRANTS = "~* &* +@all -@admin +client|list"
+# and saving a snapshot (its backups, taken as the app)
+REDIS_GRANTS = "~* &* +@all -@admin +client|list +bgsave +lastsave"
 REDIS_PORTS = range(6380, 7380)  # on a database server, each app's Redis on one of them
 
 

@@ -34,7 +34,7 @@ from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import PORT, app_database, cluster_online
 
 SECRETS = "/etc/flask-deploy/databases"  # root 0700: each app's password and URLs
-REDIS_ETC = "/etc/flask-deploy/redis"  # each app's Redis config (no secret) and ACL (root 600)
+REDIS_ETC = "/etc/flask-deploy/redis"  # each app's Redis config and ACL (hashes): no secret
 HBA_FILE = "/etc/flask-deploy/pg_hba.conf"  # the cluster's hba_file
 CLUSTER_STAMP = f"{SECRETS}/postgresql.applied"
 PASSWORD_CHARS = 40  # letters and digits: about 238 bits
@@ -166,7 +166,7 @@ def credentials_script(settings: Settings, address: str) -> str:
         script += [
             'hash=$(printf %s "$pw" | sha256sum | cut -d" " -f1)',
             f'printf "user default off\\nuser {user} on #%s {REDIS_GRANTS}\\n" "$hash" > {acl}.new',
-            f"mv {acl}.new {acl}",
+            f"chmod 644 {acl}.new && mv {acl}.new {acl}",  # a hash: Redis' user reads it
         ]
     return " && ".join(script)
 

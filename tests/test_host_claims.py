@@ -61,9 +61,9 @@ def test_a_packages_folder_is_not_handed_to_an_app(fake):
 
 
 def test_an_existing_user_of_something_else_is_refused(fake):
-    fake(fresh("postgres", Account={"home": "/var/lib/postgresql"}))
-    (problem,) = foreign_claims(load_settings({"app_name": "postgres"}))
-    assert problem.startswith("app_user: the user 'postgres' exists on web1 and is not")
+    fake(fresh("proxy", Account={"home": "/bin"}))  # Debian's
+    (problem,) = foreign_claims(load_settings({"app_name": "proxy"}))
+    assert problem.startswith("app_user: the user 'proxy' exists on web1 and is not")
 
 
 def test_a_group_or_a_packages_unit_is_refused(fake):

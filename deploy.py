@@ -17,6 +17,7 @@ from deploys.release.switch import check_release, gate_release, point_current
 from deploys.release.upload import create_shared_folders, upload_release
 from deploys.stack.appservice import configure_app_service, write_app_environment
 from deploys.stack.appuser import create_app_user
+from deploys.stack.backups import configure_backups
 from deploys.stack.balancer import balancer_rollout, configure_balancer
 from deploys.stack.database_server import (
     configure_database_server,
@@ -59,6 +60,7 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
     env = write_app_environment(settings)
     create_shared_folders(settings)
     provide_datastores(settings)
+    configure_backups(settings)
     here = processes_here(settings, fleet)
     in_place = urls_in_place(settings, fleet) if settings.database_server else None
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}

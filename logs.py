@@ -80,10 +80,13 @@ def app_logs(settings: Settings) -> dict[str, list[str]]:
 
 def data_logs(settings: Settings) -> dict[str, list[str]]:
     """Section title -> the last log_lines lines of the app's Redis and PostgreSQL, where
-    they run (this host, or the database server)."""
-    units = [Layout.of(settings).redis_unit_name] if settings.redis else []
-    units += ["postgresql@*"] if settings.postgresql else []
-    if not units or settings.database_server:
+    they run (this host, or the database server), and of its backups."""
+    layout = Layout.of(settings)
+    here = not settings.database_server
+    units = [layout.redis_unit_name] if settings.redis and here else []
+    units += ["postgresql@*"] if settings.postgresql and here else []
+    units += [f"{layout.backup_unit}.service"] if settings.backups else []
+    if not units:
         return {}
     title = f"journal of {settings.app_name}'s " + " and ".join(units)
     return {title: host.get_fact(JournalTail, units=units, lines=settings.log_lines)}

@@ -148,6 +148,16 @@ class Host:
         """Run a shell command inside the host as root (test set-up and inspection only)."""
         return _run(["docker", "exec", self.container, "bash", "-c", command], check=check)
 
+    def exec_bytes(self, command: str, input: bytes | None = None) -> bytes:
+        """A shell command's output as bytes, run inside the host as root, fed ``input``."""
+        proc = subprocess.run(
+            ["docker", "exec", "-i", self.container, "bash", "-c", command],
+            input=input,
+            capture_output=True,
+            check=True,
+        )
+        return proc.stdout
+
     def ssh(self, command: str, user: str | None = None, check: bool = True):
         """Run a command over real SSH, as the deploy user unless told otherwise."""
         return _run(

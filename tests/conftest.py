@@ -82,6 +82,7 @@ SLOWEST_FIRST = (
     "test_verify",  # 96
     "test_database_server",  # 186 (measured beside a CI run)
     "test_datastores",  # 102 (measured alone)
+    "test_backups",  # 74 (measured beside a CI run)
     "test_fleet_https",  # 87
     "test_debian13",  # 70
     "test_stock_pyinfra",  # 69 (measured alone)

@@ -13,6 +13,7 @@ GATE_PACKAGE = "/usr/local/lib/flask-deploy/hostside"
 # runs a worker's or timer's command in the release ``current`` names when it starts
 RELEASE_LAUNCHER = "/usr/local/lib/flask-deploy/run-in-release"
 NGINX_UNIT = "nginx.service"
+BACKUPS = "/var/backups/flask-deploy"  # root 0700: every app's backups
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,16 @@ class Layout:
     def redis_data(self) -> str:
         """Its snapshots (systemd StateDirectory=, the app's user only)."""
         return f"/var/lib/{self.app}-redis"
+
+    @property
+    def backups(self) -> str:
+        """The app's backups, one folder each (root only: the app never reads them)."""
+        return f"{BACKUPS}/{self.app}"
+
+    @property
+    def backup_unit(self) -> str:
+        """The unit that takes one backup, without suffix: ``.service`` and its ``.timer``."""
+        return f"{self.app}-backup"
 
     @property
     def socket_unit(self) -> str:

@@ -26,6 +26,7 @@ from pydantic import (
 from deploys.config.dependencies import requirements_text
 from deploys.config.processes import (
     PROCFILE,
+    Calendar,
     ProcessName,
     Timer,
     Worker,
@@ -193,6 +194,10 @@ class Settings(BaseModel):
     redis: bool = False  # a Redis of its own (REDIS_URL)
     redis_maxmemory: str = "128mb"
     redis_maxmemory_policy: MaxmemoryPolicy = "noeviction"
+    backups: bool = False  # see docs/backups.md
+    backup_on_calendar: Calendar = "daily"  # systemd's calendar syntax
+    backup_keep: int = Field(14, ge=1, le=1000)
+    backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")  # restore.py's
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
     database_server: str | None = None
@@ -271,6 +276,12 @@ class Settings(BaseModel):
     def _process_problems(self) -> list[str]:
         """The Procfile's workers readable, each timer's calendar one systemd accepts."""
         problems = []
+        reason = calendar_problem(self.backup_on_calendar) if self.backups else None
+        if reason:
+            problems.append(
+                f"backup_on_calendar: {reason} (systemd's calendar syntax, e.g. daily, hourly,"
+                " '*-*-* 03:00')"
+            )
         for name, timer in self.timers.items():
             if name in self.workers:
                 problems.append(f"timers: {name!r} is also a worker's name: give it another")

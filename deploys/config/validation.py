@@ -26,8 +26,14 @@ RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all", "flask-deploy")
 # the users and roles of the host's databases: an app's user or role must never be one of them
 DATASTORE_USERS = ("postgres", "redis")
 # the release checks' transient units are <app_user>-<kind>, the handover instance
-# <app_name>-handover, its Redis <app_name>-redis: no app may be named so
-TRANSIENT_SUFFIXES = (*(f"-{kind}" for kind in TRANSIENT_KINDS), "-handover", "-redis")
+# <app_name>-handover, its Redis <app_name>-redis, its backups <app_name>-backup: no app may
+# be named so
+TRANSIENT_SUFFIXES = (
+    *(f"-{kind}" for kind in TRANSIENT_KINDS),
+    "-handover",
+    "-redis",
+    "-backup",
+)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(_|(?=.{{1,253}}$)(\*\.)?{LABEL}(\.{LABEL})*)$")
@@ -131,7 +137,7 @@ def not_host_wide(value: str | None) -> str | None:
         )
     if value and value.endswith(TRANSIENT_SUFFIXES):
         raise ValueError(
-            f"{value!r} ends like the release checks' or Redis' units of another app"
+            f"{value!r} ends like the release checks', Redis' or backups' units of another app"
             f" ({', '.join(TRANSIENT_SUFFIXES)}): pick another name"
         )
     return value

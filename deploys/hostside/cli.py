@@ -36,6 +36,21 @@
         stopped. A graceful reload (SIGHUP) would hold every request while the app loads,
         and may drop a connection a worker had just accepted.
 
+    release_gate.py backup --app A --user U --sandbox DROP_IN --data DIR --root DIR
+                           --current LINK --keep N [--database DB]
+                           [--redis-socket SOCK --redis-data DIR]
+        Take one backup of the app into a new folder of ROOT (its data directory and Redis
+        snapshot read as the app in its sandbox, its database dumped by PostgreSQL's
+        superuser), with a manifest; then keep the newest N (hostside/backup.py).
+
+    release_gate.py restore --app A --user U --sandbox DROP_IN --data DIR --root DIR
+                            --backup NAME|latest [--unit UNIT ...] [--database DB]
+                            [--redis-data DIR] [HEALTH]
+        Put a backup of ROOT back: its parts checked against its manifest, the UNITs
+        stopped, the data directory, Redis snapshot and database replaced (what they
+        replace kept until the restore succeeded), the UNITs started in reverse order and
+        the site checked through nginx (hostside/restore.py).
+
     release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
         answer), read as the app user; the deploy's LiveRelease fact reads this.
@@ -57,13 +72,16 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from .backup import BackupJob, take_backup
 from .candidate import check_candidate
 from .gate import Paths, Workers, gate
 from .handover import Instance, Service, restart_without_pause
 from .health import Health
 from .live import print_live
+from .restore import RestoreJob, restore_backup
 from .rules import TRANSIENT_KINDS, transient_unit
 from .sandbox import AppRun, check_import, release_commands, run_command
 from .units import escaped
@@ -78,6 +96,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="subcommand", required=True)
     check = sub.add_parser("check")
     run = sub.add_parser("run")
+    restore = sub.add_parser("restore")
     for flag in ("--release", "--module", "--sandbox"):
         for each in (check, run):
             each.add_argument(flag, required=True)
@@ -100,7 +119,7 @@ def main(argv=None) -> int:
         each.add_argument("--user", required=True)
         each.add_argument("--processes", type=int, required=True)
         each.add_argument("--record", help="root's record of what the service's run loaded")
-    for each in (check, g):
+    for each in (check, g, restore):
         each.add_argument("--path", default="/")
         each.add_argument("--host-header", default="localhost")
         each.add_argument("--expect", default="")
@@ -113,12 +132,25 @@ def main(argv=None) -> int:
         each.add_argument("--worker-deadline", type=float, default=90)
     for each in (check, run, g, restart, workers):
         each.add_argument("--lock", help="the run's deploy lock: end with the run")
+    backup = sub.add_parser("backup")
+    for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--current"):
+        backup.add_argument(flag, required=True)
+    backup.add_argument("--keep", type=int, required=True)
+    for flag in ("--database", "--redis-socket", "--redis-data"):
+        backup.add_argument(flag, default="")
+    for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--backup"):
+        restore.add_argument(flag, required=True)
+    restore.add_argument("--unit", action="append", default=[])
+    for flag in ("--database", "--redis-data"):
+        restore.add_argument(flag, default="")
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
     live.add_argument("--user", required=True)
     args = parser.parse_args(argv)
     if args.subcommand == "live":
         return print_live(args.stats, args.user)
+    if args.subcommand in ("backup", "restore"):
+        return backup_or_restore(args)
     if args.lock:
         user = getattr(args, "user", None)  # none for ``workers``: it starts no transient unit
         die_with_run(args.lock, [transient_unit(user, kind) for kind in TRANSIENT_KINDS if user])
@@ -127,6 +159,19 @@ def main(argv=None) -> int:
     except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as err:  # the app's delay
         print(f"release_gate: {escaped(str(err))}", file=sys.stderr)
         return 1
+
+
+def backup_or_restore(args) -> int:
+    """Take a backup, or put one back (their exit status)."""
+    if args.subcommand == "backup":
+        paths = (Path(args.data), Path(args.root), Path(args.current))
+        taking = BackupJob(args.app, args.user, args.sandbox, *paths, args.keep, args.database)
+        redis = {"redis_socket": args.redis_socket, "redis_data": args.redis_data}
+        return take_backup(replace(taking, **redis))
+    check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
+    data, root, units = Path(args.data), Path(args.root), tuple(args.unit)
+    job = RestoreJob(args.app, args.user, args.sandbox, data, root, args.backup, units, check)
+    return restore_backup(replace(job, database=args.database, redis_data=args.redis_data))
 
 
 def act(args) -> int:

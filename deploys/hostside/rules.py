@@ -1,7 +1,14 @@
 """Rules the host-side checks and the deploy share (deploys/ imports this module): what a
 transient unit is called, what root's record says, which release to go back to."""
 
-TRANSIENT_KINDS = ("import-check", "release-command", "candidate", "command")
+TRANSIENT_KINDS = (
+    "import-check",
+    "release-command",
+    "candidate",
+    "command",
+    "backup-read",
+    "restore",
+)
 
 
 def transient_unit(user: str, kind: str) -> str:

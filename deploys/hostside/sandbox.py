@@ -85,7 +85,9 @@ def sandboxed(
     """A systemd-run command line running ``command`` as the transient ``unit`` in the
     service's sandbox (its user, environment file and hardening) in ``workdir``, its output
     piped back, its exit status returned. A run of the unit before (failed, or left running
-    by a check that timed out) is stopped and cleared."""
+    by a check that timed out) is stopped and cleared. systemd would expand ``${NAME}`` in
+    the command (an env value shown on the process list, a script's own ``${...}`` gone):
+    each ``$`` goes as ``$$``, which systemd turns back into ``$`` for the shell or script."""
     discard(unit)
     return [
         "systemd-run",
@@ -98,7 +100,7 @@ def sandboxed(
         *sandbox_properties(sandbox),
         f"--property=WorkingDirectory={workdir}",
         *environment,
-        *command,
+        *(arg.replace("$", "$$") for arg in command),  # systemd's own ${NAME} left alone
     ]
 
 

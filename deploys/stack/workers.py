@@ -232,10 +232,13 @@ def check_calendars(settings: Settings) -> None:
     changes."""
     if shutil.which("systemd-analyze"):
         return  # the settings' validation asked this machine's systemd already
-    for name, timer in settings.timers.items():
-        problem = host.get_fact(CalendarProblem, expression=timer.on_calendar)
+    calendars = {f"timers.{n}.on_calendar": t.on_calendar for n, t in settings.timers.items()}
+    if settings.backups:
+        calendars["backup_on_calendar"] = settings.backup_on_calendar
+    for key, expression in calendars.items():
+        problem = host.get_fact(CalendarProblem, expression=expression)
         if problem:
-            raise SettingsRefused(f"timers.{name}.on_calendar: {problem}")
+            raise SettingsRefused(f"{key}: {problem}")
 
 
 def warn_of_expanded_env(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from deploys.config.plan import HostPlan
 from deploys.stack.fleet import Fleet, processes_here
+from deploys.verify.backups import backup_checks
 from deploys.verify.checks import (
     Check,
     app_checks,
@@ -37,6 +38,7 @@ def run_checks(plan: HostPlan, fleet: Fleet) -> list[Check]:
                 *app_checks(app),
                 *process_checks(app, *processes_here(app, fleet)),
                 *datastore_checks(app),
+                *backup_checks(app),
             )
         ),
     ]

@@ -1,0 +1,193 @@
+"""One backup of an app, taken on the host (``release_gate.py backup``, run by the app's
+backup unit as root): a folder of the backups' root-only place with its parts and a
+manifest; older backups beyond ``keep`` removed once it succeeded.
+
+Root never touches the app's files: the data directory (SQLite databases copied through
+SQLite's backup API, so consistently while the app writes, each checked with ``PRAGMA
+integrity_check``; other files as they are, links as links) and the Redis snapshot (after a
+BGSAVE) are read by a transient unit of the app's user in the app's sandbox, which streams
+them as a tar archive to root, who writes it into the backup. The PostgreSQL database is
+dumped by its superuser (``pg_dump -Fc``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .rules import transient_unit
+from .sandbox import sandboxed
+from .units import escaped
+
+STAMP = "%Y%m%dT%H%M%SZ"  # a backup's name: when it was taken, UTC
+PARTIAL = ".partial"  # a backup being taken (or left by one that failed)
+REPORT = "backup-report "  # the app side's last line on stderr
+
+# Run as the app, in its sandbox: the data directory and the Redis snapshot as a tar stream
+# on stdout (members data/... and redis/dump.rdb), what it found as its last stderr line.
+APP_SIDE = r"""
+import json, os, socket, sqlite3, stat, sys, tarfile, tempfile, time
+data, redis_socket, redis_dir = sys.argv[1:4]
+SIDE_FILES = ("-wal", "-shm", "-journal")
+report = {"sqlite": {}, "files": 0, "links": 0, "redis": None}
+
+def sqlite_file(path):
+    with open(path, "rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+def redis(*words):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(redis_socket)
+        request = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+        s.sendall(request.encode())
+        return s.recv(4096).decode().strip()
+
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+    for root, dirs, files in os.walk(data):
+        for name in sorted(dirs + files):
+            path = os.path.join(root, name)
+            arcname = "data/" + os.path.relpath(path, data)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                tar.add(path, arcname, recursive=False)
+                report["links"] += 1
+            elif stat.S_ISDIR(mode):
+                tar.add(path, arcname, recursive=False)
+            elif not stat.S_ISREG(mode):
+                continue
+            elif name.endswith(SIDE_FILES) and os.path.isfile(path.rsplit("-", 1)[0]):
+                continue
+            elif sqlite_file(path):
+                with tempfile.TemporaryDirectory() as tmp:
+                    copy = os.path.join(tmp, "copy")
+                    source, target = sqlite3.connect(path), sqlite3.connect(copy)
+                    with target:
+                        source.backup(target)
+                    check = target.execute("PRAGMA integrity_check").fetchone()[0]
+                    source.close(); target.close()
+                    info = tar.gettarinfo(copy, arcname)
+                    info.mode, info.mtime = stat.S_IMODE(mode), os.lstat(path).st_mtime
+                    with open(copy, "rb") as f:
+                        tar.addfile(info, f)
+                report["sqlite"][os.path.relpath(path, data)] = check
+            else:
+                tar.add(path, arcname, recursive=False)
+                report["files"] += 1
+    if redis_socket:
+        before = redis("LASTSAVE")
+        redis("BGSAVE")
+        deadline = time.monotonic() + 600
+        while redis("LASTSAVE") == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        report["redis"] = "saved" if redis("LASTSAVE") != before else "not saved in 600 s"
+        tar.add(os.path.join(redis_dir, "dump.rdb"), "redis/dump.rdb")
+print(REPORT_PREFIX + json.dumps(report), file=sys.stderr)
+""".replace("REPORT_PREFIX", repr(REPORT))
+
+
+@dataclass(frozen=True)
+class BackupJob:
+    """What one app's backup covers and where it goes."""
+
+    app: str
+    user: str
+    sandbox: str  # the app's sandbox drop-in
+    data: Path  # its data directory
+    root: Path  # where its backups live (root only)
+    current: Path  # the ``current`` link: the live release, recorded
+    keep: int
+    database: str = ""  # its PostgreSQL database, if any
+    redis_socket: str = ""  # its Redis, if any
+    redis_data: str = ""
+
+    def backups(self) -> list[Path]:
+        """The finished backups, oldest first."""
+        found = [p for p in self.root.iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)]
+        return sorted(found, key=lambda p: p.name)
+
+
+def digest(path: Path) -> str:
+    """The sha256 of a file."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def app_side(job: BackupJob, out: Path) -> dict:
+    """The data directory and the Redis snapshot, read as the app in its sandbox, into the
+    tar ``out``; what the app side reported. RuntimeError when it failed."""
+    python = ["/usr/bin/python3", "-I", "-c", APP_SIDE, str(job.data)]
+    python += [job.redis_socket, job.redis_data]
+    unit = transient_unit(job.user, "backup-read")  # not <app>-backup: the unit running this
+    cmd = sandboxed(unit, job.sandbox, job.data, [], python)
+    with open(out, "wb") as target:
+        proc = subprocess.run(cmd, stdout=target, stderr=subprocess.PIPE, timeout=3600)
+    said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    if proc.returncode != 0 or not said or not said[-1].startswith(REPORT):
+        raise RuntimeError("reading the data as the app failed:\n" + escaped("\n".join(said[-20:])))
+    return json.loads(said[-1].removeprefix(REPORT))
+
+
+def database_dump(job: BackupJob, out: Path) -> None:
+    """The app's PostgreSQL database, dumped by the superuser in pg_dump's custom format."""
+    with open(out, "wb") as target:
+        proc = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", job.database],
+            stdout=target,
+            stderr=subprocess.PIPE,
+            timeout=3600,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError("pg_dump failed: " + escaped(proc.stderr.decode("utf-8", "replace")))
+
+
+def take_backup(job: BackupJob) -> int:
+    """One backup: its parts into a partial folder, the manifest, then the folder's final
+    name; then backups beyond ``keep`` removed. 1, and nothing kept, on a failure."""
+    taken = time.gmtime()
+    name = time.strftime(STAMP, taken)
+    folder = job.root / name
+    partial = job.root / (name + PARTIAL)
+    for stale in job.root.glob(f"*{PARTIAL}"):  # a failed one's leftovers
+        shutil.rmtree(stale)
+    partial.mkdir(mode=0o700)
+    try:
+        report = app_side(job, partial / "data.tar")
+        if job.database:
+            database_dump(job, partial / "postgresql.dump")
+        bad = {db: said for db, said in report["sqlite"].items() if said != "ok"}
+        if bad:
+            raise RuntimeError(f"integrity_check of the copies failed: {bad}")
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+        shutil.rmtree(partial)
+        print(f"backup of {job.app} failed: {err}", file=sys.stderr)
+        return 1
+    parts: list[dict] = [
+        {"name": part.name, "size": part.stat().st_size, "sha256": digest(part)}
+        for part in sorted(partial.iterdir())
+    ]
+    manifest = {
+        "app": job.app,
+        "backup": name,
+        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", taken),
+        "release": os.path.basename(os.path.realpath(job.current)),
+        "parts": parts,
+        "found": report,
+    }
+    (partial / "manifest.json").write_text(json.dumps(manifest, sort_keys=True) + "\n")
+    partial.rename(folder)
+    for old in job.backups()[: -job.keep]:
+        shutil.rmtree(old)
+    size = sum(int(p["size"]) for p in parts)
+    release = manifest["release"]
+    print(f"backup {name} of {job.app}: {len(parts)} parts, {size} bytes, release {release}")
+    return 0

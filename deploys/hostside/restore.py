@@ -1,0 +1,222 @@
+"""One backup put back (``release_gate.py restore``, run by restore.py as root): its parts
+checked against its manifest, the app's units stopped (timers, workers, web, Redis), its
+data directory and Redis snapshot swapped for the backup's, its database re-created from the
+dump, everything started again and the site health-checked through nginx. What it replaces
+is kept aside (``.replaced-<backup>`` in the data directory, ``<app>_replaced_<backup>`` in
+PostgreSQL) until the restore succeeded, and put back when it fails.
+
+As for backups, root never touches the app's files: a transient unit of the app's user in
+the app's sandbox unpacks the archive (fed on its standard input) and swaps the folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backup import PARTIAL, digest
+from .health import Health, health, through_nginx
+from .rules import transient_unit
+from .sandbox import sandboxed
+from .units import escaped, systemctl
+
+NAME_RE = re.compile(r"^\d{8}T\d{6}Z$")
+
+# Run as the app, in its sandbox, the backup's data.tar on stdin: ``unpack`` extracts it
+# beside the data (data/... into DATA/.restore-NAME, redis/dump.rdb beside the snapshot);
+# ``swap`` moves the data's entries aside into .replaced-NAME and the restored ones in;
+# ``back`` undoes a swap; ``done`` removes what was kept aside.
+APP_SIDE = r"""
+import os, shutil, sys, tarfile
+step, data, name, redis_data = sys.argv[1:5]
+restored = os.path.join(data, ".restore-" + name)
+replaced = os.path.join(data, ".replaced-" + name)
+rdb = lambda suffix="": os.path.join(redis_data, "dump.rdb" + suffix)
+
+def ours(entry):
+    return entry.startswith((".restore-", ".replaced-"))
+
+def move_all(source, target):
+    for entry in os.listdir(source):
+        if not ours(entry):
+            os.rename(os.path.join(source, entry), os.path.join(target, entry))
+
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+if step == "unpack":
+    remove(restored)
+    os.mkdir(restored, 0o700)
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if parts[0] == "data" and len(parts) > 1 and ".." not in parts:
+                member.name = "/".join(parts[1:])
+                tar.extract(member, restored, set_attrs=not member.issym())
+            elif member.name == "redis/dump.rdb" and redis_data:
+                member.name = "dump.rdb.restored"
+                tar.extract(member, redis_data)
+elif step == "swap":
+    os.mkdir(replaced, 0o700)
+    move_all(data, replaced)
+    move_all(restored, data)
+    if redis_data and os.path.exists(rdb(".restored")):
+        if os.path.exists(rdb()):
+            os.rename(rdb(), rdb(".replaced"))
+        os.rename(rdb(".restored"), rdb())
+elif step == "back":
+    for entry in os.listdir(data):
+        if not ours(entry):
+            remove(os.path.join(data, entry))
+    if os.path.isdir(replaced):
+        move_all(replaced, data)
+    if redis_data and os.path.exists(rdb(".replaced")):
+        os.rename(rdb(".replaced"), rdb())
+if step in ("done", "back"):
+    remove(restored)
+    remove(replaced)
+    for stale in (".replaced", ".restored") if redis_data else ():
+        remove(rdb(stale))
+"""
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """What one app's restore puts back, and which of its units it stops meanwhile."""
+
+    app: str
+    user: str
+    sandbox: str
+    data: Path
+    root: Path  # its backups
+    backup: str  # a backup's name, or "latest"
+    units: tuple[str, ...]  # the app's units to stop, in order (started again in reverse)
+    check: Health
+    database: str = ""
+    redis_data: str = ""
+
+    def folder(self) -> Path:
+        """The backup's folder; ValueError when there is no such backup."""
+        found = sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)
+        )
+        name = found[-1] if self.backup == "latest" and found else self.backup
+        if not NAME_RE.match(name) or name not in found:
+            raise ValueError(f"no backup {self.backup!r} of {self.app} here ({len(found)} kept)")
+        return self.root / name
+
+
+def verified(folder: Path) -> dict:
+    """The backup's manifest, each part checked against it; ValueError if one differs."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for part in manifest["parts"]:
+        if digest(folder / part["name"]) != part["sha256"]:
+            raise ValueError(f"{folder.name}: {part['name']} differs from its manifest")
+    return manifest
+
+
+def as_app(job: RestoreJob, step: str, name: str, stdin=None) -> None:
+    """One step of the app side (see APP_SIDE) as the app in its sandbox; RuntimeError."""
+    python = ["/usr/bin/python3", "-I", "-c", APP_SIDE, step, str(job.data), name]
+    python.append(job.redis_data)
+    sandbox = [f"--property=ReadWritePaths={job.redis_data}"] if job.redis_data else []
+    cmd = sandboxed(transient_unit(job.user, "restore"), job.sandbox, job.data, sandbox, python)
+    proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=3600)
+    if proc.returncode != 0:
+        said = proc.stderr.decode("utf-8", "replace").strip()
+        raise RuntimeError(f"{step} as the app failed: {escaped(said[-2000:])}")
+
+
+def postgres(*sql: str) -> None:
+    """SQL statements run by PostgreSQL's superuser, each on its own; RuntimeError."""
+    for statement in sql:
+        proc = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-XAq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                statement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"PostgreSQL: {escaped(proc.stderr.strip())}")
+
+
+def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
+    """The app's database renamed aside, a new one made from the dump; the aside name."""
+    db, aside = job.database, f"{job.database}_replaced_{name.lower()}"
+    postgres(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+        f'ALTER DATABASE "{db}" RENAME TO "{aside}"',
+        f'CREATE DATABASE "{db}" OWNER "{job.user}" TEMPLATE template0 ENCODING \'UTF8\'',
+        f'REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC',
+    )
+    with open(dump, "rb") as source:
+        proc = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "pg_restore", "--exit-on-error", "-d", db],
+            stdin=source,
+            capture_output=True,
+            timeout=3600,
+        )
+    if proc.returncode != 0:
+        postgres(f'DROP DATABASE "{db}"', f'ALTER DATABASE "{aside}" RENAME TO "{db}"')
+        raise RuntimeError("pg_restore failed: " + escaped(proc.stderr.decode("utf-8", "replace")))
+    return aside
+
+
+def restore_backup(job: RestoreJob) -> int:
+    """Put the backup back (see the module); 1 with the reason, the app as it was, if not."""
+    try:
+        folder = job.folder()
+        manifest = verified(folder)
+    except (ValueError, OSError, json.JSONDecodeError) as err:
+        print(f"restore: {err}", file=sys.stderr)
+        return 1
+    name = folder.name
+    print(f"restoring {job.app} from backup {name} (release {manifest['release']} then)")
+    with open(folder / "data.tar", "rb") as archive:
+        try:
+            as_app(job, "unpack", name, archive)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            as_app(job, "back", name)
+            print(f"restore: {err}", file=sys.stderr)
+            return 1
+    systemctl("stop", *job.units)
+    aside = ""
+    try:
+        as_app(job, "swap", name)
+        if job.database and (folder / "postgresql.dump").exists():
+            aside = recreate_database(job, folder / "postgresql.dump", name)
+        systemctl("start", *reversed(job.units))
+        problem = health(job.check, lambda: through_nginx(job.check))
+        if problem:
+            raise RuntimeError(f"unhealthy after the restore: {problem}")
+    except Exception as err:  # whatever went wrong, the app gets back what it had
+        print(f"restore: {err}; putting back what was there", file=sys.stderr)
+        systemctl("stop", *job.units, check=False)
+        as_app(job, "back", name)
+        if aside:
+            back = f'ALTER DATABASE "{aside}" RENAME TO "{job.database}"'
+            postgres(f'DROP DATABASE "{job.database}"', back)
+        systemctl("start", *reversed(job.units), check=False)
+        return 1
+    as_app(job, "done", name)
+    if aside:
+        postgres(f'DROP DATABASE "{aside}"')
+    print(f"restored {job.app} from backup {name}: healthy")
+    return 0

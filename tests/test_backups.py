@@ -1,0 +1,210 @@
+"""Backups (#30), first part, on one host with two example apps: notes (SQLite in its data
+directory) and board (PostgreSQL and Redis). A backup taken while a writer keeps adding notes
+holds a consistent database with every note acknowledged before it began; board's holds its
+database dump and its Redis snapshot; the app cannot read its backups, and a link it planted
+in its data directory is archived as a link (root read nothing through it); the oldest go
+once newer ones succeeded; a backup that cannot be written fails, verify says so, the next
+one succeeds; backups.py lists them. restore.py puts a lost SQLite database back (and takes
+away a file that was not in the backup), re-creates the PostgreSQL database and the Redis
+data from a backup, and refuses a backup that is not there without touching the app.
+
+Tests in this module share one host and run in file order."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import tarfile
+import threading
+import time
+
+import pytest
+
+from testbed.pyinfra_cli import pyinfra
+from tests.helpers import NOTES, failing
+from tests.test_datastores import BOARD
+
+BACKUPS = {"backups": True, "backup_keep": 2}
+APPS = [{**NOTES, **BACKUPS}, {**BOARD, **BACKUPS, "server_name": "board.test"}]
+ROOT = "/var/backups/flask-deploy"
+REDIS = "/run/board-redis/redis.sock"
+# on the host: a database's integrity check, then its notes, one a line
+CHECK = (
+    "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]);"
+    " print(db.execute('PRAGMA integrity_check').fetchone()[0]);"
+    " [print(body) for (body,) in db.execute('SELECT body FROM note')]"
+)
+
+
+def run(host, workdir, entry: str = "deploy.py", *args: str, **kwargs):
+    return pyinfra([host], workdir, entry, "--data", f"apps={json.dumps(APPS)}", *args, **kwargs)
+
+
+def backup(host, workdir, app: str):
+    return run(host, workdir, "backup.py", "--data", f"app={app}")
+
+
+def backups_of(host, app: str) -> list[str]:
+    listing = host.exec(f"ls -1 {ROOT}/{app}", check=False).stdout.split()
+    return sorted(name for name in listing if not name.endswith(".partial"))
+
+
+def part(host, app: str, name: str, file: str) -> bytes:
+    """A backup's part, read from the host as root (the test's own view)."""
+    return host.exec_bytes(f"cat {ROOT}/{app}/{name}/{file}")
+
+
+def add_note(host, body: str) -> bool:
+    status = host.exec(
+        "curl -s -o /dev/null -w '%{http_code}' -H 'Host: notes.test'"
+        f" --data-urlencode body={body!r} http://127.0.0.1/notes",
+        check=False,
+    ).stdout
+    return status.strip() in ("200", "201", "302", "303")
+
+
+@pytest.fixture(scope="module")
+def host(boot, workdir):
+    (host,) = boot(1)
+    run(host, workdir).check()
+    return host
+
+
+def test_a_backup_taken_while_the_app_writes_holds_every_acknowledged_write(host, workdir):
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def writer():
+        for n in range(400):  # bounded in count and time
+            if stop.is_set():
+                return
+            body = f"written-{n}"
+            if add_note(host, body):
+                acknowledged.append(body)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(2)
+    before = list(acknowledged)
+    result = backup(host, workdir, "notes").check()
+    stop.set()
+    thread.join(timeout=60)
+    assert before, "the writer wrote nothing before the backup"
+    (name,) = backups_of(host, "notes")
+    assert f"backup {name} of notes" in result.output
+    manifest = json.loads(part(host, "notes", name, "manifest.json"))
+    assert [p["name"] for p in manifest["parts"]] == ["data.tar"]
+    assert manifest["found"]["sqlite"] == {"instance/notes.sqlite": "ok"}
+    tar = tarfile.open(fileobj=io.BytesIO(part(host, "notes", name, "data.tar")))
+    copy = tar.extractfile("data/instance/notes.sqlite").read()
+    rows = host.exec_bytes(
+        f"f=$(mktemp) && cat > $f && python3 -c {shlex.quote(CHECK)} $f; rm -f $f", copy
+    )
+    rows = rows.decode()
+    assert rows.splitlines()[0] == "ok"
+    assert set(before) <= set(rows.splitlines()[1:])
+
+
+def test_a_database_and_redis_backup_holds_the_dump_and_the_snapshot(host, workdir):
+    backup(host, workdir, "board").check()
+    (name,) = backups_of(host, "board")
+    manifest = json.loads(part(host, "board", name, "manifest.json"))
+    assert [p["name"] for p in manifest["parts"]] == ["data.tar", "postgresql.dump"]
+    assert manifest["found"]["redis"] == "saved"
+    tar = tarfile.open(fileobj=io.BytesIO(part(host, "board", name, "data.tar")))
+    assert "redis/dump.rdb" in tar.getnames()
+    listing = host.exec(
+        f"runuser -u postgres -- pg_restore --list < {ROOT}/board/{name}/postgresql.dump"
+    )
+    assert "TABLE public post board" in listing.stdout
+
+
+def test_the_app_cannot_read_its_backups_and_its_links_are_kept_as_links(host, workdir):
+    denied = host.exec(f"runuser -u notes -- ls {ROOT}/notes", check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    host.exec("runuser -u notes -- ln -s /etc/shadow /var/lib/notes/instance/secrets")
+    backup(host, workdir, "notes").check()
+    newest = backups_of(host, "notes")[-1]
+    tar = tarfile.open(fileobj=io.BytesIO(part(host, "notes", newest, "data.tar")))
+    link = tar.getmember("data/instance/secrets")
+    assert link.issym() and link.linkname == "/etc/shadow" and link.size == 0
+
+
+def test_the_oldest_go_once_newer_ones_succeeded(host, workdir):
+    first = backups_of(host, "notes")[0]
+    backup(host, workdir, "notes").check()
+    kept = backups_of(host, "notes")
+    assert len(kept) == 2 and first not in kept
+
+
+def test_a_backup_that_cannot_be_written_fails_and_verify_says_so(host, workdir, tmp_path):
+    kept = backups_of(host, "notes")
+    folder = f"{ROOT}/notes"
+    host.exec(f"mount -t tmpfs -o ro,size=1m tmpfs {folder}")  # a read-only disk
+    try:
+        failed = backup(host, workdir, "notes")
+        assert failed.returncode != 0, failed.output[-3000:]
+        assert "Job for notes-backup.service failed" in failed.output, failed.output[-3000:]
+        report = tmp_path / "report.json"
+        run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+        assert "last backup run" in failing(json.loads(report.read_text()), host)
+    finally:
+        host.exec(f"umount {folder}")
+    assert backups_of(host, "notes") == kept  # nothing removed by the failure
+    backup(host, workdir, "notes").check()
+    run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    assert failing(json.loads(report.read_text()), host) == set()
+    listed = run(host, workdir, "backups.py", "--data", "app=notes").check()
+    assert all(name in listed.output for name in backups_of(host, "notes"))
+
+
+def notes_in_data(host) -> set[str]:
+    """The notes the app's database holds (read as the app)."""
+    read = host.exec(
+        f"runuser -u notes -- python3 -c {shlex.quote(CHECK)} /var/lib/notes/instance/notes.sqlite"
+    )
+    return set(read.stdout.splitlines()[1:])
+
+
+def test_restore_puts_the_data_back_and_the_app_serves_it(host, workdir, tmp_path):
+    newest = backups_of(host, "notes")[-1]
+    kept = notes_in_data(host)
+    host.exec("runuser -u notes -- rm /var/lib/notes/instance/notes.sqlite")  # lost
+    host.exec("runuser -u notes -- touch /var/lib/notes/instance/stray")
+    result = run(host, workdir, "restore.py", "--data", "app=notes", "--data", "backup=latest")
+    assert result.returncode == 0, result.output[-3000:]
+    assert f"restored notes from backup {newest}: healthy" in result.output
+    assert notes_in_data(host) == kept
+    left = host.exec("ls -A /var/lib/notes /var/lib/notes/instance").stdout
+    assert "stray" not in left and ".replaced-" not in left and ".restore-" not in left
+    report = tmp_path / "report.json"
+    run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    assert failing(json.loads(report.read_text()), host) == set()
+
+
+def test_restore_recreates_the_database_and_the_redis_data(host, workdir):
+    (name,) = backups_of(host, "board")
+    count = "runuser -u postgres -- psql -XAt -d board -c 'SELECT count(*) FROM post'"
+    posts = host.exec(count).stdout.strip()
+    visits = host.exec(f"runuser -u board -- redis-cli -s {REDIS} get visits").stdout.strip()
+    host.exec("runuser -u postgres -- psql -XAt -d board -c 'DELETE FROM post'")
+    host.exec(f"runuser -u board -- redis-cli -s {REDIS} flushall")
+    result = run(host, workdir, "restore.py", "--data", "app=board", "--data", f"backup={name}")
+    assert result.returncode == 0, result.output[-3000:]
+    assert host.exec(count).stdout.strip() == posts
+    assert (
+        host.exec(f"runuser -u board -- redis-cli -s {REDIS} get visits").stdout.strip() == visits
+    )
+    owner = "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'board'"
+    assert host.exec(f'runuser -u postgres -- psql -XAtc "{owner}"').stdout.strip() == "board"
+    databases = host.exec("runuser -u postgres -- psql -XAtc 'SELECT datname FROM pg_database'")
+    assert "replaced" not in databases.stdout
+
+
+def test_restoring_a_backup_that_is_not_there_changes_nothing(host, workdir):
+    result = run(
+        host, workdir, "restore.py", "--data", "app=notes", "--data", "backup=20000101T000000Z"
+    )
+    assert result.returncode != 0 and "no backup '20000101T000000Z' of notes here" in result.output
+    assert host.exec("systemctl is-active notes.service").stdout.strip() == "active"

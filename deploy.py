@@ -20,14 +20,12 @@ from deploys.stack.appuser import create_app_user
 from deploys.stack.backups import configure_backups
 from deploys.stack.balancer import balancer_rollout, configure_balancer
 from deploys.stack.database_server import (
+    app_database_env,
     configure_database_server,
-    database_env_copied,
     serve_app_data,
-    urls_in_place,
 )
 from deploys.stack.firewall import configure_firewall
 from deploys.stack.fleet import (
-    MIGRATED,
     Fleet,
     Step,
     all_hosts_reach,
@@ -58,22 +56,14 @@ def deploy_app(settings: Settings, nginx_host_wide: NginxHost, fleet: Fleet) -> 
     venv = build_virtualenv(settings)
     release = upload_release(settings)
     env = write_app_environment(settings)
+    if settings.database_server:  # its database and Redis there: their URLs, with password
+        env.append(app_database_env(settings, fleet))
     create_shared_folders(settings)
     provide_datastores(settings)
     configure_backups(settings)
     here = processes_here(settings, fleet)
-    in_place = urls_in_place(settings, fleet) if settings.database_server else None
     rolling = {"_if": [no_failed_host]} if fleet.load_balancers else {}
     for step in fleet.steps():
-        if step.kind == MIGRATED and settings.database_server:
-            env.append(
-                database_env_copied(
-                    name=f"{settings.app_name}'s URLs from {fleet.database_host} (hidden)",
-                    settings=settings,
-                    source_host=fleet.database_host,
-                    in_place=in_place,
-                )
-            )
         if fleet.checks_here(step):
             check_release(settings, commands=fleet.runs_release_commands())
         if fleet.switches_here(step):

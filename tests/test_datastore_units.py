@@ -17,10 +17,11 @@ from deploys.config.plan import load_plan
 from deploys.config.settings import SettingsError, load_settings
 from deploys.ops.context import SettingsRefused
 from deploys.ops.facts import AnswerAs, TcpListeners
+from deploys.stack import database_server
 from deploys.stack.appservice import env_file, sandbox
 from deploys.stack.database_server import (
-    credentials_script,
-    database_env_copied,
+    acl_script,
+    app_urls,
     database_firewall_rules,
     database_redis,
     hba,
@@ -234,16 +235,18 @@ def test_the_database_server_admits_the_app_servers_alone():
     assert "ALTER SYSTEM SET hba_file = '/etc/flask-deploy/pg_hba.conf'" in words
 
 
-def test_the_password_is_made_on_the_host_and_never_an_argument():
+def test_the_app_servers_get_the_urls_and_redis_a_hash(monkeypatch):
     settings = load_settings({**BOTH, "app_name": "board"})
-    script = credentials_script(settings, "10.0.0.20")
-    assert script.startswith("umask 077 && [ -s /etc/flask-deploy/databases/board.password ] ||")
-    assert "head -c 64 /dev/urandom" in script and "pw=$(cat " in script
-    assert "postgresql://board:%s@10.0.0.20:5432/board" in script
-    assert f"redis://board:%s@10.0.0.20:{redis_port('board')}/0" in script
-    assert 'printf %s "$pw" | sha256sum' in script  # the ACL keeps a hash
-    only_db = credentials_script(load_settings({"postgresql": True}), "10.0.0.20")
-    assert "REDIS_URL" not in only_db and ".acl" not in only_db
+    monkeypatch.setitem(database_server._PASSWORDS, "board", "s3cret")
+    urls = app_urls(settings, FLEET).splitlines()
+    assert urls == [
+        'DATABASE_URL="postgresql://board:s3cret@10.0.0.20:5432/board"',
+        f'REDIS_URL="redis://board:s3cret@10.0.0.20:{redis_port("board")}/0"',
+    ]
+    script = acl_script(settings)
+    assert script.startswith("pw=$(cat /etc/flask-deploy/databases/board.password)")
+    assert 'printf %s "$pw" | sha256sum' in script and "s3cret" not in script
+    assert "user default off\\nuser board on #%s ~* &* +@all -@admin" in script
 
 
 def test_a_role_password_is_given_again_only_when_it_changed(fake):
@@ -255,19 +258,6 @@ def test_a_role_password_is_given_again_only_when_it_changed(fake):
     (command,) = commands(role_password, "board", "board")
     assert command.startswith(f"pw=$(cat {secret}) && printf ")
     assert "SET log_statement = none" in command and "| runuser -u postgres -- psql" in command
-
-
-def test_the_urls_are_copied_only_when_they_differ(fake):
-    settings = load_settings({**BOTH, "app_name": "board"})
-    dest = "/etc/board/database.env"
-    fake({fact(Sha256File, path=dest): "abc"})
-    assert commands(database_env_copied, settings, "db1", "abc") == []
-    host = fake({fact(Sha256File, path=dest): "old"})
-    host.data = type("Data", (), {"_temp_dir": "/home/d/.cache/fd"})()
-    steps = commands(database_env_copied, settings, "db1", None)
-    assert steps[0] == f"touch {dest} && chown root:board {dest} && chmod 640 {dest}"
-    assert [type(s).__name__ for s in steps[1:3]] == ["FunctionCommand", "FileUploadCommand"]
-    assert host.logs == [f"Will write {dest} from db1 (contents hidden)"]
 
 
 def test_database_server_is_derived_never_set_by_hand():

@@ -6,7 +6,7 @@ A known limit (found with #29): an operation whose generator reads *another* hos
 (``state.inventory.get_host(name).get_fact``) ends the run after its first operation, with
 exit status 0 and no summary, when the look-ahead runs that generator early. Read other
 hosts' facts in the deploy code, before the operations run (stack/database_server.py's
-urls_in_place does), or at execution in a FunctionCommand.
+app_password does).
 
 One switch: ``install()`` applies all of it, for each host, from ``prepare_host``. It
 applies only on the pyinfra versions it was tested against (TESTED_PYINFRA); on any other

@@ -3,20 +3,21 @@ the apps of the app servers that ask for them (``postgresql``, ``redis``), over 
 network. PostgreSQL listens on the server's private address too and admits each app's role,
 to its own database alone, from the app servers' addresses alone (scram-sha-256); each app's
 Redis listens on a port of its own on that address and admits its app's user alone; UFW
-admits the app servers alone. One password per app, made on the database server from its own
-randomness into root-only files, reaches the app servers' ``database.env`` through the
-deploy's own connections: never on a command line, in a log, a fact or ``--diff``."""
+admits the app servers alone. One password per app: made by the controller the first time
+(``secrets``), kept root-only on the database server, read back from there on later runs
+(a file download, never a fact: no output of it) and written, hidden, into the app servers'
+``database.env``: never on a command line, in a log, a fact's output or ``--diff``."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
+import secrets
 import shlex
-from io import BytesIO
+import string
 
 from pyinfra import host, state
-from pyinfra.api import FileUploadCommand, FunctionCommand, operation
-from pyinfra.facts.files import File, FileContents, Sha256File
+from pyinfra.api import operation
+from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations import files
 
 from deploys.config.datastores import REDIS_GRANTS, redis_port
@@ -25,6 +26,7 @@ from deploys.config.layout import Layout
 from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
 from deploys.ops import ufw
+from deploys.ops.fileops import secret_file
 from deploys.ops.render import put_text, render
 from deploys.ops.stamps import Level, changes_applied
 from deploys.ops.typed import deploy
@@ -37,7 +39,7 @@ SECRETS = "/etc/flask-deploy/databases"  # root 0700: each app's password and UR
 REDIS_ETC = "/etc/flask-deploy/redis"  # each app's Redis config and ACL (hashes): no secret
 HBA_FILE = "/etc/flask-deploy/pg_hba.conf"  # the cluster's hba_file
 CLUSTER_STAMP = f"{SECRETS}/postgresql.applied"
-PASSWORD_CHARS = 40  # letters and digits: about 238 bits
+PASSWORD_ALPHABET = string.ascii_letters + string.digits  # 40 of them: about 238 bits
 # the session settings under which a role is given its password: no log, sample or statistic
 # of the statement (a failing one included), whatever the cluster's own settings
 UNLOGGED = (
@@ -49,13 +51,8 @@ UNLOGGED = (
 )
 
 
-def secret_file(app: str) -> str:
+def password_file(app: str) -> str:
     return f"{SECRETS}/{app}.password"
-
-
-def urls_file(app: str) -> str:
-    """The lines an app server's database.env gets (the URLs, with the password)."""
-    return f"{SECRETS}/{app}.env"
 
 
 def served(plan: HostPlan) -> list[Settings]:
@@ -141,62 +138,79 @@ def configure_database_server(plan: HostPlan, fleet: Fleet) -> None:
     )
 
 
-def credentials_script(settings: Settings, address: str) -> str:
-    """The shell script that makes the app's password once (root-only, from the host's
-    randomness; never an argument of a command) and writes the URLs its app servers get and
-    its Redis' ACL (the password's SHA-256) from it."""
+def acl_script(settings: Settings) -> str:
+    """The shell script that writes the app's Redis ACL from its password file: the default
+    user off, the app's user known by the password's SHA-256 (no secret: Redis' user reads
+    it); the password never an argument of a command."""
     app, user = settings.app_name, settings.user
-    secret, urls = secret_file(app), urls_file(app)
-    lines = []
-    if settings.postgresql:
-        lines.append(f'DATABASE_URL=\\"postgresql://{user}:%s@{address}:{PORT}/{app}\\"\\n')
-    if settings.redis:
-        lines.append(f'REDIS_URL=\\"redis://{user}:%s@{address}:{redis_port(app)}/0\\"\\n')
-    passwords = " ".join(['"$pw"'] * len(lines))
-    script = [
-        "umask 077",
-        f"[ -s {secret} ] || {{ head -c 64 /dev/urandom | base64 -w0 | tr -dc A-Za-z0-9"
-        f" | head -c {PASSWORD_CHARS} > {secret}.new && mv {secret}.new {secret}; }}",
-        f"pw=$(cat {secret})",
-        f'printf "{"".join(lines)}" {passwords} > {urls}.new',
-        f"mv {urls}.new {urls}",
-    ]
-    if settings.redis:
-        acl = f"{REDIS_ETC}/{app}.acl"
-        script += [
+    acl = f"{REDIS_ETC}/{app}.acl"
+    return " && ".join(
+        [
+            f"pw=$(cat {password_file(app)})",
             'hash=$(printf %s "$pw" | sha256sum | cut -d" " -f1)',
             f'printf "user default off\\nuser {user} on #%s {REDIS_GRANTS}\\n" "$hash" > {acl}.new',
-            f"chmod 644 {acl}.new && mv {acl}.new {acl}",  # a hash: Redis' user reads it
+            f"chmod 644 {acl}.new && mv {acl}.new {acl}",
         ]
-    return " && ".join(script)
-
-
-def params_file(app: str) -> str:
-    """What the app's URLs and ACL were last written for (no secret)."""
-    return f"{SECRETS}/{app}.params"
-
-
-def credentials_params(settings: Settings, address: str) -> str:
-    """The record of what the app's URLs and ACL are written for."""
-    return json.dumps({"script": credentials_script(settings, address)}, sort_keys=True)
+    )
 
 
 @operation()
-def credentials_made(settings: Settings, address: str):
+def acl_written(settings: Settings):
     """
-    Make the app's password here once, and the URLs and ACL written from it again when
-    what they name (address, port, role) changed; a record of that (no secret) beside.
+    Write the app's Redis ACL from its password when the password changed since.
 
     + settings: the app's
-    + address: this database server's private address
     """
-    record, wanted = params_file(settings.app_name), credentials_params(settings, address)
-    made = host.get_fact(File, path=secret_file(settings.app_name))
-    if made and "\n".join(host.get_fact(FileContents, path=record) or []) == wanted:
-        host.noop(f"{settings.app_name}'s password and URLs are made (contents hidden)")
+    app = settings.app_name
+    have = host.get_fact(Sha256File, path=password_file(app))
+    applied = f"{SECRETS}/{app}.acl-password"
+    if have and host.get_fact(FileContents, path=applied) == [have]:
+        host.noop(f"{app}'s Redis ACL is current")
         return
-    yield credentials_script(settings, address)
-    yield f"printf %s {shlex.quote(wanted)} > {record}"
+    yield acl_script(settings)
+    yield f'sha256sum < {password_file(app)} | cut -d" " -f1 > {applied}'
+
+
+_PASSWORDS: dict[str, str] = {}  # app -> its password, this run's (the controller's memory)
+
+
+def app_password(settings: Settings, fleet: Fleet) -> str:
+    """The app's password: the one the database server keeps, else a new one made here
+    once for the whole run. Read as a fact, before any operation runs: pyinfra prints a
+    fact's output with -vvv or --debug-facts (a download through SFTP hung here with the
+    speed layer; see the issue's note)."""
+    app = settings.app_name
+    if app not in _PASSWORDS:
+        server = state.inventory.get_host(fleet.database_host)
+        kept = server.get_fact(FileContents, path=password_file(app), _sudo=True) or []
+        _PASSWORDS[app] = kept[0].strip() if kept and kept[0].strip() else ""
+        if not _PASSWORDS[app]:
+            _PASSWORDS[app] = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(40))
+    return _PASSWORDS[app]
+
+
+def app_urls(settings: Settings, fleet: Fleet) -> str:
+    """The app servers' database.env: the URLs of the app's database and Redis there."""
+    user, app, address = settings.user, settings.app_name, fleet.database_server
+    password = app_password(settings, fleet)
+    lines = []
+    if settings.postgresql:
+        lines.append(f'DATABASE_URL="postgresql://{user}:{password}@{address}:{PORT}/{app}"')
+    if settings.redis:
+        port = redis_port(app)
+        lines.append(f'REDIS_URL="redis://{user}:{password}@{address}:{port}/0"')
+    return "\n".join(lines) + "\n"
+
+
+def app_database_env(settings: Settings, fleet: Fleet):
+    """On an app server: the app's database.env (root:<app> 0640), contents hidden."""
+    return secret_file(
+        name=f"{settings.app_name}'s URLs on {fleet.database_host} (hidden)",
+        path=Layout.of(settings).database_env,
+        content=app_urls(settings, fleet),
+        user="root",
+        group=settings.user,
+    )
 
 
 @operation()
@@ -208,7 +222,7 @@ def role_password(role: str, app: str):
     + role: the app's role
     + app: the app, whose password file holds it
     """
-    secret, applied = secret_file(app), f"{SECRETS}/{app}.role-password"
+    secret, applied = password_file(app), f"{SECRETS}/{app}.role-password"
     have = host.get_fact(Sha256File, path=secret)
     if have and host.get_fact(FileContents, path=applied) == [have]:
         host.noop(f"{role}'s password is set (contents hidden)")
@@ -243,10 +257,13 @@ def database_redis(settings: Settings, address: str) -> tuple[str, str]:
 @deploy("App database")
 def serve_app_data(settings: Settings, fleet: Fleet) -> None:
     """The app's password, its role and database (closed to PUBLIC), its Redis."""
-    made = credentials_made(
-        name=f"{settings.app_name}: password and URLs (root only)",
-        settings=settings,
-        address=fleet.database_server,
+    made = secret_file(
+        name=f"{settings.app_name}'s password (root only, hidden)",
+        path=password_file(settings.app_name),
+        content=app_password(settings, fleet) + "\n",
+        user="root",
+        group="root",
+        mode="600",
     )
     if settings.postgresql:
         app_database(settings)
@@ -255,8 +272,10 @@ def serve_app_data(settings: Settings, fleet: Fleet) -> None:
         layout = Layout.of(settings)
         unit, conf = database_redis(settings, fleet.database_server)
         name, conf_path = layout.redis_unit_name, f"{REDIS_ETC}/{settings.app_name}.conf"
+        acl = acl_written(name=f"{settings.app_name}'s Redis ACL", settings=settings)
         triggers = (
             made,
+            acl,
             put_text(f"Redis {conf_path}", conf, conf_path, mode="644", user="root"),
             put_text(f"Unit {layout.system_unit(name)}", unit, layout.system_unit(name)),
         )
@@ -268,51 +287,3 @@ def serve_app_data(settings: Settings, fleet: Fleet) -> None:
             files={layout.system_unit(name): unit, conf_path: conf},
         )
         unit_state(name=f"{name} enabled and running", unit=name, running=True, enabled=True)
-
-
-def _copy(name: str, source: str, buffer: BytesIO) -> None:
-    """Read ``source`` (root's) from the database server ``name`` into ``buffer``, through a
-    copy in its SSH user's private upload folder."""
-    server = state.inventory.get_host(name)
-    temp = server.get_temp_filename(temp_directory=server.data._temp_dir)  # one per copy
-    if not server.get_file(source, buffer, remote_temp_filename=temp, _sudo=True):
-        raise OSError(f"could not read {source} on {name}")
-    buffer.seek(0)
-
-
-def urls_in_place(settings: Settings, fleet: Fleet) -> str | None:
-    """The SHA-256 of the app's URLs file on the database server, read before the run
-    changes anything, when the run leaves it as it is; None when it writes it now (its
-    password or what the URLs name is new) or the server cannot be read."""
-    server = state.inventory.get_host(fleet.database_host)
-    app = settings.app_name
-    made = server.get_fact(File, path=secret_file(app), _sudo=True)
-    record = server.get_fact(FileContents, path=params_file(app), _sudo=True) or []
-    if not made or "\n".join(record) != credentials_params(settings, fleet.database_server):
-        return None
-    return server.get_fact(Sha256File, path=urls_file(app), _sudo=True)
-
-
-@operation()
-def database_env_copied(settings: Settings, source_host: str, in_place: str | None):
-    """
-    Copy the app's URLs (with its password) from the database server into the app's
-    database.env (root:<app> 0640) unless it holds them already, through the deploy's
-    connections: the contents never show.
-
-    + settings: the app's
-    + source_host: the database server's inventory name
-    + in_place: the SHA-256 of the URLs there when this run leaves them (urls_in_place)
-    """
-    dest = Layout.of(settings).database_env
-    if in_place is not None and in_place == host.get_fact(Sha256File, path=dest):
-        host.noop(f"{dest} is up to date (contents hidden)")
-        return
-    host.log(f"Will write {dest} from {source_host} (contents hidden)")
-    buffer = BytesIO()
-    quoted, owner = shlex.quote(dest), f"root:{settings.user}"
-    yield f"touch {quoted} && chown {owner} {quoted} && chmod 640 {quoted}"
-    yield FunctionCommand(_copy, (source_host, urls_file(settings.app_name), buffer), {})
-    temp = host.get_temp_filename(temp_directory=host.data._temp_dir)
-    yield FileUploadCommand(buffer, dest, remote_temp_filename=temp)
-    yield f"chown {owner} {quoted} && chmod 640 {quoted}"

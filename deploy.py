@@ -119,8 +119,8 @@ for app in plan.selected:  # settings the host or the inventory must confirm, be
     check_calendars(app)
     processes_here(app, fleet)
     one_copy_of_data(app, fleet)
-check_postgresql(plan)
 hold_deploy_lock()
+check_postgresql(plan)  # reads a fact: after the lock, whose shell answers the run's facts
 private_upload_dir()
 install_packages(plan, fleet.serving_data)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app

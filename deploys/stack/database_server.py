@@ -35,7 +35,7 @@ from deploys.stack.firewall import GUIDE_TEST_RULE, WEB_RULES
 from deploys.stack.fleet import Fleet
 from deploys.stack.postgresql import PORT, app_database, cluster_online
 
-SECRETS = "/etc/flask-deploy/databases"  # root 0700: each app's password and URLs
+SECRETS = "/etc/flask-deploy/databases"  # root 0700: each app's password, what was applied of it
 REDIS_ETC = "/etc/flask-deploy/redis"  # each app's Redis config and ACL (hashes): no secret
 HBA_FILE = "/etc/flask-deploy/pg_hba.conf"  # the cluster's hba_file
 CLUSTER_STAMP = f"{SECRETS}/postgresql.applied"

@@ -90,7 +90,7 @@ class Layout:
     @property
     def database_env(self) -> str:
         """On an app server of a database server: the URLs of its database and Redis there,
-        with their passwords (copied from the database server; root:<app> 0640)."""
+        with their password (written hidden by the deploy, like env; root:<app> 0640)."""
         return f"{self.etc}/database.env"
 
     @property

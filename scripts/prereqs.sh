@@ -20,6 +20,7 @@ missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # checks timers' calendars
+command -v openssl >/dev/null || missing+=(openssl)  # seals secrets as a host does (test_sealed)
 if [ "${1:-}" != --python-only ]; then
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -4,7 +4,8 @@ deploy examples/board from settings only. Both app servers share its PostgreSQL 
 Redis (a post made through one is read through the other, its job run by either's worker);
 the release command ran once, on one app server, before any checked the release; the
 database server admits the app servers alone (the load balancer is refused by PostgreSQL
-and Redis alike); the app's password shows in no journal, log or run output; a re-run
+and Redis alike); the app's password shows in no journal, log or run output (a re-run
+with -vvv prints every fact's output and command); a re-run
 changes nothing and verify passes on every host, the checks of the database server
 included.
 
@@ -103,7 +104,8 @@ def test_the_database_server_admits_the_app_servers_alone(fleet):
 
 def test_a_rerun_changes_nothing_and_verify_passes_everywhere(fleet, workdir, tmp_path):
     hosts, _ = fleet
-    assert run(hosts, workdir).check().changed == 0
+    rerun = run(hosts, workdir, "deploy.py", "-vvv").check()  # facts printed
+    assert rerun.changed == 0
     report = tmp_path / "report.json"
     run(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
     found = json.loads(report.read_text())

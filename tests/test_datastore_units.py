@@ -6,8 +6,11 @@ tcp-listeners-sshd.txt), the operations' commands."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import gevent
 import pytest
 from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.facts.postgres import PostgresRoles
@@ -247,6 +250,40 @@ def test_the_app_servers_get_the_urls_and_redis_a_hash(monkeypatch):
     assert script.startswith("pw=$(cat /etc/flask-deploy/databases/board.password)")
     assert 'printf %s "$pw" | sha256sum' in script and "s3cret" not in script
     assert "user default off\\nuser board on #%s ~* &* +@all -@admin" in script
+
+
+class SlowServer:
+    """A database server whose facts answer after a switch of greenlet, as a real one's do;
+    ``kept``: its password file's text (None: no file), sealed by this machine's openssl."""
+
+    def __init__(self, tmp_path, kept):
+        self.path, self.reads = tmp_path / "board.password", 0
+        if kept is not None:
+            self.path.write_text(kept)
+
+    def get_fact(self, fact_class, path, key, _sudo):
+        self.reads += 1
+        gevent.sleep(0.01)
+        command = fact_class().command(path=str(self.path), key=key)
+        output = subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout
+        return fact_class().process(output.splitlines())
+
+
+@pytest.mark.parametrize("kept", [None, "Kept0password\n"])
+def test_hosts_reading_the_password_at_once_get_one(monkeypatch, tmp_path, kept):
+    """The hosts' deploy code runs side by side (pyinfra spawns one greenlet per host): all
+    get the same password, the kept one when there is one."""
+    server = SlowServer(tmp_path, kept)
+    monkeypatch.setattr(database_server, "_PASSWORDS", {})
+    inventory = SimpleNamespace(get_host=lambda _: server)
+    monkeypatch.setattr(database_server, "state", SimpleNamespace(inventory=inventory))
+    settings = load_settings({**BOTH, "app_name": "board"})
+    readers = [gevent.spawn(database_server.app_password, settings, FLEET) for _ in range(3)]
+    gevent.joinall(readers, raise_error=True)
+    answers = {reader.value for reader in readers}
+    assert len(answers) == 1 and server.reads == 3
+    (password,) = answers
+    assert password == "Kept0password" if kept else len(password) == 40
 
 
 def test_a_role_password_is_given_again_only_when_it_changed(fake):

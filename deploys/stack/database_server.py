@@ -5,7 +5,7 @@ to its own database alone, from the app servers' addresses alone (scram-sha-256)
 Redis listens on a port of its own on that address and admits its app's user alone; UFW
 admits the app servers alone. One password per app: made by the controller the first time
 (``secrets``), kept root-only on the database server, read back from there on later runs
-(a file download, never a fact: no output of it) and written, hidden, into the app servers'
+(sealed to the run's key: deploys/ops/sealed.py) and written, hidden, into the app servers'
 ``database.env``: never on a command line, in a log, a fact's output or ``--diff``."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from deploys.config.settings import Settings
 from deploys.ops import ufw
 from deploys.ops.fileops import secret_file
 from deploys.ops.render import put_text, render
+from deploys.ops.sealed import SealedFile, public_key, unseal
 from deploys.ops.stamps import Level, changes_applied
 from deploys.ops.typed import deploy
 from deploys.ops.units import unit_loaded, unit_state
@@ -176,16 +177,16 @@ _PASSWORDS: dict[str, str] = {}  # app -> its password, this run's (the controll
 
 def app_password(settings: Settings, fleet: Fleet) -> str:
     """The app's password: the one the database server keeps, else a new one made here
-    once for the whole run. Read as a fact, before any operation runs: pyinfra prints a
-    fact's output with -vvv or --debug-facts (a download through SFTP hung here with the
-    speed layer; see the issue's note)."""
+    once for the whole run. Read before any operation runs, sealed to the run's key: the
+    fact's output pyinfra prints with -vvv or --debug-facts is ciphertext. The hosts' deploy
+    code runs side by side: the first answer is kept, so every host gets the same one."""
     app = settings.app_name
     if app not in _PASSWORDS:
         server = state.inventory.get_host(fleet.database_host)
-        kept = server.get_fact(FileContents, path=password_file(app), _sudo=True) or []
-        _PASSWORDS[app] = kept[0].strip() if kept and kept[0].strip() else ""
-        if not _PASSWORDS[app]:
-            _PASSWORDS[app] = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(40))
+        sealed = server.get_fact(SealedFile, path=password_file(app), key=public_key(), _sudo=True)
+        kept = unseal(sealed).strip() if sealed else ""
+        made = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(40))
+        _PASSWORDS.setdefault(app, kept or made)  # no switch of greenlet from read to here
     return _PASSWORDS[app]
 
 

@@ -22,9 +22,9 @@ def wanted_packages(plan: HostPlan, serving_data: bool = False) -> list[str]:
     """Debian packages the host's apps need; a compiler only to build uWSGI from source,
     certbot only for HTTPS, redis-server for the apps' own Redis (PostgreSQL: see
     postgresql.server_packages). A database server (``serving_data``) runs no app: UFW and
-    the databases only."""
+    the databases only, and openssl that seals the apps' passwords (deploys/ops/sealed.py)."""
     if serving_data:
-        return ["ufw", *(REDIS_PACKAGES if plan.redis else [])]
+        return ["ufw", "openssl", *(REDIS_PACKAGES if plan.redis else [])]
     return (
         BASE_PACKAGES
         + (BUILD_PACKAGES if plan.uwsgi_from_source else [])

@@ -17,6 +17,11 @@ from deploys.release.switch import check_release, gate_release, point_current
 from deploys.release.upload import create_shared_folders, upload_release
 from deploys.stack.appservice import configure_app_service, write_app_environment
 from deploys.stack.appuser import create_app_user
+from deploys.stack.backup_server import (
+    configure_backup_copies,
+    configure_backup_server,
+    copy_targets,
+)
 from deploys.stack.backups import configure_backups
 from deploys.stack.balancer import balancer_rollout, configure_balancer
 from deploys.stack.database_server import (
@@ -90,6 +95,11 @@ def serve_data(settings: Settings, _nginx: NginxHost, fleet: Fleet) -> Iterator[
     yield from fleet.steps()
 
 
+def take_part(_settings: Settings, _nginx: NginxHost, fleet: Fleet) -> Iterator[Step]:
+    """A backup server's part of an app's rollout: none but its steps."""
+    yield from fleet.steps()
+
+
 def switch_app(
     settings: Settings,
     nginx_host_wide: NginxHost,
@@ -119,15 +129,20 @@ for app in plan.selected:  # settings the host or the inventory must confirm, be
     check_calendars(app)
     processes_here(app, fleet)
     one_copy_of_data(app, fleet)
+    copy_targets(app)
 hold_deploy_lock()
 check_postgresql(plan)  # reads a fact: after the lock, whose shell answers the run's facts
 private_upload_dir()
-install_packages(plan, fleet.serving_data)
+install_packages(plan, "database" if fleet.serving_data else "backups" * fleet.receiving_backups)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
 if fleet.serving_data:
     configure_database_server(plan, fleet)
     nginx_host_wide = NginxHost({}, {}, catch_all=False)  # it serves no site
     rollout = serve_data
+elif fleet.receiving_backups:
+    configure_backup_server(plan, fleet)
+    nginx_host_wide = NginxHost({}, {}, catch_all=False)
+    rollout = take_part
 elif fleet.balancing:
     if plan.host.firewall:
         configure_firewall(plan)
@@ -138,6 +153,7 @@ else:
     if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
         configure_firewall(plan, fleet.load_balancers)
     install_release_gate()
+    configure_backup_copies(plan)
     if plan.https:
         prepare_certificates(plan.host.acme_ca_bundle)
     nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers, retired=retiring(plan))

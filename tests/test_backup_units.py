@@ -4,19 +4,26 @@ unit's arguments, the settings."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import tarfile
 import threading
+from types import SimpleNamespace
 
 import pytest
+from pyinfra.api.exceptions import PyinfraError
 
 from deploys.config.settings import SettingsError, load_settings
 from deploys.hostside.backup import APP_SIDE, REPORT
+from deploys.hostside.cli import main as cli_main
 from deploys.hostside.restore import APP_SIDE as RESTORE_SIDE
+from deploys.stack import backup_server
 from deploys.stack.backups import backup_arguments, stopped_for_restore
 from deploys.stack.workers import processes
 
@@ -166,3 +173,172 @@ def test_a_restore_stops_timers_first_and_redis_last():
         "myproject.service",
         "myproject-redis.service",
     )
+
+
+# A backup server taking in pushed backups (hostside/accept.py), on real folders here: the
+# pushing user's incoming tree is the attacker's; root's store is what must hold.
+NAME = "20261205T030000Z"
+
+
+def pushed_backup(incoming, name: str = NAME, parts=None, app: str = "board") -> dict:
+    """A backup as backup.py pushes it: its parts, then ``<name>.json``; its manifest."""
+    folder = incoming / "web1" / app / name
+    folder.mkdir(parents=True)
+    parts = parts or {"data.tar": b"the data", "postgresql.dump": b"the dump"}
+    listed = []
+    for part, content in parts.items():
+        (folder / part).write_bytes(content)
+        listed.append({"name": part, "size": len(content), "sha256": sha256(content)})
+    manifest = {"app": app, "backup": name, "parts": listed, "release": "abc"}
+    (incoming / "web1" / app / f"{name}.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def accepted(tmp_path) -> tuple[int, str, str]:
+    """release_gate.py accept's exit status, stdout and stderr, for web1/board."""
+    args = [f"--incoming={tmp_path / 'incoming'}", f"--store={tmp_path / 'store'}"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli_main(["accept", *args, "--pushed=web1/board"])
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def incoming(tmp_path):
+    (tmp_path / "incoming" / "web1" / "board").mkdir(parents=True)
+    return tmp_path / "incoming"
+
+
+def test_a_pushed_backup_is_taken_in_checked_and_root_only(tmp_path, incoming):
+    manifest = pushed_backup(incoming)
+    status, said, _ = accepted(tmp_path)
+    kept = tmp_path / "store/web1/board" / NAME
+    assert status == 0 and f"backup web1/board/{NAME}.json taken in: 2 parts" in said
+    assert (kept / "data.tar").read_bytes() == b"the data"
+    assert json.loads((kept / "manifest.json").read_text()) == manifest
+    assert {oct(p.stat().st_mode & 0o777) for p in kept.iterdir()} == {"0o600"}
+    assert oct(kept.stat().st_mode & 0o777) == "0o700"
+    assert list((incoming / "web1/board").iterdir()) == []  # taken away from the pusher
+
+
+@pytest.mark.parametrize(
+    "attack, reason",
+    [
+        ("wrong hash", "data.tar does not match its manifest"),
+        ("part is a link", "Too many levels of symbolic links"),
+        ("folder is a link", "Not a directory"),
+        ("part is a FIFO", "data.tar is not a regular file"),
+        ("extra file", "files the manifest does not name: ['.bashrc']"),
+        ("manifest names another", "its manifest names another backup or no parts"),
+        ("part escapes", "names a part that cannot be one"),
+    ],
+)
+def test_a_forged_push_is_refused_and_root_reads_nothing_through_it(
+    tmp_path, incoming, attack, reason
+):
+    secret = tmp_path / "root-secret"
+    secret.write_bytes(b"root's secret")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.tar").write_bytes(b"root's secret")
+    manifest = pushed_backup(incoming)
+    folder, index = incoming / "web1/board" / NAME, incoming / f"web1/board/{NAME}.json"
+    if attack == "wrong hash":
+        (folder / "data.tar").write_bytes(b"the date")
+    elif attack == "part is a link":
+        (folder / "data.tar").unlink()
+        (folder / "data.tar").symlink_to(secret)
+    elif attack == "folder is a link":
+        for part in folder.iterdir():
+            part.unlink()
+        folder.rmdir()
+        folder.symlink_to(elsewhere)
+    elif attack == "part is a FIFO":
+        (folder / "data.tar").unlink()
+        os.mkfifo(folder / "data.tar")
+    elif attack == "extra file":
+        (folder / ".bashrc").write_text("evil")
+    elif attack == "manifest names another":
+        index.write_text(json.dumps({**manifest, "backup": "20200101T000000Z"}))
+    elif attack == "part escapes":
+        forged = [{"name": "../../../root-secret", "size": 13, "sha256": sha256(b"root's secret")}]
+        index.write_text(json.dumps({**manifest, "parts": forged}))
+    status, _, said = accepted(tmp_path)
+    assert status == 1 and reason in said, said
+    assert not (tmp_path / "store/web1/board" / NAME).exists()
+    assert list((tmp_path / "store/web1/board").iterdir()) == []  # no partial left
+    assert list((incoming / "web1/board").iterdir()) == []  # removed, links not followed
+    assert secret.read_bytes() == b"root's secret" and (elsewhere / "data.tar").exists()
+
+
+def test_a_kept_backup_is_never_replaced_and_a_linked_app_folder_is_refused(tmp_path, incoming):
+    pushed_backup(incoming)
+    assert accepted(tmp_path)[0] == 0
+    pushed_backup(incoming, parts={"data.tar": b"forged history"})
+    status, _, said = accepted(tmp_path)
+    assert status == 1 and "kept already: never replaced" in said
+    assert (tmp_path / "store/web1/board" / NAME / "data.tar").read_bytes() == b"the data"
+    (incoming / "web1/board").rmdir()
+    (incoming / "web1/board").symlink_to(tmp_path / "store/web1/board")
+    status, _, said = accepted(tmp_path)
+    assert status == 1 and "cannot be read safely" in said
+    assert (tmp_path / "store/web1/board" / NAME / "data.tar").read_bytes() == b"the data"
+
+
+class Member(SimpleNamespace):
+    """An inventory host: its name and data."""
+
+
+def inventory(groups: dict[str, list[Member]]) -> SimpleNamespace:
+    return SimpleNamespace(get_group=lambda name, default=None: groups.get(name, default))
+
+
+WEB1 = Member(name="web1.example.com", data={"private_address": "10.0.0.11"})
+VAULT = Member(name="vault", data={"private_address": "10.0.0.30"})
+
+
+def test_copies_need_backups_and_a_group_of_backup_servers(monkeypatch):
+    with pytest.raises(SettingsError, match="backup_copy_to: myproject takes no backups"):
+        load_settings({"backup_copy_to": "backup_servers"})
+    settings = load_settings({"backups": True, "backup_copy_to": "offsite"})
+    state = SimpleNamespace(inventory=inventory({"backup_servers": [VAULT]}))
+    monkeypatch.setattr(backup_server, "state", state)
+    with pytest.raises(PyinfraError, match="'offsite' is missing or empty; put the backup_serv"):
+        backup_server.copy_targets(settings)
+    state.inventory = inventory({"backup_servers": [VAULT], "offsite": [VAULT, WEB1]})
+    with pytest.raises(PyinfraError, match=r"holds web1\.example\.com, not in the backup_servers"):
+        backup_server.copy_targets(settings)
+    state.inventory = inventory({"backup_servers": [VAULT], "offsite": [VAULT]})
+    assert backup_server.copy_arguments(settings) == (
+        " --copy-to=flask-backups@10.0.0.30 --copy-key=/etc/flask-deploy/backup-copy/id_ed25519"
+        " --known-hosts=/etc/flask-deploy/backup-copy/known_hosts"
+    )
+    assert "--copy-to" not in backup_arguments(load_settings({"backups": True}))
+
+
+def test_each_app_server_may_run_rrsync_alone_write_only_in_its_own_folder(monkeypatch):
+    keys = {"web1.example.com": ("", "ssh-ed25519 AAAA1 one"), "@local/2": ("", "ssh-ed25519 B")}
+    monkeypatch.setattr(backup_server, "_KEYS", keys)
+    lines = backup_server.authorized_keys({"web1.example.com": ["board"], "@local/2": ["x"]})
+    assert lines.splitlines() == [
+        'restrict,command="/usr/bin/rrsync -wo -no-del /var/lib/flask-backups/incoming/_local_2"'
+        " ssh-ed25519 B",
+        'restrict,command="/usr/bin/rrsync -wo -no-del'
+        ' /var/lib/flask-backups/incoming/web1.example.com" ssh-ed25519 AAAA1 one',
+    ]
+
+
+def test_a_key_made_by_the_controller_is_one_ssh_reads(tmp_path):
+    private, public = backup_server.new_key("web1.example.com")
+    key = tmp_path / "id_ed25519"
+    key.write_text(private)
+    key.chmod(0o600)
+    derived = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert derived == public.split()[:2]
+    assert public.endswith(" flask-deploy-backups@web1.example.com")

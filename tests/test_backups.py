@@ -3,8 +3,11 @@ directory) and board (PostgreSQL and Redis). A backup taken while a writer keeps
 holds a consistent database with every note acknowledged before it began; board's holds its
 database dump and its Redis snapshot; the app cannot read its backups, and a link it planted
 in its data directory is archived as a link (root read nothing through it); the oldest go
-once newer ones succeeded; a backup that cannot be written fails, verify says so, the next
-one succeeds; backups.py lists them. restore.py puts a lost SQLite database back (and takes
+once newer ones succeeded; each is copied to the backup server (the backup_servers group),
+which keeps it root-only; root on the app server, with the key it pushes with, cannot get a
+shell there, read, delete or replace a backup kept, nor write outside its own folder; a
+backup that cannot be written fails, verify says so, the next one succeeds; backups.py
+lists them, on the backup server too. restore.py puts a lost SQLite database back (and takes
 away a file that was not in the backup), re-creates the PostgreSQL database and the Redis
 data from a backup, and refuses a backup that is not there without touching the app.
 
@@ -21,11 +24,12 @@ import time
 
 import pytest
 
+from testbed import wait_for
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import NOTES, failing
 from tests.test_datastores import BOARD
 
-BACKUPS = {"backups": True, "backup_keep": 2}
+BACKUPS = {"backups": True, "backup_keep": 2, "backup_copy_to": "backup_servers"}
 APPS = [{**NOTES, **BACKUPS}, {**BOARD, **BACKUPS, "server_name": "board.test"}]
 ROOT = "/var/backups/flask-deploy"
 REDIS = "/run/board-redis/redis.sock"
@@ -37,8 +41,16 @@ CHECK = (
 )
 
 
+RECEIVERS: list = []  # the backup server, booted with the app server
+STORE = "/srv/flask-backups"
+
+
 def run(host, workdir, entry: str = "deploy.py", *args: str, **kwargs):
-    return pyinfra([host], workdir, entry, "--data", f"apps={json.dumps(APPS)}", *args, **kwargs)
+    """pyinfra on the app server and the backup server (the backup_servers group)."""
+    groups = {"app_servers": [host.name], "backup_servers": [r.name for r in RECEIVERS]}
+    env = {"TESTBED_GROUPS": json.dumps(groups), **kwargs.pop("env_extra", {})}
+    args = ("--data", f"apps={json.dumps(APPS)}", *args)
+    return pyinfra([host, *RECEIVERS], workdir, entry, *args, env_extra=env, **kwargs)
 
 
 def backup(host, workdir, app: str):
@@ -66,9 +78,17 @@ def add_note(host, body: str) -> bool:
 
 @pytest.fixture(scope="module")
 def host(boot, workdir):
-    (host,) = boot(1)
+    host, receiver = boot(2)
+    RECEIVERS.append(receiver)
     run(host, workdir).check()
     return host
+
+
+def kept_on_receiver(host, app: str) -> list[str]:
+    """The backups of ``app`` the backup server took in from ``host``."""
+    folder = f"{STORE}/{host.name}/{app}"
+    listing = RECEIVERS[0].exec(f"ls -1 {folder}", check=False).stdout.split()
+    return sorted(name for name in listing if not name.endswith(".partial"))
 
 
 def test_a_backup_taken_while_the_app_writes_holds_every_acknowledged_write(host, workdir):
@@ -136,6 +156,74 @@ def test_the_oldest_go_once_newer_ones_succeeded(host, workdir):
     backup(host, workdir, "notes").check()
     kept = backups_of(host, "notes")
     assert len(kept) == 2 and first not in kept
+
+
+def test_each_backup_is_copied_to_the_backup_server_which_keeps_it_root_only(
+    host, workdir, tmp_path
+):
+    receiver = RECEIVERS[0]
+    wanted = backups_of(host, "notes")
+    wait_for(lambda: set(wanted) <= set(kept_on_receiver(host, "notes")), 90, what="copies")
+    newest = wanted[-1]
+    kept = f"{STORE}/{host.name}/notes/{newest}"
+    assert receiver.exec_bytes(f"cat {kept}/manifest.json") == part(
+        host, "notes", newest, "manifest.json"
+    )
+    modes = receiver.exec(f"stat -c '%U %a' {kept} {kept}/*").stdout.split("\n")
+    assert set(filter(None, modes)) == {"root 700", "root 600"}
+    incoming = receiver.exec("find /var/lib/flask-backups/incoming -type f").stdout
+    assert incoming == ""  # taken away from where the app server writes
+    listed = run(host, workdir, "backups.py", "--data", "app=notes").check()
+    assert f"{receiver.name}, from {host.name}: " in listed.output
+    assert newest in listed.output.split(f"from {host.name}")[1]
+    report = tmp_path / "report.json"
+    run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    assert failing(json.loads(report.read_text()), receiver) == set()
+    assert run(host, workdir).check().changed == 0  # both hosts: the keys read back
+
+
+def pushing(host, *args: str):
+    """rsync as the app server's root pushes with, over its copy key (the attacker: root on
+    a compromised app server)."""
+    ssh = (
+        "ssh -F /dev/null -i /etc/flask-deploy/backup-copy/id_ed25519 -o BatchMode=yes"
+        " -o UserKnownHostsFile=/etc/flask-deploy/backup-copy/known_hosts"
+    )
+    target = f"flask-backups@{RECEIVERS[0].address}"
+    command = " ".join(shlex.quote(a.replace("TARGET", target)) for a in args)
+    return host.exec(f"rsync -e {shlex.quote(ssh)} {command}", check=False)
+
+
+def test_a_compromised_app_server_adds_backups_but_never_reads_changes_or_removes_them(host):
+    receiver, newest = RECEIVERS[0], kept_on_receiver(host, "notes")[-1]
+    kept = f"{STORE}/{host.name}/notes/{newest}"
+    before = receiver.exec(f"sha256sum {kept}/*").stdout
+    shell = host.exec(
+        "ssh -F /dev/null -i /etc/flask-deploy/backup-copy/id_ed25519 -o BatchMode=yes"
+        " -o UserKnownHostsFile=/etc/flask-deploy/backup-copy/known_hosts"
+        f" flask-backups@{receiver.address} cat /etc/passwd",
+        check=False,
+    )
+    assert shell.returncode != 0 and "root:" not in shell.stdout  # rrsync alone
+    read = pushing(host, "-r", "TARGET:notes/", "/tmp/stolen/")
+    assert read.returncode != 0
+    assert host.exec("ls -A /tmp/stolen 2>/dev/null || true").stdout.strip() == ""
+    host.exec("mkdir -p /tmp/empty")
+    wiped = pushing(host, "-r", "--delete", "/tmp/empty/", "TARGET:notes/")
+    assert wiped.returncode != 0
+    escape = pushing(host, "-r", "/tmp/empty/", "TARGET:../../incoming/other/")
+    assert escape.returncode != 0
+    forged = host.exec(
+        f"mkdir -p /tmp/forged/{newest} && echo forged > /tmp/forged/{newest}/data.tar"
+        f" && cp {ROOT}/notes/{newest}/manifest.json /tmp/forged/{newest}.json && echo ok"
+    )
+    assert forged.stdout.strip() == "ok"
+    assert pushing(host, "-r", "/tmp/forged/", "TARGET:notes/").returncode == 0  # adds
+    receiver.exec("systemctl start flask-backups-accept.service", check=False)
+    journal = receiver.exec("journalctl -u flask-backups-accept.service --no-pager").stdout
+    assert f"backup {host.name}/notes/{newest}.json refused" in journal
+    assert receiver.exec(f"sha256sum {kept}/*").stdout == before  # never replaced
+    assert receiver.exec("find /var/lib/flask-backups/incoming -type f").stdout == ""
 
 
 def test_a_backup_that_cannot_be_written_fails_and_verify_says_so(host, workdir, tmp_path):

@@ -197,6 +197,7 @@ class Settings(BaseModel):
     backups: bool = False  # see docs/backups.md
     backup_on_calendar: Calendar = "daily"  # systemd's calendar syntax
     backup_keep: int = Field(14, ge=1, le=1000)
+    backup_copy_to: GroupName | None = None  # inventory group of backup servers it goes to
     backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")  # restore.py's
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
@@ -276,6 +277,11 @@ class Settings(BaseModel):
     def _process_problems(self) -> list[str]:
         """The Procfile's workers readable, each timer's calendar one systemd accepts."""
         problems = []
+        if self.backup_copy_to and not self.backups:
+            problems.append(
+                f"backup_copy_to: {self.app_name} takes no backups to copy: set backups = true"
+                " as well, or leave backup_copy_to unset"
+            )
         reason = calendar_problem(self.backup_on_calendar) if self.backups else None
         if reason:
             problems.append(

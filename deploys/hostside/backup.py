@@ -106,6 +106,9 @@ class BackupJob:
     database: str = ""  # its PostgreSQL database, if any
     redis_socket: str = ""  # its Redis, if any
     redis_data: str = ""
+    copy_to: tuple[str, ...] = ()  # the backup servers it is pushed to (user@address)
+    copy_key: str = ""  # the SSH key that may only add files there
+    known_hosts: str = ""  # their host keys
 
     def backups(self) -> list[Path]:
         """The finished backups, oldest first."""
@@ -150,6 +153,29 @@ def database_dump(job: BackupJob, out: Path) -> None:
         raise RuntimeError("pg_dump failed: " + escaped(proc.stderr.decode("utf-8", "replace")))
 
 
+def pushed(job: BackupJob, folder: Path) -> None:
+    """Push the backup to each backup server (rsync over SSH; rrsync there takes writes
+    alone): its parts into ``<app>/<name>/``, then its manifest as ``<app>/<name>.json``, so
+    the server takes in only backups whose every part arrived. RuntimeError when one fails."""
+    ssh = (
+        f"ssh -F /dev/null -i {job.copy_key} -o IdentitiesOnly=yes -o BatchMode=yes"
+        f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={job.known_hosts}"
+        " -o ConnectTimeout=30 -o ServerAliveInterval=15"
+    )
+    rsync = ["rsync", "--recursive", "--times", "--timeout=300", "-e", ssh]
+    for server in job.copy_to:
+        steps = (
+            [*rsync, "--exclude=manifest.json", f"{folder}/", f"{server}:{job.app}/{folder.name}/"],
+            [*rsync, f"{folder}/manifest.json", f"{server}:{job.app}/{folder.name}.json"],
+        )
+        for step in steps:
+            proc = subprocess.run(step, capture_output=True, text=True, timeout=3600)
+            if proc.returncode != 0:
+                said = escaped((proc.stderr or proc.stdout).strip()[-2000:])
+                raise RuntimeError(f"its copy to {server} failed: {said}")
+        print(f"backup {folder.name} of {job.app} copied to {server}")
+
+
 def take_backup(job: BackupJob) -> int:
     """One backup: its parts into a partial folder, the manifest, then the folder's final
     name; then backups beyond ``keep`` removed. 1, and nothing kept, on a failure."""
@@ -190,4 +216,9 @@ def take_backup(job: BackupJob) -> int:
     size = sum(int(p["size"]) for p in parts)
     release = manifest["release"]
     print(f"backup {name} of {job.app}: {len(parts)} parts, {size} bytes, release {release}")
+    try:
+        pushed(job, folder)
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+        print(f"backup {name} of {job.app} is kept here, but {err}", file=sys.stderr)
+        return 1
     return 0

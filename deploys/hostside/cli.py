@@ -39,9 +39,11 @@
     release_gate.py backup --app A --user U --sandbox DROP_IN --data DIR --root DIR
                            --current LINK --keep N [--database DB]
                            [--redis-socket SOCK --redis-data DIR]
+                           [--copy-to USER@HOST ... --copy-key KEY --known-hosts FILE]
         Take one backup of the app into a new folder of ROOT (its data directory and Redis
         snapshot read as the app in its sandbox, its database dumped by PostgreSQL's
-        superuser), with a manifest; then keep the newest N (hostside/backup.py).
+        superuser), with a manifest; then keep the newest N, and push it to each backup
+        server (rsync over SSH with KEY, their host keys in FILE) (hostside/backup.py).
 
     release_gate.py restore --app A --user U --sandbox DROP_IN --data DIR --root DIR
                             --backup NAME|latest [--unit UNIT ...] [--database DB]
@@ -50,6 +52,12 @@
         stopped, the data directory, Redis snapshot and database replaced (what they
         replace kept until the restore succeeded), the UNITs started in reverse order and
         the site checked through nginx (hostside/restore.py).
+
+    release_gate.py accept --incoming DIR --store DIR --pushed SERVER/APP ...
+        On a backup server: take in the backups each app server pushed of each app into
+        INCOMING/SERVER/APP (parts checked against their manifest, copied into
+        STORE/SERVER/APP/NAME, root only, never replacing one), and remove them from there
+        (hostside/accept.py).
 
     release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
@@ -75,6 +83,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from .accept import Receiver, accept
 from .backup import BackupJob, take_backup
 from .candidate import check_candidate
 from .gate import Paths, Workers, gate
@@ -136,8 +145,13 @@ def main(argv=None) -> int:
     for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--current"):
         backup.add_argument(flag, required=True)
     backup.add_argument("--keep", type=int, required=True)
-    for flag in ("--database", "--redis-socket", "--redis-data"):
+    for flag in ("--database", "--redis-socket", "--redis-data", "--copy-key", "--known-hosts"):
         backup.add_argument(flag, default="")
+    backup.add_argument("--copy-to", action="append", default=[])
+    receive = sub.add_parser("accept")
+    for flag in ("--incoming", "--store"):
+        receive.add_argument(flag, required=True)
+    receive.add_argument("--pushed", action="append", default=[])
     for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--backup"):
         restore.add_argument(flag, required=True)
     restore.add_argument("--unit", action="append", default=[])
@@ -149,6 +163,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.subcommand == "live":
         return print_live(args.stats, args.user)
+    if args.subcommand == "accept":
+        pairs = [tuple(pair.split("/", 1)) for pair in args.pushed]
+        return accept(Receiver(Path(args.incoming), Path(args.store)), pairs)
     if args.subcommand in ("backup", "restore"):
         return backup_or_restore(args)
     if args.lock:
@@ -167,7 +184,9 @@ def backup_or_restore(args) -> int:
         paths = (Path(args.data), Path(args.root), Path(args.current))
         taking = BackupJob(args.app, args.user, args.sandbox, *paths, args.keep, args.database)
         redis = {"redis_socket": args.redis_socket, "redis_data": args.redis_data}
-        return take_backup(replace(taking, **redis))
+        copy = {"copy_to": tuple(args.copy_to), "copy_key": args.copy_key}
+        copy["known_hosts"] = args.known_hosts
+        return take_backup(replace(taking, **redis, **copy))
     check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
     data, root, units = Path(args.data), Path(args.root), tuple(args.unit)
     job = RestoreJob(args.app, args.user, args.sandbox, data, root, args.backup, units, check)

@@ -391,3 +391,22 @@ class TcpListeners(FactBase):
             if len(fields) > 3 and cgroups and cgroups[0].endswith(f"/{self.unit}"):
                 listening.append(fields[3])
         return listening
+
+
+class BackupList(FactBase):
+    """The app's backups on the host, oldest first, each its manifest (``[]``: none)."""
+
+    def command(self, root: str) -> str:
+        quoted = shlex.quote(root)
+        return f'for m in {quoted}/*/manifest.json; do [ -f "$m" ] && cat "$m"; done; true'
+
+    default = list
+
+    def process(self, output):
+        found = []
+        for line in output:
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return sorted(found, key=lambda m: m.get("backup", ""))

@@ -6,21 +6,22 @@ timer and the unit; the backups stay."""
 
 from __future__ import annotations
 
-import json
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
 from deploys.config.layout import BACKUPS, Layout
 from deploys.config.settings import Settings
+from deploys.ops.facts import BackupList
 from deploys.ops.output import shown
 from deploys.ops.render import put_text, render
 from deploys.ops.typed import deploy
 from deploys.ops.units import unit_loaded, unit_state
 from deploys.release.gate import health_args
+from deploys.stack.backup_server import copy_arguments
 from deploys.stack.workers import Processes
 
 
@@ -36,7 +37,7 @@ def backup_arguments(settings: Settings) -> str:
         args += f" --database={settings.app_name}"
     if settings.redis and not settings.database_server:
         args += f" --redis-socket={layout.redis_socket} --redis-data={layout.redis_data}"
-    return args
+    return args + copy_arguments(settings)
 
 
 def backup_units(settings: Settings) -> dict[str, str]:
@@ -129,25 +130,6 @@ def configure_backups(settings: Settings) -> None:
     for unit in (f"{layout.backup_unit}.service", timer):
         unit_loaded(name=f"systemd knows the current {unit}", unit=unit)
     unit_state(name=f"{timer} enabled and running", unit=timer, running=True, enabled=True)
-
-
-class BackupList(FactBase):
-    """The app's backups on the host, oldest first, each its manifest (``[]``: none)."""
-
-    def command(self, root: str) -> str:
-        quoted = shlex.quote(root)
-        return f'for m in {quoted}/*/manifest.json; do [ -f "$m" ] && cat "$m"; done; true'
-
-    default = list
-
-    def process(self, output):
-        found = []
-        for line in output:
-            try:
-                found.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return sorted(found, key=lambda m: m.get("backup", ""))
 
 
 def backups_here(settings: Settings) -> list[dict]:

@@ -1,12 +1,14 @@
 """The inventory's roles: the app servers, the load balancers in front of them (the
 ``load_balancers`` group) and the database server they share (the ``database_servers``
-group: PostgreSQL and Redis for the apps that ask). Without those groups every host is an
+group: PostgreSQL and Redis for the apps that ask) and the backup servers that receive the
+app servers' backups (the ``backup_servers`` group). Without those groups every host is an
 app server serving clients itself, with its own databases, as always."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 from pyinfra import host, state
 from pyinfra.api import operation
@@ -17,6 +19,7 @@ from deploys.config.settings import Settings
 from deploys.ops.context import in_turn
 
 LOAD_BALANCERS, APP_SERVERS, DATABASE_SERVERS = "load_balancers", "app_servers", "database_servers"
+BACKUP_SERVERS = "backup_servers"  # hosts that receive the app servers' backups, nothing else
 # a rollout's steps: with a database server, its databases ready, then the release commands
 # run by one app server; every app server's release checked; then each batch switched and
 # checked from the load balancers
@@ -48,12 +51,14 @@ class Fleet:
     database_server: str = ""  # its private address ("": none)
     database_host: str = ""  # its inventory name
     serving_data: bool = False  # this host is the database server
+    backup_hosts: tuple[str, ...] = ()  # the backup servers' inventory names
+    receiving_backups: bool = False  # this host is a backup server
 
     @property
     def runs_apps(self) -> bool:
-        """Whether this host is an app server (not a load balancer, nor the database
-        server)."""
-        return not (self.balancing or self.serving_data)
+        """Whether this host is an app server (not a load balancer, the database server nor
+        a backup server)."""
+        return not (self.balancing or self.serving_data or self.receiving_backups)
 
     @property
     def rolling(self) -> bool:
@@ -161,22 +166,18 @@ def private_address(member) -> str:
 
 def fleet(rolling_batch: int | str = 1) -> Fleet:
     """The fleet as this run's inventory describes it. App servers: the ``app_servers``
-    group, or every host that is neither a load balancer nor the database server; behind
+    group, or every host that is neither a load balancer, the database server nor a backup
+    server; behind
     load balancers they switch in batches of ``rolling_batch``, else all at once."""
     inventory = state.inventory
     balancers = inventory.get_group(LOAD_BALANCERS, [])
     databases = inventory.get_group(DATABASE_SERVERS, [])
+    backups = inventory.get_group(BACKUP_SERVERS, [])
     servers = inventory.get_group(APP_SERVERS, None)
     if servers is None:
-        servers = [member for member in inventory if member not in [*balancers, *databases]]
+        others = [*balancers, *databases, *backups]
+        servers = [member for member in inventory if member not in others]
     _UNREACHABLE.update(state.failed_hosts)  # before any operation runs: connections only
-    for group, others in ((APP_SERVERS, servers), (DATABASE_SERVERS, databases)):
-        both = [member.name for member in others if member in balancers]
-        if both:
-            raise PyinfraError(
-                f"inventory: {', '.join(both)} in both {LOAD_BALANCERS} and {group}: a host"
-                " has one role"
-            )
     serving = [member.name for member in servers if member in databases]
     if serving or len(databases) > 1:
         raise PyinfraError(
@@ -184,6 +185,13 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
             + (f", {', '.join(serving)} also in {APP_SERVERS}" if serving else "")
             + ": one database server, which runs no app, serves the app servers"
         )
+    roles = ((LOAD_BALANCERS, balancers), (APP_SERVERS, servers), (DATABASE_SERVERS, databases))
+    for (group, members), (other, others) in combinations((*roles, (BACKUP_SERVERS, backups)), 2):
+        both = [member.name for member in members if member in others]
+        if both:
+            raise PyinfraError(
+                f"inventory: {', '.join(both)} in both {group} and {other}: a host has one role"
+            )
     batches = {repr(member.data.get("rolling_batch")) for member in inventory}
     if balancers and len(batches) > 1:
         raise PyinfraError(
@@ -201,6 +209,8 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
         database_server=private_address(databases[0]) if databases else "",
         database_host=databases[0].name if databases else "",
         serving_data=host in databases,
+        backup_hosts=tuple(member.name for member in backups),
+        receiving_backups=host in backups,
     )
 
 
@@ -246,10 +256,10 @@ def one_copy_of_data(settings: Settings, fleet: Fleet) -> None:
 def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:
     """The plan as this host serves it. Behind load balancers HTTPS ends at them (they hold
     the certificates): an app server serves its apps over plain HTTP, to the load balancers
-    alone, and learns the scheme from their X-Forwarded-Proto. A load balancer runs no app:
-    no database or Redis of theirs either. Around a database server, an app server's apps
-    reach theirs there (``database_server``)."""
-    if fleet.balancing:
+    alone, and learns the scheme from their X-Forwarded-Proto. A load balancer or a backup
+    server runs no app: no database or Redis of theirs either. Around a database server, an
+    app server's apps reach theirs there (``database_server``)."""
+    if fleet.balancing or fleet.receiving_backups:
         off = {"postgresql": False, "redis": False}
         return replace(plan, apps=tuple(app.model_copy(update=off) for app in plan.apps))
     if not fleet.runs_apps or not fleet.rolling:

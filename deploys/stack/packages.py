@@ -16,26 +16,32 @@ APT_LOCK_WAIT = "/etc/apt/apt.conf.d/80-lock-timeout"
 HTTPS_PACKAGES = ["certbot", "openssl"]
 REDIS_PACKAGES = ["redis-server"]
 CLIENT_PACKAGES = ["postgresql-client"]  # psql on an app server of a database server
+COPY_PACKAGES = ["rsync", "openssh-client"]  # backups pushed to the backup servers
 
 
-def wanted_packages(plan: HostPlan, serving_data: bool = False) -> list[str]:
+def wanted_packages(plan: HostPlan, role: str = "") -> list[str]:
     """Debian packages the host's apps need; a compiler only to build uWSGI from source,
     certbot only for HTTPS, redis-server for the apps' own Redis (PostgreSQL: see
-    postgresql.server_packages). A database server (``serving_data``) runs no app: UFW and
-    the databases only, and openssl that seals the apps' passwords (deploys/ops/sealed.py)."""
-    if serving_data:
+    postgresql.server_packages), rsync to copy backups off the host. A database server
+    (``role`` "database") runs no app: UFW and the databases only, and openssl that seals
+    the apps' passwords (deploys/ops/sealed.py); a backup server (``role`` "backups"): UFW,
+    rsync, and python3 for rrsync and the taking in."""
+    if role == "database":
         return ["ufw", "openssl", *(REDIS_PACKAGES if plan.redis else [])]
+    if role == "backups":
+        return ["ufw", "rsync", "python3"]
     return (
         BASE_PACKAGES
         + (BUILD_PACKAGES if plan.uwsgi_from_source else [])
         + (HTTPS_PACKAGES if plan.https else [])
         + (REDIS_PACKAGES if plan.redis else [])
         + (CLIENT_PACKAGES if any(a.postgresql and a.database_server for a in plan.apps) else [])
+        + (COPY_PACKAGES if any(a.backup_copy_to for a in plan.apps) else [])
     )
 
 
 @deploy("System packages")
-def install_packages(plan: HostPlan, serving_data: bool = False):
+def install_packages(plan: HostPlan, role: str = ""):
     """Install nginx, python3-venv and ufw, and what the apps ask for; refresh apt's index at
     most every apt_cache_time. The Redis package's own shared instance is masked first and
     never runs."""
@@ -46,7 +52,7 @@ def install_packages(plan: HostPlan, serving_data: bool = False):
     )
     if plan.redis:
         mask_shared_redis()
-    packages = wanted_packages(plan, serving_data) + server_packages(plan)
+    packages = wanted_packages(plan, role) + server_packages(plan)
     apt.packages(
         name="Install " + ", ".join(packages),
         packages=packages,

@@ -1,5 +1,6 @@
 """The verifier's checks of an app's backups: its timer enabled and active, its last run
-succeeded, its newest backup younger than twice the timer's period."""
+(and its copies to the backup servers) succeeded, its newest backup younger than twice the
+timer's period; and of a backup server."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from datetime import UTC, datetime
 from pyinfra import host
 
 from deploys.config.layout import Layout
+from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
-from deploys.ops.facts import TimerStatus
+from deploys.ops.facts import TimerStatus, UnitStatus
+from deploys.stack.appuser import Account
+from deploys.stack.backup_server import ACCEPT, HOME, RECEIVER, backup_firewall_rules
 from deploys.stack.backups import backups_here
-from deploys.verify.checks import Check, _unit_checks
+from deploys.verify.checks import Check, _unit_checks, ufw_checks
 
 
 def taken_at(manifest: dict) -> int:
@@ -41,3 +45,21 @@ def backup_checks(settings: Settings) -> list[Check]:
         observed, ok = "none", not last
     checks.append(Check("newest backup", "younger than twice the timer's period", observed, ok))
     return [replace(c, scope=settings.app_name) for c in checks]
+
+
+def backup_server_checks(plan: HostPlan) -> list[Check]:
+    """A backup server: UFW admitting SSH alone, its receiving user, the units that take
+    pushed backups in (active, enabled, their last run succeeded: a refused backup fails
+    it)."""
+    account = host.get_fact(Account, user=RECEIVER) or {}
+    status = host.get_fact(TimerStatus, timer=ACCEPT)
+    path = host.get_fact(UnitStatus, unit=f"{ACCEPT}.path")
+    result = status.get("Result") or "success"
+    firewall = ufw_checks(*backup_firewall_rules(plan)) if plan.host.firewall else []
+    return [
+        *firewall,
+        Check(f"user {RECEIVER}", f"home {HOME}", account.get("home", "missing"), bool(account)),
+        *_unit_checks(f"{ACCEPT}.timer", status),
+        *_unit_checks(f"{ACCEPT}.path", path),
+        Check("last taking in", "succeeded (or none yet)", result, result == "success"),
+    ]

@@ -1,0 +1,222 @@
+"""Copies of the backups off the app servers (``backup_copy_to``, docs/backups.md): the
+hosts of the inventory's ``backup_servers`` group receive them and run nothing else.
+
+Each app server pushes each backup it took, over SSH as ``flask-backups`` with a key of its
+own whose only command on the backup server is rrsync, write-only and without deletion,
+into its own incoming folder; root there takes in each complete backup (parts checked
+against its manifest) into a folder the pushing user cannot reach, and never replaces one:
+a compromised app server can add backups, never read, change or remove the ones kept.
+
+The key pair of each app server is made by the controller the first time (the private half
+written, hidden, root-only on the app server), its public half read back from the app
+server on later runs: both hosts of a run need it before any operation runs."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from pyinfra import host, state
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.facts.files import File, FileContents
+from pyinfra.operations import files, server
+
+from deploys.config.layout import GATE_SCRIPT
+from deploys.config.plan import HostPlan
+from deploys.config.settings import Settings
+from deploys.ops import ufw
+from deploys.ops.facts import BackupList
+from deploys.ops.fileops import secret_file
+from deploys.ops.render import put_text, render
+from deploys.ops.typed import deploy
+from deploys.ops.units import unit_loaded, unit_state
+from deploys.release.gate import install_release_gate
+from deploys.stack.appuser import Account
+from deploys.stack.firewall import GUIDE_TEST_RULE, WEB_RULES
+from deploys.stack.fleet import BACKUP_SERVERS, Fleet, private_address
+
+RECEIVER = "flask-backups"  # the user the app servers push as, on a backup server
+HOME = "/var/lib/flask-backups"  # root's: its authorized_keys, the incoming folders
+INCOMING = f"{HOME}/incoming"  # <server>/<app>/: what each app server pushed (the user's)
+STORE = "/srv/flask-backups"  # root only: <server>/<app>/<name>/, the backups taken in
+ACCEPT = "flask-backups-accept"  # the units that take pushed backups in (service, path, timer)
+COPY_KEYS = "/etc/flask-deploy/backup-copy"  # root only, on an app server: its key, known hosts
+KEY = f"{COPY_KEYS}/id_ed25519"
+KNOWN_HOSTS = f"{COPY_KEYS}/known_hosts"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+
+
+def server_folder(name: str) -> str:
+    """An app server's folder name on the backup servers: its inventory name, any character
+    but letters, digits, dot, dash and underscore made ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def copy_targets(settings: Settings) -> list:
+    """The inventory hosts the app's backups are copied to (none without backup_copy_to).
+    PyinfraError when the group is empty, missing, or holds a host that is no backup
+    server."""
+    if not settings.backup_copy_to:
+        return []
+    group = settings.backup_copy_to
+    members = state.inventory.get_group(group, [])
+    receivers = state.inventory.get_group(BACKUP_SERVERS, [])
+    strays = [member.name for member in members if member not in receivers]
+    if not members or strays:
+        raise PyinfraError(
+            f"backup_copy_to: the inventory group {group!r} "
+            + (f"holds {', '.join(strays)}, not in" if strays else "is missing or empty; put")
+            + f" the {BACKUP_SERVERS} group (hosts that receive backups and run nothing else)"
+            + (": put them there" if strays else " hosts in it")
+        )
+    return members
+
+
+def copy_arguments(settings: Settings) -> str:
+    """The backup unit's arguments that push each backup to the app's backup servers."""
+    targets = copy_targets(settings)
+    if not targets:
+        return ""
+    pushes = "".join(f" --copy-to={RECEIVER}@{private_address(t)}" for t in targets)
+    return f"{pushes} --copy-key={KEY} --known-hosts={KNOWN_HOSTS}"
+
+
+_KEYS: dict[str, tuple[str, str]] = {}  # app server -> (private key or "", public key)
+
+
+def copy_key(name: str) -> tuple[str, str]:
+    """The app server ``name``'s key pair for pushing backups: ("", its public key) when it
+    has one, else a new pair made here (the private half to be written there). Read once a
+    run; the hosts' deploy code runs side by side, so the first answer is kept."""
+    if name not in _KEYS:
+        member = state.inventory.get_host(name)
+        public = member.get_fact(FileContents, path=f"{KEY}.pub", _sudo=True) or []
+        have = public and member.get_fact(File, path=KEY, _sudo=True)
+        _KEYS.setdefault(name, ("", public[0].strip()) if have else new_key(name))
+    return _KEYS[name]
+
+
+def new_key(name: str) -> tuple[str, str]:
+    """A new ed25519 key pair (OpenSSH formats), commented with the app server's name."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+    public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    return private, f"{public} flask-deploy-backups@{server_folder(name)}"
+
+
+@cache
+def host_key(name: str) -> str:
+    """The backup server ``name``'s SSH host key (ed25519, public)."""
+    lines = state.inventory.get_host(name).get_fact(FileContents, path=HOST_KEY) or []
+    if not lines:
+        raise PyinfraError(f"backup_copy_to: {name} has no {HOST_KEY}: is it an SSH server?")
+    return " ".join(lines[0].split()[:2])
+
+
+@deploy("Backup copies")
+def configure_backup_copies(plan: HostPlan) -> None:
+    """On an app server whose apps copy their backups: its key (root only) and the backup
+    servers' host keys, the only ones its pushes trust."""
+    targets = {member.name: member for app in plan.apps for member in copy_targets(app)}
+    if not targets:
+        return
+    files.directory(name=f"Folder {COPY_KEYS} (root only)", path=COPY_KEYS, user="root", mode="700")
+    private, public = copy_key(host.name)
+    if private:
+        secret_file(
+            name=f"{KEY} (hidden)", path=KEY, content=private, user="root", group="root", mode="600"
+        )
+    put_text(f"Key {KEY}.pub", public + "\n", f"{KEY}.pub", mode="644", user="root")
+    known = "".join(f"{private_address(m)} {host_key(n)}\n" for n, m in sorted(targets.items()))
+    put_text(f"Backup servers' keys {KNOWN_HOSTS}", known, KNOWN_HOSTS, mode="644", user="root")
+
+
+def senders(plan: HostPlan, fleet: Fleet) -> dict[str, list[str]]:
+    """The app servers whose backups come here, each with its apps that send them."""
+    pushing: dict[str, list[str]] = {}
+    for name in fleet.names:
+        for app in plan.apps:
+            if any(member.name == host.name for member in copy_targets(app)):
+                pushing.setdefault(name, []).append(app.app_name)
+    return pushing
+
+
+def authorized_keys(pushing: dict[str, list[str]]) -> str:
+    """The receiving user's authorized_keys: each app server's key, allowed rrsync alone,
+    write-only, no deletion, in its own incoming folder."""
+    lines = []
+    for name in sorted(pushing):
+        command = f"/usr/bin/rrsync -wo -no-del {INCOMING}/{server_folder(name)}"
+        lines.append(f'restrict,command="{command}" {copy_key(name)[1]}\n')
+    return "".join(lines)
+
+
+def receiver_user() -> None:
+    """The user the app servers push as: a system user whose home (root's) holds its
+    authorized keys; a shell, since sshd runs the forced command through it."""
+    account = host.get_fact(Account, user=RECEIVER) or {}
+    if (account.get("home"), account.get("shell")) != (HOME, "/bin/sh"):
+        server.user(
+            name=f"System user {RECEIVER}",
+            user=RECEIVER,
+            system=True,
+            home=HOME,
+            shell="/bin/sh",
+            create_home=False,
+            ensure_home=False,
+        )
+
+
+def folder(path: str, user: str = "root", mode: str = "755"):
+    """A folder of the backup server, its owner and mode."""
+    return files.directory(
+        name=f"Folder {path} ({user}'s)", path=path, user=user, group=user, mode=mode
+    )
+
+
+def backup_firewall_rules(plan: HostPlan) -> tuple[list[str], list[str]]:
+    """UFW's rules on a backup server: SSH (and the operator's own), no web rule."""
+    return [plan.host.ssh_allow, *plan.host.firewall_allow], [GUIDE_TEST_RULE, *WEB_RULES]
+
+
+@deploy("Backup server")
+def configure_backup_server(plan: HostPlan, fleet: Fleet) -> None:
+    """UFW admitting SSH alone; the receiving user (its authorized keys root's), each app
+    server's incoming folders, root's store, and the units that take pushed backups in."""
+    if plan.host.firewall:
+        allow, absent = backup_firewall_rules(plan)
+        ufw.policy(name=f"ufw: allow {', '.join(allow)}; deny incoming", allow=allow, absent=absent)
+    install_release_gate()  # its accept subcommand
+    receiver_user()
+    for path in (HOME, f"{HOME}/.ssh", INCOMING):
+        folder(path)
+    folder(STORE, mode="700")
+    pushing = senders(plan, fleet)
+    keys = f"{HOME}/.ssh/authorized_keys"
+    put_text(f"{RECEIVER}'s keys {keys}", authorized_keys(pushing), keys, mode="644", user="root")
+    pairs = []
+    for name, apps in sorted(pushing.items()):
+        folder(f"{INCOMING}/{server_folder(name)}")
+        for app in apps:
+            folder(f"{INCOMING}/{server_folder(name)}/{app}", user=RECEIVER, mode="700")
+            pairs.append(f"{server_folder(name)}/{app}")
+    context = {"incoming": INCOMING, "store": STORE, "pairs": pairs, "gate": GATE_SCRIPT}
+    for kind in ("service", "path", "timer"):
+        path = f"/etc/systemd/system/{ACCEPT}.{kind}"
+        put_text(f"Unit {path}", render(f"backup-accept.{kind}.j2", **context), path)
+        unit_loaded(name=f"systemd knows the current {ACCEPT}.{kind}", unit=f"{ACCEPT}.{kind}")
+    for kind in ("path", "timer"):
+        unit = f"{ACCEPT}.{kind}"
+        unit_state(name=f"{unit} enabled and running", unit=unit, running=True, enabled=True)
+
+
+def kept_here(settings: Settings, name: str) -> list[dict]:
+    """The app's backups this backup server keeps of the app server ``name``, oldest first."""
+    return host.get_fact(BackupList, root=f"{STORE}/{server_folder(name)}/{settings.app_name}")

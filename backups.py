@@ -7,7 +7,7 @@ server.
 from pyinfra import host
 
 from deploys.ops.context import prepare_host
-from deploys.stack.backup_server import kept_here
+from deploys.stack.backup_server import kept_on
 from deploys.stack.backups import backups_here
 from deploys.stack.fleet import fleet
 
@@ -16,7 +16,8 @@ settings = prepare_host(secrets=False).single("backups.py")
 if roles.runs_apps:
     listed = {host.name: backups_here(settings)}
 elif roles.receiving_backups:
-    listed = {f"{host.name}, from {name}": kept_here(settings, name) for name in roles.names}
+    app = settings.app_name
+    listed = {f"{host.name}, from {n}": kept_on(host.name, n, app) for n in roles.names}
 else:
     listed = {}
 for where, found in listed.items():

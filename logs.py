@@ -82,9 +82,8 @@ def data_logs(settings: Settings) -> dict[str, list[str]]:
     """Section title -> the last log_lines lines of the app's Redis and PostgreSQL, where
     they run (this host, or the database server), and of its backups."""
     layout = Layout.of(settings)
-    here = not settings.database_server
-    units = [layout.redis_unit_name] if settings.redis and here else []
-    units += ["postgresql@*"] if settings.postgresql and here else []
+    units = [layout.redis_unit_name] if settings.local_redis else []
+    units += ["postgresql@*"] if settings.local_postgresql else []
     units += [f"{layout.backup_unit}.service"] if settings.backups else []
     if not units:
         return {}

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -23,9 +24,16 @@ from deploys.config.settings import SettingsError, load_settings
 from deploys.hostside.backup import APP_SIDE, REPORT
 from deploys.hostside.cli import main as cli_main
 from deploys.hostside.restore import APP_SIDE as RESTORE_SIDE
+from deploys.ops.render import render
 from deploys.stack import backup_server
-from deploys.stack.backups import backup_arguments, stopped_for_restore
-from deploys.stack.workers import processes
+from deploys.stack.backups import (
+    DataNow,
+    backup_arguments,
+    backup_units,
+    stopped_for_restore,
+)
+from deploys.stack.fleet import Fleet
+from deploys.stack.workers import processes, systemd_quoted
 
 
 def read_as_the_app(data) -> tuple[tarfile.TarFile, str]:
@@ -201,15 +209,17 @@ def sha256(content: bytes) -> str:
 def accepted(tmp_path) -> tuple[int, str, str]:
     """release_gate.py accept's exit status, stdout and stderr, for web1/board."""
     args = [f"--incoming={tmp_path / 'incoming'}", f"--store={tmp_path / 'store'}"]
+    args += [f"--quarantine={tmp_path / 'quarantine'}", "--pushed=web1/board"]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli_main(["accept", *args, "--pushed=web1/board"])
+        status = cli_main(["accept", *args, "--pushed=web1/notes"])
     return status, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
 def incoming(tmp_path):
-    (tmp_path / "incoming" / "web1" / "board").mkdir(parents=True)
+    for app in ("board", "notes"):
+        (tmp_path / "incoming" / "web1" / app).mkdir(parents=True)
     return tmp_path / "incoming"
 
 
@@ -217,7 +227,7 @@ def test_a_pushed_backup_is_taken_in_checked_and_root_only(tmp_path, incoming):
     manifest = pushed_backup(incoming)
     status, said, _ = accepted(tmp_path)
     kept = tmp_path / "store/web1/board" / NAME
-    assert status == 0 and f"backup web1/board/{NAME}.json taken in: 2 parts" in said
+    assert status == 0 and f"backup web1/board/'{NAME}.json' taken in: 2 parts" in said
     assert (kept / "data.tar").read_bytes() == b"the data"
     assert json.loads((kept / "manifest.json").read_text()) == manifest
     assert {oct(p.stat().st_mode & 0o777) for p in kept.iterdir()} == {"0o600"}
@@ -235,6 +245,10 @@ def test_a_pushed_backup_is_taken_in_checked_and_root_only(tmp_path, incoming):
         ("extra file", "files the manifest does not name: ['.bashrc']"),
         ("manifest names another", "its manifest names another backup or no parts"),
         ("part escapes", "names a part that cannot be one"),
+        ("manifest a list", "its manifest is not a JSON object"),
+        ("manifest nested", "its manifest is not JSON"),
+        ("part larger", "data.tar does not match its manifest (size)"),
+        ("manifest a folder", "its manifest is not a regular file"),
     ],
 )
 def test_a_forged_push_is_refused_and_root_reads_nothing_through_it(
@@ -264,11 +278,22 @@ def test_a_forged_push_is_refused_and_root_reads_nothing_through_it(
         (folder / ".bashrc").write_text("evil")
     elif attack == "manifest names another":
         index.write_text(json.dumps({**manifest, "backup": "20200101T000000Z"}))
+    elif attack == "manifest a list":
+        index.write_text("[]")
+    elif attack == "manifest nested":
+        index.write_text("[" * 200_000)
+    elif attack == "part larger":
+        (folder / "data.tar").write_bytes(b"the data" * 100_000)
+    elif attack == "manifest a folder":
+        index.unlink()
+        (index / "inner").mkdir(parents=True)  # a folder in it: cannot be removed, moved aside
     elif attack == "part escapes":
         forged = [{"name": "../../../root-secret", "size": 13, "sha256": sha256(b"root's secret")}]
         index.write_text(json.dumps({**manifest, "parts": forged}))
-    status, _, said = accepted(tmp_path)
+    pushed_backup(incoming, app="notes")  # the next pair's: taken in all the same
+    status, out, said = accepted(tmp_path)
     assert status == 1 and reason in said, said
+    assert f"backup web1/notes/'{NAME}.json' taken in" in out
     assert not (tmp_path / "store/web1/board" / NAME).exists()
     assert list((tmp_path / "store/web1/board").iterdir()) == []  # no partial left
     assert list((incoming / "web1/board").iterdir()) == []  # removed, links not followed
@@ -323,13 +348,14 @@ def test_copies_need_backups_and_a_group_of_backup_servers(monkeypatch):
 def test_each_app_server_may_run_rrsync_alone_write_only_in_its_own_folder(monkeypatch):
     keys = {"web1.example.com": ("", "ssh-ed25519 AAAA1 one"), "@local/2": ("", "ssh-ed25519 B")}
     monkeypatch.setattr(backup_server, "_KEYS", keys)
-    lines = backup_server.authorized_keys({"web1.example.com": ["board"], "@local/2": ["x"]})
-    assert lines.splitlines() == [
-        'restrict,command="/usr/bin/rrsync -wo -no-del /var/lib/flask-backups/incoming/_local_2"'
-        " ssh-ed25519 B",
-        'restrict,command="/usr/bin/rrsync -wo -no-del'
-        ' /var/lib/flask-backups/incoming/web1.example.com" ssh-ed25519 AAAA1 one',
+    fleet = Fleet((), ("10.0.0.11", "app2.internal"), False, names=tuple(keys))
+    pushing = {"web1.example.com": ["board"], "@local/2": ["x"]}
+    rrsync = "/usr/bin/rrsync -wo -no-del -no-lock -munge /var/lib/flask-backups/incoming"
+    assert backup_server.authorized_keys(pushing, fleet).splitlines() == [
+        f'restrict,command="{rrsync}/_local_2" ssh-ed25519 B',  # a name: no from=
+        f'restrict,from="10.0.0.11",command="{rrsync}/web1.example.com" ssh-ed25519 AAAA1 one',
     ]
+    assert backup_server.server_folder("..") == "_."
 
 
 def test_a_key_made_by_the_controller_is_one_ssh_reads(tmp_path):
@@ -342,3 +368,72 @@ def test_a_key_made_by_the_controller_is_one_ssh_reads(tmp_path):
     ).stdout.split()
     assert derived == public.split()[:2]
     assert public.endswith(" flask-deploy-backups@web1.example.com")
+
+
+def test_a_failing_backup_runs_backup_on_failure_in_a_sandbox_of_its_own(tmp_path):
+    command = 'curl -fsS -d "backup of $BACKUP_APP failed: $MONITOR_SERVICE_RESULT" https://hook'
+    settings = load_settings({"backups": True, "backup_on_failure": command})
+    units = {Path(path).name: text for path, text in backup_units(settings).items()}
+    assert "OnFailure=myproject-backup-failed.service" in units["myproject-backup.service"]
+    failed = units["myproject-backup-failed.service"]
+    assert f"ExecStart=/bin/sh -c {systemd_quoted(command)}" in failed
+    assert "DynamicUser=yes" in failed and "ProtectSystem=strict" in failed
+    assert "InaccessiblePaths=-/var/backups/flask-deploy/myproject -/var/lib/myproject" in failed
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "myproject-backup-failed.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
+    plain = {Path(p).name for p in backup_units(load_settings({"backups": True}))}
+    assert plain == {"myproject-backup.service", "myproject-backup.timer"}
+    with pytest.raises(SettingsError, match=r"backup_on_failure: .* a command is one non-empty"):
+        load_settings({"backups": True, "backup_on_failure": "a\nb"})
+    with pytest.raises(SettingsError, match="backup_on_failure: myproject takes no backups"):
+        load_settings({"backup_on_failure": "true"})
+    with pytest.raises(SettingsError, match="ends like the release checks'"):
+        load_settings({"app_name": "notes-backup-failed"})
+
+
+def test_the_backup_servers_units_pass_systemd_analyze_verify(tmp_path):
+    context = {
+        "incoming": backup_server.INCOMING,
+        "store": backup_server.STORE,
+        "quarantine": backup_server.QUARANTINE,
+        "pairs": ["web1/board", "web1/notes"],
+        "gate": "/usr/local/lib/flask-deploy/release_gate.py",
+    }
+    for kind in ("service", "path", "timer"):
+        text = render(f"backup-accept.{kind}.j2", **context)
+        (tmp_path / f"{backup_server.ACCEPT}.{kind}").write_text(text)
+    path = (tmp_path / f"{backup_server.ACCEPT}.path").read_text()
+    assert "PathExistsGlob=/var/lib/flask-backups/incoming/web1/board/*.json" in path
+    service = (tmp_path / f"{backup_server.ACCEPT}.service").read_text()
+    assert " --pushed=web1/board --pushed=web1/notes\n" in service
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, sorted(tmp_path.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
+
+
+def test_what_a_restore_would_replace_is_read_in_one_command():
+    fact = DataNow()
+    command = fact.command(data="/var/lib/board", database="board", redis_data="/var/lib/b-r")
+    assert "pg_database_size(" in command and "stat -c %s /var/lib/b-r/dump.rdb" in command
+    # its lines (test_backups runs it on a host: restore.py --dry), and with nothing there
+    assert fact.process(["files 7", "bytes 53248", "database 7660035", "redis 1123"]) == {
+        "data": [7, 53248],
+        "database": 7660035,
+        "redis": 1123,
+    }
+    assert fact.process(["files 0", "bytes ", "database ", "redis "]) == {
+        "data": [0, 0],
+        "database": None,
+        "redis": None,
+    }

@@ -6,10 +6,11 @@ in its data directory is archived as a link (root read nothing through it); the 
 once newer ones succeeded; each is copied to the backup server (the backup_servers group),
 which keeps it root-only; root on the app server, with the key it pushes with, cannot get a
 shell there, read, delete or replace a backup kept, nor write outside its own folder; a
-backup that cannot be written fails, verify says so, the next one succeeds; backups.py
-lists them, on the backup server too. restore.py puts a lost SQLite database back (and takes
-away a file that was not in the backup), re-creates the PostgreSQL database and the Redis
-data from a backup, and refuses a backup that is not there without touching the app.
+backup that cannot be written fails, runs backup_on_failure, verify says so, the next one
+succeeds; backups.py lists them, on the backup server too. restore.py puts a lost SQLite
+database back (and takes away a file that was not in the backup), re-creates the PostgreSQL
+database and the Redis data from a backup, and refuses a backup that is not there without
+touching the app.
 
 Tests in this module share one host and run in file order."""
 
@@ -30,7 +31,11 @@ from tests.helpers import NOTES, failing
 from tests.test_datastores import BOARD
 
 BACKUPS = {"backups": True, "backup_keep": 2, "backup_copy_to": "backup_servers"}
-APPS = [{**NOTES, **BACKUPS}, {**BOARD, **BACKUPS, "server_name": "board.test"}]
+ON_FAILURE = 'echo "backup of $BACKUP_APP on $BACKUP_HOST failed: $MONITOR_SERVICE_RESULT"'
+APPS = [
+    {**NOTES, **BACKUPS, "backup_on_failure": ON_FAILURE},
+    {**BOARD, **BACKUPS, "server_name": "board.test"},
+]
 ROOT = "/var/backups/flask-deploy"
 REDIS = "/run/board-redis/redis.sock"
 # on the host: a database's integrity check, then its notes, one a line
@@ -178,7 +183,10 @@ def test_each_backup_is_copied_to_the_backup_server_which_keeps_it_root_only(
     assert newest in listed.output.split(f"from {host.name}")[1]
     report = tmp_path / "report.json"
     run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
-    assert failing(json.loads(report.read_text()), receiver) == set()
+    found = json.loads(report.read_text())
+    assert failing(found, receiver) == set() and failing(found, host) == set()
+    names = {c["name"] for c in found["hosts"][host.name]["checks"]}
+    assert f"newest backup copied to {receiver.name}" in names
     assert run(host, workdir).check().changed == 0  # both hosts: the keys read back
 
 
@@ -221,7 +229,7 @@ def test_a_compromised_app_server_adds_backups_but_never_reads_changes_or_remove
     assert pushing(host, "-r", "/tmp/forged/", "TARGET:notes/").returncode == 0  # adds
     receiver.exec("systemctl start flask-backups-accept.service", check=False)
     journal = receiver.exec("journalctl -u flask-backups-accept.service --no-pager").stdout
-    assert f"backup {host.name}/notes/{newest}.json refused" in journal
+    assert f"backup {host.name}/notes/'{newest}.json' refused" in journal
     assert receiver.exec(f"sha256sum {kept}/*").stdout == before  # never replaced
     assert receiver.exec("find /var/lib/flask-backups/incoming -type f").stdout == ""
 
@@ -234,6 +242,13 @@ def test_a_backup_that_cannot_be_written_fails_and_verify_says_so(host, workdir,
         failed = backup(host, workdir, "notes")
         assert failed.returncode != 0, failed.output[-3000:]
         assert "Job for notes-backup.service failed" in failed.output, failed.output[-3000:]
+
+        def on_failure_ran():
+            log = host.exec("journalctl -u notes-backup-failed -o cat --no-pager").stdout
+            return log if "failed: exit-code" in log else None
+
+        said = wait_for(on_failure_ran, 30, what="backup_on_failure's run")
+        assert "backup of notes on " in said  # its environment: the app, the host, why
         report = tmp_path / "report.json"
         run(host, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
         assert "last backup run" in failing(json.loads(report.read_text()), host)
@@ -253,6 +268,22 @@ def notes_in_data(host) -> set[str]:
         f"runuser -u notes -- python3 -c {shlex.quote(CHECK)} /var/lib/notes/instance/notes.sqlite"
     )
     return set(read.stdout.splitlines()[1:])
+
+
+def test_restore_dry_says_what_it_would_replace_and_changes_nothing(host, workdir):
+    newest = backups_of(host, "board")[-1]
+    before = host.exec("runuser -u postgres -- psql -XAt -d board -c 'SELECT count(*) FROM post'")
+    dry = run(
+        host, workdir, "restore.py", "--data", "app=board", "--data", "backup=latest", "--dry"
+    )
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert f"would restore board from backup {newest} (taken " in dry.output
+    assert "would replace its data directory /var/lib/board: " in dry.output
+    assert "would replace its database board: " in dry.output
+    assert "would replace its Redis snapshot: " in dry.output
+    after = host.exec("runuser -u postgres -- psql -XAt -d board -c 'SELECT count(*) FROM post'")
+    assert after.stdout == before.stdout
+    assert "restored board" not in dry.output
 
 
 def test_restore_puts_the_data_back_and_the_app_serves_it(host, workdir, tmp_path):

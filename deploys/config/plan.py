@@ -66,12 +66,12 @@ class HostPlan:
     @property
     def postgresql(self) -> bool:
         """Whether any app has its database on this host."""
-        return any(a.postgresql and not a.database_server for a in self.apps)
+        return any(a.local_postgresql for a in self.apps)
 
     @property
     def redis(self) -> bool:
         """Whether any app has its Redis on this host (Debian's redis-server installed)."""
-        return any(a.redis and not a.database_server for a in self.apps)
+        return any(a.local_redis for a in self.apps)
 
     def single(self, entry_point: str) -> Settings:
         """The one app an entry point that acts on a single app works on."""

@@ -57,6 +57,7 @@ from deploys.config.validation import (
     names_as_served,
     no_spaces,
     not_host_wide,
+    one_line_command,
     one_line_commands,
     one_or_many,
     requirements_problems,
@@ -198,6 +199,7 @@ class Settings(BaseModel):
     backup_on_calendar: Calendar = "daily"  # systemd's calendar syntax
     backup_keep: int = Field(14, ge=1, le=1000)
     backup_copy_to: GroupName | None = None  # inventory group of backup servers it goes to
+    backup_on_failure: str | None = None  # a command run (its own sandbox) when a backup fails
     backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")  # restore.py's
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
@@ -212,6 +214,7 @@ class Settings(BaseModel):
     _shared_paths = applied(shared_paths_inside, "shared_paths")
     _static_form = applied(static_form, "static")
     _commands = applied(one_line_commands, "release_command")
+    _command = applied(one_line_command, "backup_on_failure")
     _patterns = applied(gitignore_patterns, "exclude")
     _env_values_set = applied(env_values_set, "env", mode="before")
     _env_names = applied(env_names, "env")
@@ -277,6 +280,11 @@ class Settings(BaseModel):
     def _process_problems(self) -> list[str]:
         """The Procfile's workers readable, each timer's calendar one systemd accepts."""
         problems = []
+        if self.backup_on_failure and not self.backups:
+            problems.append(
+                f"backup_on_failure: {self.app_name} takes no backups: set backups = true as"
+                " well, or leave backup_on_failure unset"
+            )
         if self.backup_copy_to and not self.backups:
             problems.append(
                 f"backup_copy_to: {self.app_name} takes no backups to copy: set backups = true"
@@ -298,6 +306,17 @@ class Settings(BaseModel):
                     " daily, hourly, 'Mon *-*-* 09:00', '*-*-* 03:00')"
                 )
         return problems
+
+    @property
+    def local_postgresql(self) -> bool:
+        """Whether the app's PostgreSQL database is on this host (not on the fleet's
+        database server)."""
+        return self.postgresql and not self.database_server
+
+    @property
+    def local_redis(self) -> bool:
+        """Whether the app's Redis runs on this host."""
+        return self.redis and not self.database_server
 
     @property
     def app_path(self) -> Path:

@@ -26,13 +26,14 @@ RESERVED_APP_NAMES = ("default", "flask-deploy-catch-all", "flask-deploy")
 # the users and roles of the host's databases: an app's user or role must never be one of them
 DATASTORE_USERS = ("postgres", "redis")
 # the release checks' transient units are <app_user>-<kind>, the handover instance
-# <app_name>-handover, its Redis <app_name>-redis, its backups <app_name>-backup: no app may
-# be named so
+# <app_name>-handover, its Redis <app_name>-redis, its backups <app_name>-backup (and what
+# runs when one fails, <app_name>-backup-failed): no app may be named so
 TRANSIENT_SUFFIXES = (
     *(f"-{kind}" for kind in TRANSIENT_KINDS),
     "-handover",
     "-redis",
     "-backup",
+    "-backup-failed",
 )
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
@@ -194,6 +195,11 @@ def static_form(value: dict[str, str]) -> dict[str, str]:
 def one_line_commands(value: list[str]) -> list[str]:
     """release_command: each a non-empty single line."""
     return [one_line(command) for command in value]
+
+
+def one_line_command(value: str | None) -> str | None:
+    """backup_on_failure: a non-empty single line, if set."""
+    return None if value is None else one_line(value)
 
 
 def gitignore_patterns(value: list[str]) -> list[str]:

@@ -18,11 +18,12 @@ import os
 import re
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-NAME_RE = re.compile(r"^\d{8}T\d{6}Z$")  # a backup's name (backup.STAMP)
-PART_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")  # a part's file name
+NAME_RE = re.compile(r"\d{8}T\d{6}Z")  # a backup's name (backup.STAMP), whole
+PART_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")  # a part's file name, whole
 MANIFEST_LIMIT = 1 << 20  # bytes: a manifest is small
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # no FIFO blocks root
@@ -38,6 +39,7 @@ class Receiver:
 
     incoming: Path  # INCOMING/<server>/<app>/: the pushing users' folders
     store: Path  # STORE/<server>/<app>/<name>/: root's
+    quarantine: Path  # root only: what was pushed and could not be removed, moved aside
 
 
 def open_folder(name: str, parent: int) -> int:
@@ -58,16 +60,18 @@ def read_manifest(folder: int, name: str) -> dict:
         raise Refused("its manifest is too large")
     try:
         manifest = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Refused("its manifest is not JSON") from None
-    parts = manifest.get("parts") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict):
+        raise Refused("its manifest is not a JSON object")
+    parts = manifest.get("parts")
     if manifest.get("backup") != name or not isinstance(parts, list) or not parts:
         raise Refused("its manifest names another backup or no parts")
     for part in parts:
-        if not (isinstance(part, dict) and PART_RE.match(str(part.get("name", "")))):
+        if not (isinstance(part, dict) and PART_RE.fullmatch(str(part.get("name", "")))):
             raise Refused(f"its manifest names a part that cannot be one: {part!r:.80}")
-        if part["name"] == "manifest.json":
-            raise Refused("its manifest names itself as a part")
+        if part["name"] == "manifest.json" or not isinstance(part.get("size"), int):
+            raise Refused(f"its manifest's part {part['name']!r} cannot be one")
     return manifest
 
 
@@ -76,33 +80,38 @@ def copy_part(source: int, part: dict, target: int) -> None:
     size and sha256 the manifest gives on the bytes copied."""
     fd = os.open(part["name"], FILE, dir_fd=source)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
             raise Refused(f"{part['name']} is not a regular file")
+        if found.st_size != part["size"]:  # before a byte is copied: no disk filled for it
+            raise Refused(f"{part['name']} does not match its manifest (size)")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         out = os.open(part["name"], flags, 0o600, dir_fd=target)
-        sha, size = hashlib.sha256(), 0
+        sha, left = hashlib.sha256(), part["size"]
         try:
-            while block := os.read(fd, 1 << 20):
+            while left and (block := os.read(fd, min(left, 1 << 20))):
                 sha.update(block)
-                size += len(block)
+                left -= len(block)
                 os.write(out, block)
             os.fsync(out)
         finally:
             os.close(out)
     finally:
         os.close(fd)
-    if size != part.get("size") or sha.hexdigest() != part.get("sha256"):
+    if left or sha.hexdigest() != part.get("sha256"):
         raise Refused(f"{part['name']} does not match its manifest (size or sha256)")
 
 
-def remove_pushed(folder: int, name: str) -> None:
-    """Remove a pushed backup from its incoming folder, by name: its manifest, its parts
-    and their folder. OSError when something cannot be removed."""
-    try:
-        os.unlink(f"{name}.json", dir_fd=folder)
-    except FileNotFoundError:
-        pass
-    remove_folder(folder, name)
+def remove_pushed(folder: int, name: str, quarantine: int) -> None:
+    """Take a pushed backup out of its incoming folder, by name: its manifest, its parts
+    and their folder removed; what cannot be (a folder in a file's place, folders in the
+    parts' folder) moved aside into root's ``quarantine``, so no run meets it again."""
+    for entry in (f"{name}.json", name):
+        try:
+            remove_folder(folder, entry)
+        except OSError:
+            aside = f"{entry}.{os.getpid()}.{time.time_ns()}"
+            os.rename(entry, aside, src_dir_fd=folder, dst_dir_fd=quarantine)
 
 
 def remove_folder(parent: int, name: str) -> None:
@@ -162,41 +171,42 @@ def take_in(pushed: int, kept: int, name: str) -> str:
     os.close(target)
     os.rename(partial, name, src_dir_fd=kept, dst_dir_fd=kept)
     size = sum(int(part["size"]) for part in manifest["parts"])
-    return f"{len(manifest['parts'])} parts, {size} bytes, release {manifest.get('release')}"
+    return f"{len(manifest['parts'])} parts, {size} bytes, release {manifest.get('release')!r:.40}"
 
 
 def accept_app(receiver: Receiver, server: str, app: str) -> int:
     """Take in every complete backup an app server pushed of one app; 1 if one was
-    refused (it is removed, and the journal says why)."""
+    refused (it is taken away all the same, and the journal says why)."""
     kept_path = receiver.store / server / app
     kept_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    receiver.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         pushed = incoming_folder(receiver.incoming, server, app)
     except OSError as err:
         print(f"{server}/{app}: its incoming folder cannot be read safely: {err}", file=sys.stderr)
         return 1
-    kept = os.open(kept_path, DIRECTORY)
+    kept, aside = os.open(kept_path, DIRECTORY), os.open(receiver.quarantine, DIRECTORY)
     failed = 0
     try:
         for entry in sorted(os.listdir(pushed)):
             if not entry.endswith(".json"):
                 continue
-            name, where = entry.removesuffix(".json"), f"{server}/{app}/{entry}"
+            name, where = entry.removesuffix(".json"), f"{server}/{app}/{entry!r}"
             try:
-                if not NAME_RE.match(name):
+                if not NAME_RE.fullmatch(name):
                     raise Refused("not a backup's name")
                 print(f"backup {where} taken in: {take_in(pushed, kept, name)}")
-            except (Refused, OSError) as err:
+            except Exception as err:  # whatever the push, the next one runs
                 failed = 1
-                print(f"backup {where} refused: {err}", file=sys.stderr)
+                print(f"backup {where} refused: {err!r:.300}", file=sys.stderr)
             try:
-                remove_pushed(pushed, name)
+                remove_pushed(pushed, name, aside)
             except OSError as err:
                 failed = 1
-                print(f"backup {where}: what was pushed stays: {err}", file=sys.stderr)
+                print(f"backup {where}: what was pushed stays: {err!r:.300}", file=sys.stderr)
     finally:
-        os.close(kept)
-        os.close(pushed)
+        for fd in (kept, aside, pushed):
+            os.close(fd)
     return failed
 
 
@@ -214,5 +224,13 @@ def incoming_folder(incoming: Path, server: str, app: str) -> int:
 
 
 def accept(receiver: Receiver, pairs: list[tuple[str, str]]) -> int:
-    """Take in the backups pushed for each (app server, app) pair; 1 if any was refused."""
-    return max([accept_app(receiver, server, app) for server, app in pairs], default=0)
+    """Take in the backups pushed for each (app server, app) pair, each pair whatever
+    happened to the others; 1 if any was refused."""
+    failed = 0
+    for server, app in pairs:
+        try:
+            failed |= accept_app(receiver, server, app)
+        except Exception as err:  # one pair's trouble stops no other's
+            print(f"{server}/{app}: {err!r:.300}", file=sys.stderr)
+            failed = 1
+    return failed

@@ -53,11 +53,11 @@
         replace kept until the restore succeeded), the UNITs started in reverse order and
         the site checked through nginx (hostside/restore.py).
 
-    release_gate.py accept --incoming DIR --store DIR --pushed SERVER/APP ...
+    release_gate.py accept --incoming DIR --store DIR --quarantine DIR --pushed SERVER/APP ...
         On a backup server: take in the backups each app server pushed of each app into
         INCOMING/SERVER/APP (parts checked against their manifest, copied into
         STORE/SERVER/APP/NAME, root only, never replacing one), and remove them from there
-        (hostside/accept.py).
+        (what cannot be removed moved into QUARANTINE) (hostside/accept.py).
 
     release_gate.py live --stats STATS_SOCKET --user U
         Print the release dir uWSGI runs and how many workers are up (nothing if it does not
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         backup.add_argument(flag, default="")
     backup.add_argument("--copy-to", action="append", default=[])
     receive = sub.add_parser("accept")
-    for flag in ("--incoming", "--store"):
+    for flag in ("--incoming", "--store", "--quarantine"):
         receive.add_argument(flag, required=True)
     receive.add_argument("--pushed", action="append", default=[])
     for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--backup"):
@@ -165,7 +165,8 @@ def main(argv=None) -> int:
         return print_live(args.stats, args.user)
     if args.subcommand == "accept":
         pairs = [tuple(pair.split("/", 1)) for pair in args.pushed]
-        return accept(Receiver(Path(args.incoming), Path(args.store)), pairs)
+        paths = (Path(args.incoming), Path(args.store), Path(args.quarantine))
+        return accept(Receiver(*paths), pairs)
     if args.subcommand in ("backup", "restore"):
         return backup_or_restore(args)
     if args.lock:

@@ -13,6 +13,7 @@ server on later runs: both hosts of a run need it before any operation runs."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cache
 
@@ -46,6 +47,7 @@ RECEIVER = "flask-backups"  # the user the app servers push as, on a backup serv
 HOME = "/var/lib/flask-backups"  # root's: its authorized_keys, the incoming folders
 INCOMING = f"{HOME}/incoming"  # <server>/<app>/: what each app server pushed (the user's)
 STORE = "/srv/flask-backups"  # root only: <server>/<app>/<name>/, the backups taken in
+QUARANTINE = f"{HOME}/quarantine"  # root only: pushed entries that could not be removed
 ACCEPT = "flask-backups-accept"  # the units that take pushed backups in (service, path, timer)
 COPY_KEYS = "/etc/flask-deploy/backup-copy"  # root only, on an app server: its key, known hosts
 KEY = f"{COPY_KEYS}/id_ed25519"
@@ -55,8 +57,8 @@ HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 def server_folder(name: str) -> str:
     """An app server's folder name on the backup servers: its inventory name, any character
-    but letters, digits, dot, dash and underscore made ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    but letters, digits, dot, dash and underscore made ``_`` (and a leading dot)."""
+    return re.sub(r"^\.|[^A-Za-z0-9._-]", "_", name)
 
 
 def copy_targets(settings: Settings) -> list:
@@ -139,23 +141,46 @@ def configure_backup_copies(plan: HostPlan) -> None:
 
 
 def senders(plan: HostPlan, fleet: Fleet) -> dict[str, list[str]]:
-    """The app servers whose backups come here, each with its apps that send them."""
+    """The app servers whose backups come here, each with its apps that send them.
+    PyinfraError when two app servers' names make one folder here."""
     pushing: dict[str, list[str]] = {}
     for name in fleet.names:
         for app in plan.apps:
             if any(member.name == host.name for member in copy_targets(app)):
                 pushing.setdefault(name, []).append(app.app_name)
+    folders: dict[str, str] = {}
+    for name in pushing:
+        other = folders.setdefault(server_folder(name), name)
+        if other != name:
+            raise PyinfraError(
+                f"backup_copy_to: the app servers {other} and {name} would share the folder"
+                f" {server_folder(name)!r} on {host.name}: rename one in the inventory"
+            )
     return pushing
 
 
-def authorized_keys(pushing: dict[str, list[str]]) -> str:
-    """The receiving user's authorized_keys: each app server's key, allowed rrsync alone,
-    write-only, no deletion, in its own incoming folder."""
+def authorized_keys(pushing: dict[str, list[str]], fleet: Fleet) -> str:
+    """The receiving user's authorized_keys: each app server's key, from its address (when
+    it is an IP address), allowed rrsync alone: write-only, no deletion, links munged (no
+    link it pushes leads anywhere), in its own incoming folder."""
     lines = []
     for name in sorted(pushing):
-        command = f"/usr/bin/rrsync -wo -no-del {INCOMING}/{server_folder(name)}"
-        lines.append(f'restrict,command="{command}" {copy_key(name)[1]}\n')
+        folder = f"{INCOMING}/{server_folder(name)}"
+        options = ["restrict"]
+        if is_ip(fleet.address(name)):
+            options.append(f'from="{fleet.address(name)}"')
+        options.append(f'command="/usr/bin/rrsync -wo -no-del -no-lock -munge {folder}"')
+        lines.append(f"{','.join(options)} {copy_key(name)[1]}\n")
     return "".join(lines)
+
+
+def is_ip(address: str) -> bool:
+    """Whether ``address`` is an IP address (not a host name)."""
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def receiver_user() -> None:
@@ -198,16 +223,20 @@ def configure_backup_server(plan: HostPlan, fleet: Fleet) -> None:
     for path in (HOME, f"{HOME}/.ssh", INCOMING):
         folder(path)
     folder(STORE, mode="700")
+    folder(QUARANTINE, mode="700")
     pushing = senders(plan, fleet)
     keys = f"{HOME}/.ssh/authorized_keys"
-    put_text(f"{RECEIVER}'s keys {keys}", authorized_keys(pushing), keys, mode="644", user="root")
+    put_text(
+        f"{RECEIVER}'s keys {keys}", authorized_keys(pushing, fleet), keys, mode="644", user="root"
+    )
     pairs = []
     for name, apps in sorted(pushing.items()):
         folder(f"{INCOMING}/{server_folder(name)}")
         for app in apps:
             folder(f"{INCOMING}/{server_folder(name)}/{app}", user=RECEIVER, mode="700")
             pairs.append(f"{server_folder(name)}/{app}")
-    context = {"incoming": INCOMING, "store": STORE, "pairs": pairs, "gate": GATE_SCRIPT}
+    context = {"incoming": INCOMING, "store": STORE, "quarantine": QUARANTINE, "pairs": pairs}
+    context["gate"] = GATE_SCRIPT
     for kind in ("service", "path", "timer"):
         path = f"/etc/systemd/system/{ACCEPT}.{kind}"
         put_text(f"Unit {path}", render(f"backup-accept.{kind}.j2", **context), path)
@@ -217,6 +246,8 @@ def configure_backup_server(plan: HostPlan, fleet: Fleet) -> None:
         unit_state(name=f"{unit} enabled and running", unit=unit, running=True, enabled=True)
 
 
-def kept_here(settings: Settings, name: str) -> list[dict]:
-    """The app's backups this backup server keeps of the app server ``name``, oldest first."""
-    return host.get_fact(BackupList, root=f"{STORE}/{server_folder(name)}/{settings.app_name}")
+def kept_on(receiver: str, name: str, app: str) -> list[dict]:
+    """The backups of ``app`` the backup server ``receiver`` keeps of the app server
+    ``name``, oldest first."""
+    member = state.inventory.get_host(receiver)
+    return member.get_fact(BackupList, root=f"{STORE}/{server_folder(name)}/{app}", _sudo=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import FactBase, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
@@ -22,7 +22,7 @@ from deploys.ops.typed import deploy
 from deploys.ops.units import unit_loaded, unit_state
 from deploys.release.gate import health_args
 from deploys.stack.backup_server import copy_arguments
-from deploys.stack.workers import Processes
+from deploys.stack.workers import Processes, systemd_quoted
 
 
 def backup_arguments(settings: Settings) -> str:
@@ -33,21 +33,33 @@ def backup_arguments(settings: Settings) -> str:
         f" --data={layout.data} --root={layout.backups} --current={layout.current}"
         f" --keep={settings.backup_keep}"
     )
-    if settings.postgresql and not settings.database_server:
+    if settings.local_postgresql:
         args += f" --database={settings.app_name}"
-    if settings.redis and not settings.database_server:
+    if settings.local_redis:
         args += f" --redis-socket={layout.redis_socket} --redis-data={layout.redis_data}"
     return args + copy_arguments(settings)
 
 
 def backup_units(settings: Settings) -> dict[str, str]:
-    """The backup unit's and its timer's paths and texts."""
+    """The backup unit's and its timer's paths and texts, and with ``backup_on_failure``
+    the unit that runs it."""
     layout = Layout.of(settings)
     context = {"s": settings, "layout": layout, "arguments": backup_arguments(settings)}
-    return {
+    units = {
         layout.system_unit(f"{layout.backup_unit}.{kind}"): render(f"backup.{kind}.j2", **context)
         for kind in ("service", "timer")
     }
+    if settings.backup_on_failure:
+        command = systemd_quoted(settings.backup_on_failure)
+        text = render("backup-failed.service.j2", **context, command=command)
+        units[failure_unit_path(settings)] = text
+    return units
+
+
+def failure_unit_path(settings: Settings) -> str:
+    """Where the unit that runs backup_on_failure lives."""
+    layout = Layout.of(settings)
+    return layout.system_unit(f"{layout.backup_unit}-failed.service")
 
 
 @operation()
@@ -67,19 +79,72 @@ def backup_taken(settings: Settings):
     )
 
 
+class DataNow(FactBase):
+    """What a restore of the app would replace, now: ``{"data": [files, bytes] of its data
+    directory, "database": its size in bytes (None: none), "redis": its snapshot's bytes
+    (None: none)}``."""
+
+    def command(self, data: str, database: str = "", redis_data: str = "") -> str:
+        quoted = shlex.quote(data)
+        lines = [f"echo files $(find {quoted} -mindepth 1 2>/dev/null | wc -l)"]
+        lines.append(f"echo bytes $(du -sb {quoted} 2>/dev/null | cut -f1)")
+        if database:
+            query = shlex.quote(f"SELECT pg_database_size('{database}')")
+            lines.append(f"echo database $(runuser -u postgres -- psql -XAtc {query} 2>/dev/null)")
+        if redis_data:
+            lines.append(f"echo redis $(stat -c %s {shlex.quote(redis_data)}/dump.rdb 2>/dev/null)")
+        return "; ".join(lines)
+
+    def process(self, output):
+        said = dict([*line.split(" ", 1), ""][:2] for line in output)
+        number = {k: int(v) if v.strip().isdigit() else None for k, v in said.items()}
+        return {
+            "data": [number.get("files") or 0, number.get("bytes") or 0],
+            "database": number.get("database"),
+            "redis": number.get("redis"),
+        }
+
+
+def restore_preview(settings: Settings, backup: str) -> list[str]:
+    """What restore.py would put back and what it would replace (``--dry``)."""
+    layout = Layout.of(settings)
+    found = backups_here(settings)
+    chosen = found[-1:] if backup == "latest" else [m for m in found if m["backup"] == backup]
+    if not chosen:
+        return [f"no backup {backup!r} of {settings.app_name} here ({len(found)} kept)"]
+    manifest = chosen[0]
+    now = host.get_fact(
+        DataNow,
+        data=layout.data,
+        database=settings.app_name if settings.local_postgresql else "",
+        redis_data=layout.redis_data if settings.local_redis else "",
+    )
+    parts = ", ".join(f"{p['name']} ({p['size']} bytes)" for p in manifest["parts"])
+    files, size = now["data"]
+    lines = [
+        f"would restore {settings.app_name} from backup {manifest['backup']} (taken"
+        f" {manifest['taken_at']}, release {manifest['release']}): {parts}",
+        f"would replace its data directory {layout.data}: {files} entries, {size} bytes",
+    ]
+    if now["database"] is not None:
+        lines.append(f"would replace its database {settings.app_name}: {now['database']} bytes")
+    if now["redis"] is not None:
+        lines.append(f"would replace its Redis snapshot: {now['redis']} bytes")
+    return lines
+
+
 def stopped_for_restore(settings: Settings, processes: Processes) -> tuple[str, ...]:
     """The app's units a restore stops, in that order (and starts in the reverse): its
     timers first (no backup nor job starts meanwhile), workers, web (socket before service:
     a request would start it again), its Redis last."""
     layout = Layout.of(settings)
-    local_redis = settings.redis and not settings.database_server
     return (
         f"{layout.backup_unit}.timer",
         *processes.timers,
         *processes.instances,
         layout.socket_unit_name,
         layout.unit_name,
-        *([layout.redis_unit_name] if local_redis else []),
+        *([layout.redis_unit_name] if settings.local_redis else []),
     )
 
 
@@ -100,9 +165,9 @@ def backup_restored(settings: Settings, backup: str, units: tuple[str, ...]):
         + "".join(f" --unit={shlex.quote(unit)}" for unit in units)
         + f" {health_args(settings)}"
     )
-    if settings.postgresql and not settings.database_server:
+    if settings.local_postgresql:
         args += f" --database={settings.app_name}"
-    if settings.redis and not settings.database_server:
+    if settings.local_redis:
         args += f" --redis-data={layout.redis_data}"
     yield shown(f"python3 {layout.gate_script} restore {args}")
 
@@ -118,7 +183,8 @@ def configure_backups(settings: Settings) -> None:
         if not host.get_fact(File, path=layout.system_unit(timer)):
             return  # never had backups here
         unit_state(name=f"{timer} stopped", unit=timer, running=False, enabled=False)
-        gone = [files.file(name=f"No {path}", path=path, present=False) for path in units]
+        paths = sorted({*units, failure_unit_path(settings)})
+        gone = [files.file(name=f"No {path}", path=path, present=False) for path in paths]
         unit_loaded(
             name="systemd forgets the backup units", unit=timer, _if=[g.did_change for g in gone]
         )
@@ -127,7 +193,12 @@ def configure_backups(settings: Settings) -> None:
         files.directory(name=f"Folder {folder} (root only)", path=folder, user="root", mode="700")
     for path, text in units.items():
         put_text(f"Unit {path}", text, path)
-    for unit in (f"{layout.backup_unit}.service", timer):
+    if not settings.backup_on_failure:
+        files.file(
+            name="No unit for backup_on_failure", path=failure_unit_path(settings), present=False
+        )
+    failed = [f"{layout.backup_unit}-failed.service"] if settings.backup_on_failure else []
+    for unit in (f"{layout.backup_unit}.service", timer, *failed):
         unit_loaded(name=f"systemd knows the current {unit}", unit=unit)
     unit_state(name=f"{timer} enabled and running", unit=timer, running=True, enabled=True)
 

@@ -15,9 +15,18 @@ from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
 from deploys.ops.facts import TimerStatus, UnitStatus
 from deploys.stack.appuser import Account
-from deploys.stack.backup_server import ACCEPT, HOME, RECEIVER, backup_firewall_rules
+from deploys.stack.backup_server import (
+    ACCEPT,
+    HOME,
+    RECEIVER,
+    backup_firewall_rules,
+    copy_targets,
+    kept_on,
+)
 from deploys.stack.backups import backups_here
 from deploys.verify.checks import Check, _unit_checks, ufw_checks
+
+COPY_GRACE = 120  # seconds: a backup younger than this may still be on its way to a copy
 
 
 def taken_at(manifest: dict) -> int:
@@ -41,10 +50,25 @@ def backup_checks(settings: Settings) -> list[Check]:
         age = int(time.time()) - taken_at(found[-1])
         observed = f"{found[-1]['backup']}, {age // 3600} h {age % 3600 // 60} min old"
         ok = not period or age <= 2 * period
+        if ok and period and age > period:
+            observed += "; WARNING: older than one period, did the last one run?"
     else:
         observed, ok = "none", not last
     checks.append(Check("newest backup", "younger than twice the timer's period", observed, ok))
+    if found:
+        checks += [copy_check(found[-1], member.name) for member in copy_targets(settings)]
     return [replace(c, scope=settings.app_name) for c in checks]
+
+
+def copy_check(newest: dict, receiver: str) -> Check:
+    """The newest backup here is kept by the backup server ``receiver`` (one taken in the
+    last COPY_GRACE seconds may still be on its way)."""
+    name = newest["backup"]
+    kept = {m["backup"] for m in kept_on(receiver, host.name, newest["app"])}
+    age = int(time.time()) - taken_at(newest)
+    ok = name in kept or age < COPY_GRACE
+    observed = "kept" if name in kept else f"missing ({age} s after it was taken)"
+    return Check(f"newest backup copied to {receiver}", f"{name} kept there", observed, ok)
 
 
 def backup_server_checks(plan: HostPlan) -> list[Check]:

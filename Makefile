@@ -9,7 +9,7 @@ demo: up deploy verify  ## boot a local Debian 12 host, deploy the app, verify i
 
 test:  ## unit and integration tests (boots and removes its own hosts)
 	@scripts/prereqs.sh
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25 --durations-min=20
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 --durations-min=20
 
 unit:  ## the tests that need no Docker engine (seconds; two workers: most of it is waiting)
 	@scripts/prereqs.sh --python-only

@@ -3,16 +3,25 @@ backups.py lists, or ``latest``; ``--data app=NAME`` on a host with several). Th
 timers, workers, web and Redis stop; its data directory, Redis snapshot and database are
 replaced by the backup's (what they replace kept until the restore succeeded, and put back
 if it fails); everything starts again and the site must answer its health path through
-nginx. With ``--dry``, what it would put back and what it would replace. See
-docs/backups.md.
+nginx. With ``--dry``, what it would put back and what it would replace.
+
+``--data from_host=OLD``: the backup of the app server OLD (gone, say), from the copy a
+backup server keeps (``backup_copy_to``): the inventory holds the app servers to restore
+and the backup servers. See docs/backups.md.
 """
 
 from pyinfra import host
 
 from deploys.ops.context import SettingsRefused, dry_run, prepare_host
 from deploys.release.lock import hold_deploy_lock
+from deploys.stack.backup_server import (
+    backup_fetched,
+    offer_backup,
+    offered_backup,
+    withdraw_backup,
+)
 from deploys.stack.backups import backup_restored, restore_preview, stopped_for_restore
-from deploys.stack.fleet import as_served, fleet, processes_here
+from deploys.stack.fleet import as_served, fleet, private_address, processes_here, reached
 from deploys.stack.workers import processes
 
 roles = fleet()
@@ -22,15 +31,32 @@ if not settings.backup:
         "backup: restore.py needs the backup to put back, e.g. --data backup=latest or"
         " --data backup=20261205T030000Z (backups.py lists them)"
     )
+backup = settings.backup
+if settings.from_host:  # fetched from the backup server, then restored as one of ours
+    receiver, backup = offered_backup(settings, settings.from_host)
+    if roles.runs_apps:
+        hold_deploy_lock()
+    if host.name == receiver.name:
+        offer_backup(settings, settings.from_host, backup, roles)
+    reached(name=f"Restore: backup {backup} offered by {receiver.name}", step="offered")
+    if roles.runs_apps:
+        fetch = f"Backup {backup} of {settings.app_name} fetched from {receiver.name}"
+        address = private_address(receiver)
+        backup_fetched(name=fetch, settings=settings, receiver=address, backup=backup)
+    reached(name=f"Restore: backup {backup} fetched", step="fetched")
+    if host.name == receiver.name:
+        withdraw_backup(roles)
 if roles.runs_apps and dry_run():
-    for line in restore_preview(settings, settings.backup):
+    if settings.from_host:
+        print(f"[{host.name}] would fetch backup {backup} of {settings.from_host} first")
+    for line in restore_preview(settings, backup):
         print(f"[{host.name}] {line}")
 if roles.runs_apps:
     hold_deploy_lock()
     units = stopped_for_restore(settings, processes(settings, *processes_here(settings, roles)))
     backup_restored(
-        name=f"Restore {settings.app_name} from backup {settings.backup}",
+        name=f"Restore {settings.app_name} from backup {backup}",
         settings=settings,
-        backup=settings.backup,
+        backup=backup,
         units=units,
     )

@@ -64,29 +64,29 @@ def fake():
         yield install
 
 
-# The modules that take longest, longest first (seconds in a CI run, two workers): `make
-# test` runs modules on two workers in this order (--dist loadfile --no-loadscope-reorder),
+# The modules that take longest, longest first (seconds in a CI run, three workers): `make
+# test` runs modules on three workers in this order (--dist loadfile --no-loadscope-reorder),
 # so no long one starts last. A module not listed comes after them.
 SLOWEST_FIRST = (
-    "test_transitions",  # 430
-    "test_app_attacks",
-    "test_releases",  # 187
-    "test_workers",  # 170
-    "test_safety",  # 163
-    "test_security",  # 124
-    "test_rollout",  # 141
-    "test_fleet",  # 122 + the retire part (about 60)
-    "test_https",  # 119
-    "test_deploy",  # 107
-    "test_several_apps",  # 99
-    "test_verify",  # 96
-    "test_database_server",  # 186 (measured beside a CI run)
-    "test_datastores",  # 102 (measured alone)
-    "test_backups",  # 74 (measured beside a CI run)
-    "test_fleet_https",  # 87
-    "test_debian13",  # 70
-    "test_stock_pyinfra",  # 69 (measured alone)
-    "test_real_app",  # 54
+    "test_transitions",  # 374
+    "test_app_attacks",  # 234
+    "test_fleet",  # 232
+    "test_rollout",  # 216
+    "test_https",  # 206
+    "test_releases",  # 176
+    "test_backups",  # 133, and a third host restored since
+    "test_datastores",  # 167
+    "test_workers",  # 167
+    "test_safety",  # 161
+    "test_deploy",  # 145
+    "test_security",  # 133
+    "test_database_server",  # 110
+    "test_fleet_https",  # 109
+    "test_verify",  # 102
+    "test_stock_pyinfra",  # 81
+    "test_several_apps",  # 79
+    "test_real_app",  # 56
+    "test_debian13",  # 43
 )
 
 
@@ -112,7 +112,7 @@ def pytest_runtest_logreport(report):
 
 def pytest_terminal_summary(terminalreporter):
     """The modules that take 30 s or more, slowest first: what SLOWEST_FIRST is ordered by
-    and what balances the two workers."""
+    and what balances the workers."""
     slow = sorted(((s, m) for m, s in MODULE_SECONDS.items() if s >= 30), reverse=True)
     if slow:
         terminalreporter.write_sep("=", "modules taking 30 s or more")

@@ -437,3 +437,24 @@ def test_what_a_restore_would_replace_is_read_in_one_command():
         "database": None,
         "redis": None,
     }
+
+
+def test_a_restore_elsewhere_reads_the_newest_copy_offered_read_only(monkeypatch):
+    kept = {("vault", "web1", "notes"): [{"backup": "20261201T030000Z"}, {"backup": NAME}]}
+    monkeypatch.setattr(backup_server, "kept_on", lambda *key: kept.get(key, []))
+    state = SimpleNamespace(inventory=inventory({"backup_servers": [VAULT], "offsite": [VAULT]}))
+    monkeypatch.setattr(backup_server, "state", state)
+    settings = load_settings({"app_name": "notes", "backups": True, "backup_copy_to": "offsite"})
+    assert backup_server.offered_backup(settings, "web1") == (VAULT, NAME)
+    older = settings.model_copy(update={"backup": "20261201T030000Z"})
+    assert backup_server.offered_backup(older, "web1") == (VAULT, "20261201T030000Z")
+    with pytest.raises(PyinfraError, match="from_host: no backup 'latest' of notes from web9"):
+        backup_server.offered_backup(settings, "web9")
+    with pytest.raises(SettingsError, match=r"restore\.py takes the backup of notes from"):
+        load_settings({"app_name": "notes", "backups": True, "from_host": "web1"})
+    monkeypatch.setattr(backup_server, "_KEYS", {"web2": ("", "ssh-ed25519 C")})
+    fleet = Fleet((), ("10.0.0.12",), False, names=("web2",))
+    assert backup_server.restorer_keys(["web2"], fleet) == (
+        'restrict,from="10.0.0.12",command="/usr/bin/rrsync -ro -no-lock -munge'
+        ' /var/lib/flask-restores/outgoing/web2" ssh-ed25519 C\n'
+    )

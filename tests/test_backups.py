@@ -9,8 +9,9 @@ shell there, read, delete or replace a backup kept, nor write outside its own fo
 backup that cannot be written fails, runs backup_on_failure, verify says so, the next one
 succeeds; backups.py lists them, on the backup server too. restore.py puts a lost SQLite
 database back (and takes away a file that was not in the backup), re-creates the PostgreSQL
-database and the Redis data from a backup, and refuses a backup that is not there without
-touching the app.
+database and the Redis data from a backup, refuses a backup that is not there without
+touching the app, and, once the app server is gone, restores a fresh one from the backup
+server's copy (from_host).
 
 Tests in this module share one host and run in file order."""
 
@@ -81,10 +82,14 @@ def add_note(host, body: str) -> bool:
     return status.strip() in ("200", "201", "302", "303")
 
 
+SPARE: list = []  # a fresh host, restored at the end from the backup server's copies
+
+
 @pytest.fixture(scope="module")
 def host(boot, workdir):
-    host, receiver = boot(2)
+    host, receiver, spare = boot(3)
     RECEIVERS.append(receiver)
+    SPARE.append(spare)
     run(host, workdir).check()
     return host
 
@@ -204,6 +209,9 @@ def pushing(host, *args: str):
 
 def test_a_compromised_app_server_adds_backups_but_never_reads_changes_or_removes_them(host):
     receiver, newest = RECEIVERS[0], kept_on_receiver(host, "notes")[-1]
+    key = "/etc/flask-deploy/backup-copy/id_ed25519"
+    stolen = host.exec(f"runuser -u notes -- cat {key}", check=False)  # the app: no key
+    assert stolen.returncode != 0 and "Permission denied" in stolen.stderr
     kept = f"{STORE}/{host.name}/notes/{newest}"
     before = receiver.exec(f"sha256sum {kept}/*").stdout
     shell = host.exec(
@@ -327,3 +335,35 @@ def test_restoring_a_backup_that_is_not_there_changes_nothing(host, workdir):
     )
     assert result.returncode != 0 and "no backup '20000101T000000Z' of notes here" in result.output
     assert host.exec("systemctl is-active notes.service").stdout.strip() == "active"
+
+
+def test_a_fresh_host_is_restored_from_the_backup_servers_copy(host, workdir, tmp_path):
+    """The disaster: the app server is gone. A fresh one gets the app (deploy.py), then
+    restore.py --data from_host=OLD fetches OLD's newest backup from the backup server
+    (offered read-only to it for the run, withdrawn after) and serves the same notes."""
+    (spare,), receiver = SPARE, RECEIVERS[0]
+    groups = {"app_servers": [spare.name], "backup_servers": [receiver.name]}
+    env = {"TESTBED_GROUPS": json.dumps(groups)}
+    apps = ("--data", f"apps={json.dumps(APPS[:1])}")
+    pyinfra([spare, receiver], workdir, "deploy.py", *apps, env_extra=env).check()
+    newest = kept_on_receiver(host, "notes")[-1]
+    args = ("--data", "app=notes", "--data", f"from_host={host.name}", "--data", "backup=latest")
+    restored = pyinfra([spare, receiver], workdir, "restore.py", *apps, *args, env_extra=env)
+    assert restored.returncode == 0, restored.output[-4000:]
+    assert f"restored notes from backup {newest}: healthy" in restored.output
+    assert notes_in_data(spare) == notes_in_data(host) and notes_in_data(spare)
+    page = spare.exec("curl -s -H 'Host: notes.test' http://127.0.0.1/").stdout
+    assert sorted(notes_in_data(host))[0] in page
+    offered = receiver.exec(
+        "cat /var/lib/flask-restores/.ssh/authorized_keys; ls -A /var/lib/flask-restores/outgoing"
+    )
+    assert offered.stdout.strip() == ""  # withdrawn: no key reads anything, no copy left
+    report = tmp_path / "report.json"
+    pyinfra(
+        [spare, receiver],
+        workdir,
+        "verify.py",
+        *apps,
+        env_extra={**env, "VERIFY_JSON": str(report)},
+    )
+    assert failing(json.loads(report.read_text()), spare) == set()

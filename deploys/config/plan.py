@@ -25,7 +25,7 @@ HOST_WIDE = (
     "rolling_batch",
     "fast_facts",
 )
-PER_RUN = ("command", "release", "log_lines", "process", "backup")
+PER_RUN = ("command", "release", "log_lines", "process", "backup", "from_host")
 PLAN_KEYS = ("apps", "retired_apps", "app")
 MAX_APPS = 100
 

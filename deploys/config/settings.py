@@ -201,6 +201,7 @@ class Settings(BaseModel):
     backup_copy_to: GroupName | None = None  # inventory group of backup servers it goes to
     backup_on_failure: str | None = None  # a command run (its own sandbox) when a backup fails
     backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")  # restore.py's
+    from_host: str | None = Field(None, min_length=1, max_length=253)  # restore.py's: whose copy
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
     database_server: str | None = None
@@ -284,6 +285,11 @@ class Settings(BaseModel):
             problems.append(
                 f"backup_on_failure: {self.app_name} takes no backups: set backups = true as"
                 " well, or leave backup_on_failure unset"
+            )
+        if self.from_host and not self.backup_copy_to:
+            problems.append(
+                f"from_host: restore.py takes the backup of {self.app_name} from a backup server's"
+                " copy: set backup_copy_to to the group of backup servers that keep them"
             )
         if self.backup_copy_to and not self.backups:
             problems.append(

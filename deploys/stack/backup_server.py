@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -25,11 +26,12 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 from pyinfra import host, state
+from pyinfra.api import Host, operation
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.facts.files import File, FileContents
 from pyinfra.operations import files, server
 
-from deploys.config.layout import GATE_SCRIPT
+from deploys.config.layout import BACKUPS, GATE_SCRIPT, Layout
 from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
 from deploys.ops import ufw
@@ -251,3 +253,115 @@ def kept_on(receiver: str, name: str, app: str) -> list[dict]:
     ``name``, oldest first."""
     member = state.inventory.get_host(receiver)
     return member.get_fact(BackupList, root=f"{STORE}/{server_folder(name)}/{app}", _sudo=True)
+
+
+# A restore onto another host (restore.py --data from_host=OLD): the backup server offers
+# the backup for the run's length, read-only, to the restoring app servers alone.
+RESTORER = "flask-restores"  # the user restoring app servers read a backup as
+RESTORER_HOME = "/var/lib/flask-restores"  # root's: its authorized_keys
+OUTGOING = f"{RESTORER_HOME}/outgoing"  # root:flask-restores 0750: <server>/<app>/<name>/
+
+
+def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
+    """The backup server that keeps the app's backups of the app server ``old`` (the first
+    of backup_copy_to that has one) and the backup's name (``backup``, or its newest).
+    PyinfraError when none has it."""
+    wanted = settings.backup or "latest"
+    for member in copy_targets(settings):
+        names = [m["backup"] for m in kept_on(member.name, old, settings.app_name)]
+        if names and wanted == "latest":
+            return member, names[-1]
+        if wanted in names:
+            return member, wanted
+    raise PyinfraError(
+        f"from_host: no backup {wanted!r} of {settings.app_name} from {old} on the backup"
+        f" servers of {settings.backup_copy_to!r} (backups.py lists them)"
+    )
+
+
+def restorer_keys(restoring: list[str], fleet: Fleet) -> str:
+    """flask-restores' authorized_keys: each restoring app server's key (the one it pushes
+    with), from its address, allowed rrsync alone, read-only, in its own outgoing folder."""
+    lines = []
+    for name in restoring:
+        options = ["restrict"]
+        if is_ip(fleet.address(name)):
+            options.append(f'from="{fleet.address(name)}"')
+        command = f"/usr/bin/rrsync -ro -no-lock -munge {OUTGOING}/{server_folder(name)}"
+        options.append(f'command="{command}"')
+        lines.append(f"{','.join(options)} {copy_key(name)[1]}\n")
+    return "".join(lines)
+
+
+@deploy("Backup offered")
+def offer_backup(settings: Settings, old: str, name: str, fleet: Fleet) -> None:
+    """On the backup server: a copy of the backup readable by flask-restores, in each
+    restoring app server's outgoing folder, and their keys allowed to read it."""
+    account = host.get_fact(Account, user=RESTORER) or {}
+    if (account.get("home"), account.get("shell")) != (RESTORER_HOME, "/bin/sh"):
+        server.user(
+            name=f"System user {RESTORER}",
+            user=RESTORER,
+            system=True,
+            home=RESTORER_HOME,
+            shell="/bin/sh",
+            create_home=False,
+            ensure_home=False,
+        )
+    for path in (RESTORER_HOME, f"{RESTORER_HOME}/.ssh"):
+        folder(path)
+    files.directory(
+        name=f"Folder {OUTGOING}", path=OUTGOING, user="root", group=RESTORER, mode="750"
+    )
+    source = f"{STORE}/{server_folder(old)}/{settings.app_name}/{name}"
+    for restoring in fleet.names:
+        target = f"{OUTGOING}/{server_folder(restoring)}/{settings.app_name}/{name}"
+        top = f"{OUTGOING}/{server_folder(restoring)}"
+        server.shell(
+            name=f"Backup {name} of {settings.app_name} offered to {restoring}",
+            commands=[
+                f"rm -rf {top} && install -d -o root -g {RESTORER} -m 750 {target}"
+                f" {top}/{settings.app_name} {top}"
+                f" && install -o root -g {RESTORER} -m 640 -p {source}/* {target}/"
+            ],
+        )
+    keys = f"{RESTORER_HOME}/.ssh/authorized_keys"
+    put_text(f"{RESTORER}'s keys", restorer_keys(list(fleet.names), fleet), keys, mode="644")
+
+
+@deploy("Backup withdrawn")
+def withdraw_backup(fleet: Fleet) -> None:
+    """On the backup server, once the app servers fetched it: no key reads anything, the
+    offered copies gone."""
+    put_text(f"{RESTORER}'s keys", "", f"{RESTORER_HOME}/.ssh/authorized_keys", mode="644")
+    for restoring in fleet.names:
+        path = f"{OUTGOING}/{server_folder(restoring)}"
+        files.directory(name=f"No {path}", path=path, present=False)
+
+
+@operation()
+def backup_fetched(settings: Settings, receiver: str, backup: str):
+    """
+    On a restoring app server: the backup read from the backup server ``receiver`` (rsync
+    over SSH with the key it pushes with, as flask-restores) into its own backups, unless
+    it has it already (restore.py then checks it against its manifest).
+
+    + settings: the app's
+    + receiver: the backup server's address
+    + backup: the backup's name
+    """
+    layout = Layout.of(settings)
+    folder = f"{layout.backups}/{backup}"
+    if host.get_fact(File, path=f"{folder}/manifest.json"):
+        host.noop(f"backup {backup} of {settings.app_name} is here already")
+        return
+    ssh = (
+        f"ssh -F /dev/null -i {KEY} -o IdentitiesOnly=yes -o BatchMode=yes"
+        f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={KNOWN_HOSTS}"
+    )
+    yield (
+        f"install -d -m 700 {BACKUPS} {layout.backups} && rm -rf {folder}.partial"
+        f" && rsync --recursive --times --chmod=D700,F600 -e {shlex.quote(ssh)}"
+        f" {RESTORER}@{receiver}:{settings.app_name}/{backup}/ {folder}.partial/"
+        f" && mv {folder}.partial {folder}"
+    )

@@ -162,18 +162,24 @@ def senders(plan: HostPlan, fleet: Fleet) -> dict[str, list[str]]:
 
 
 def authorized_keys(pushing: dict[str, list[str]], fleet: Fleet) -> str:
-    """The receiving user's authorized_keys: each app server's key, from its address (when
-    it is an IP address), allowed rrsync alone: write-only, no deletion, links munged (no
-    link it pushes leads anywhere), in its own incoming folder."""
-    lines = []
-    for name in sorted(pushing):
-        folder = f"{INCOMING}/{server_folder(name)}"
-        options = ["restrict"]
-        if is_ip(fleet.address(name)):
-            options.append(f'from="{fleet.address(name)}"')
-        options.append(f'command="/usr/bin/rrsync -wo -no-del -no-lock -munge {folder}"')
-        lines.append(f"{','.join(options)} {copy_key(name)[1]}\n")
-    return "".join(lines)
+    """The receiving user's authorized_keys: each app server's key allowed rrsync alone:
+    write-only, no deletion, links munged (no link it pushes leads anywhere), in its own
+    incoming folder."""
+    return "".join(
+        key_line(name, fleet, f"-wo -no-del -no-lock -munge {INCOMING}") for name in sorted(pushing)
+    )
+
+
+def key_line(name: str, fleet: Fleet, rrsync: str) -> str:
+    """An authorized_keys line for the app server ``name``'s key: from its address (when it
+    is an IP address), no pty or forwarding, its one command ``rrsync`` (options and the
+    folder whose subfolder of the server's it may reach)."""
+    options = ["restrict"]
+    if is_ip(fleet.address(name)):
+        options.append(f'from="{fleet.address(name)}"')
+    *flags, top = rrsync.split()
+    options.append(f'command="/usr/bin/rrsync {" ".join(flags)} {top}/{server_folder(name)}"')
+    return f"{','.join(options)} {copy_key(name)[1]}\n"
 
 
 def is_ip(address: str) -> bool:
@@ -185,16 +191,16 @@ def is_ip(address: str) -> bool:
     return True
 
 
-def receiver_user() -> None:
-    """The user the app servers push as: a system user whose home (root's) holds its
-    authorized keys; a shell, since sshd runs the forced command through it."""
-    account = host.get_fact(Account, user=RECEIVER) or {}
-    if (account.get("home"), account.get("shell")) != (HOME, "/bin/sh"):
+def system_user(user: str, home: str) -> None:
+    """A system user app servers log in as (forced commands only), its home root's (its
+    authorized keys there); a shell, since sshd runs the forced command through it."""
+    account = host.get_fact(Account, user=user) or {}
+    if (account.get("home"), account.get("shell")) != (home, "/bin/sh"):
         server.user(
-            name=f"System user {RECEIVER}",
-            user=RECEIVER,
+            name=f"System user {user}",
+            user=user,
             system=True,
-            home=HOME,
+            home=home,
             shell="/bin/sh",
             create_home=False,
             ensure_home=False,
@@ -221,7 +227,7 @@ def configure_backup_server(plan: HostPlan, fleet: Fleet) -> None:
         allow, absent = backup_firewall_rules(plan)
         ufw.policy(name=f"ufw: allow {', '.join(allow)}; deny incoming", allow=allow, absent=absent)
     install_release_gate()  # its accept subcommand
-    receiver_user()
+    system_user(RECEIVER, HOME)
     for path in (HOME, f"{HOME}/.ssh", INCOMING):
         folder(path)
     folder(STORE, mode="700")
@@ -281,33 +287,15 @@ def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
 
 def restorer_keys(restoring: list[str], fleet: Fleet) -> str:
     """flask-restores' authorized_keys: each restoring app server's key (the one it pushes
-    with), from its address, allowed rrsync alone, read-only, in its own outgoing folder."""
-    lines = []
-    for name in restoring:
-        options = ["restrict"]
-        if is_ip(fleet.address(name)):
-            options.append(f'from="{fleet.address(name)}"')
-        command = f"/usr/bin/rrsync -ro -no-lock -munge {OUTGOING}/{server_folder(name)}"
-        options.append(f'command="{command}"')
-        lines.append(f"{','.join(options)} {copy_key(name)[1]}\n")
-    return "".join(lines)
+    with) allowed rrsync alone, read-only, in its own outgoing folder."""
+    return "".join(key_line(name, fleet, f"-ro -no-lock -munge {OUTGOING}") for name in restoring)
 
 
 @deploy("Backup offered")
 def offer_backup(settings: Settings, old: str, name: str, fleet: Fleet) -> None:
     """On the backup server: a copy of the backup readable by flask-restores, in each
     restoring app server's outgoing folder, and their keys allowed to read it."""
-    account = host.get_fact(Account, user=RESTORER) or {}
-    if (account.get("home"), account.get("shell")) != (RESTORER_HOME, "/bin/sh"):
-        server.user(
-            name=f"System user {RESTORER}",
-            user=RESTORER,
-            system=True,
-            home=RESTORER_HOME,
-            shell="/bin/sh",
-            create_home=False,
-            ensure_home=False,
-        )
+    system_user(RESTORER, RESTORER_HOME)
     for path in (RESTORER_HOME, f"{RESTORER_HOME}/.ssh"):
         folder(path)
     files.directory(

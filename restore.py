@@ -6,8 +6,8 @@ if it fails); everything starts again and the site must answer its health path t
 nginx. With ``--dry``, what it would put back and what it would replace.
 
 ``--data from_host=OLD``: the backup of the app server OLD (gone, say), from the copy a
-backup server keeps (``backup_copy_to``): the inventory holds the app servers to restore
-and the backup servers. See docs/backups.md.
+backup server keeps (``backup_copy_to``), onto the one app server the run reaches (--limit
+it to that server and the backup servers). See docs/backups.md.
 """
 
 from pyinfra import host
@@ -18,10 +18,17 @@ from deploys.stack.backup_server import (
     backup_fetched,
     offer_backup,
     offered_backup,
-    withdraw_backup,
+    withdraw_backups,
 )
 from deploys.stack.backups import backup_restored, restore_preview, stopped_for_restore
-from deploys.stack.fleet import as_served, fleet, private_address, processes_here, reached
+from deploys.stack.fleet import (
+    as_served,
+    fleet,
+    private_address,
+    processes_here,
+    reachable,
+    reached,
+)
 from deploys.stack.workers import processes
 
 roles = fleet()
@@ -33,11 +40,18 @@ if not settings.backup:
     )
 backup = settings.backup
 if settings.from_host:  # fetched from the backup server, then restored as one of ours
+    restoring = [h.name for h in reachable(roles.names)]
+    if len(restoring) != 1:
+        raise SettingsRefused(
+            f"from_host: restore.py restores one app server from {settings.from_host}'s"
+            f" backup, and this run reaches {len(restoring)} ({', '.join(restoring)}): --limit"
+            " it to that server and the backup servers"
+        )
     receiver, backup = offered_backup(settings, settings.from_host)
     if roles.runs_apps:
         hold_deploy_lock()
     if host.name == receiver.name:
-        offer_backup(settings, settings.from_host, backup, roles)
+        offer_backup(settings, settings.from_host, backup, restoring[0], roles)
     reached(name=f"Restore: backup {backup} offered by {receiver.name}", step="offered")
     if roles.runs_apps:
         fetch = f"Backup {backup} of {settings.app_name} fetched from {receiver.name}"
@@ -45,7 +59,7 @@ if settings.from_host:  # fetched from the backup server, then restored as one o
         backup_fetched(name=fetch, settings=settings, receiver=address, backup=backup)
     reached(name=f"Restore: backup {backup} fetched", step="fetched")
     if host.name == receiver.name:
-        withdraw_backup(roles)
+        withdraw_backups()
 if roles.runs_apps and dry_run():
     if settings.from_host:
         print(f"[{host.name}] would fetch backup {backup} of {settings.from_host} first")

@@ -440,7 +440,8 @@ def test_what_a_restore_would_replace_is_read_in_one_command():
 
 
 def test_a_restore_elsewhere_reads_the_newest_copy_offered_read_only(monkeypatch):
-    kept = {("vault", "web1", "notes"): [{"backup": "20261201T030000Z"}, {"backup": NAME}]}
+    future = {"backup": "29991231T235959Z"}  # pushed by the old server: never "latest"
+    kept = {("vault", "web1", "notes"): [{"backup": "20261201T030000Z"}, {"backup": NAME}, future]}
     monkeypatch.setattr(backup_server, "kept_on", lambda *key: kept.get(key, []))
     state = SimpleNamespace(inventory=inventory({"backup_servers": [VAULT], "offsite": [VAULT]}))
     monkeypatch.setattr(backup_server, "state", state)
@@ -454,7 +455,8 @@ def test_a_restore_elsewhere_reads_the_newest_copy_offered_read_only(monkeypatch
         load_settings({"app_name": "notes", "backups": True, "from_host": "web1"})
     monkeypatch.setattr(backup_server, "_KEYS", {"web2": ("", "ssh-ed25519 C")})
     fleet = Fleet((), ("10.0.0.12",), False, names=("web2",))
-    assert backup_server.restorer_keys(["web2"], fleet) == (
-        'restrict,from="10.0.0.12",command="/usr/bin/rrsync -ro -no-lock -munge'
-        ' /var/lib/flask-restores/outgoing/web2" ssh-ed25519 C\n'
+    until = 1796482800  # 2026-12-05T15:00:00Z
+    assert backup_server.restorer_keys("web2", fleet, until) == (
+        'expiry-time="20261205150000Z",restrict,from="10.0.0.12",command="/usr/bin/rrsync'
+        ' -ro -no-lock -munge /var/lib/flask-restores/outgoing/web2" ssh-ed25519 C\n'
     )

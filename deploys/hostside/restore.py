@@ -11,19 +11,17 @@ the app's sandbox unpacks the archive (fed on its standard input) and swaps the 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .accept import NAME_RE, PART_RE
 from .backup import PARTIAL, digest
 from .health import Health, health, through_nginx
 from .rules import transient_unit
 from .sandbox import sandboxed
 from .units import escaped, systemctl
-
-NAME_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 # Run as the app, in its sandbox, the backup's data.tar on stdin: ``unpack`` extracts it
 # beside the data (data/... into DATA/.restore-NAME, redis/dump.rdb beside the snapshot);
@@ -107,7 +105,7 @@ class RestoreJob:
             p.name for p in self.root.iterdir() if p.is_dir() and not p.name.endswith(PARTIAL)
         )
         name = found[-1] if self.backup == "latest" and found else self.backup
-        if not NAME_RE.match(name) or name not in found:
+        if not NAME_RE.fullmatch(name) or name not in found:
             raise ValueError(f"no backup {self.backup!r} of {self.app} here ({len(found)} kept)")
         return self.root / name
 
@@ -116,6 +114,8 @@ def verified(folder: Path) -> dict:
     """The backup's manifest, each part checked against it; ValueError if one differs."""
     manifest = json.loads((folder / "manifest.json").read_text())
     for part in manifest["parts"]:
+        if not PART_RE.fullmatch(str(part["name"])):  # a name only, never a path
+            raise ValueError(f"{folder.name}: a part {part['name']!r:.80} cannot be one")
         if digest(folder / part["name"]) != part["sha256"]:
             raise ValueError(f"{folder.name}: {part['name']} differs from its manifest")
     return manifest
@@ -166,9 +166,10 @@ def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
         f'CREATE DATABASE "{db}" OWNER "{job.user}" TEMPLATE template0 ENCODING \'UTF8\'',
         f'REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC',
     )
-    with open(dump, "rb") as source:
+    restore = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-d", db]
+    with open(dump, "rb") as source:  # as the app's role: a dump can hold any SQL
         proc = subprocess.run(
-            ["runuser", "-u", "postgres", "--", "pg_restore", "--exit-on-error", "-d", db],
+            ["runuser", "-u", job.user, "--", *restore],
             stdin=source,
             capture_output=True,
             timeout=3600,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import time
 from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,6 +35,7 @@ from pyinfra.operations import files, server
 from deploys.config.layout import BACKUPS, GATE_SCRIPT, Layout
 from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
+from deploys.hostside.accept import NAME_RE
 from deploys.ops import ufw
 from deploys.ops.facts import BackupList
 from deploys.ops.fileops import secret_file
@@ -228,6 +230,7 @@ def configure_backup_server(plan: HostPlan, fleet: Fleet) -> None:
         ufw.policy(name=f"ufw: allow {', '.join(allow)}; deny incoming", allow=allow, absent=absent)
     install_release_gate()  # its accept subcommand
     system_user(RECEIVER, HOME)
+    withdraw_backups("No backup offered")  # a restore cut short left none lasting
     for path in (HOME, f"{HOME}/.ssh", INCOMING):
         folder(path)
     folder(STORE, mode="700")
@@ -273,8 +276,10 @@ def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
     of backup_copy_to that has one) and the backup's name (``backup``, or its newest).
     PyinfraError when none has it."""
     wanted = settings.backup or "latest"
+    soon = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 300))
     for member in copy_targets(settings):
-        names = [m["backup"] for m in kept_on(member.name, old, settings.app_name)]
+        kept = [m["backup"] for m in kept_on(member.name, old, settings.app_name)]
+        names = [n for n in kept if NAME_RE.fullmatch(n) and n <= soon]  # none from the future
         if names and wanted == "latest":
             return member, names[-1]
         if wanted in names:
@@ -285,46 +290,46 @@ def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
     )
 
 
-def restorer_keys(restoring: list[str], fleet: Fleet) -> str:
-    """flask-restores' authorized_keys: each restoring app server's key (the one it pushes
-    with) allowed rrsync alone, read-only, in its own outgoing folder."""
-    return "".join(key_line(name, fleet, f"-ro -no-lock -munge {OUTGOING}") for name in restoring)
+def restorer_keys(restoring: str, fleet: Fleet, until: float) -> str:
+    """flask-restores' authorized_keys: the restoring app server's key (the one it pushes
+    with) allowed rrsync alone, read-only, in its own outgoing folder, until ``until``
+    (unix seconds: a run cut short leaves no lasting offer)."""
+    expiry = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(until))
+    line = key_line(restoring, fleet, f"-ro -no-lock -munge {OUTGOING}")
+    return f'expiry-time="{expiry}",{line}'
 
 
 @deploy("Backup offered")
-def offer_backup(settings: Settings, old: str, name: str, fleet: Fleet) -> None:
-    """On the backup server: a copy of the backup readable by flask-restores, in each
-    restoring app server's outgoing folder, and their keys allowed to read it."""
+def offer_backup(settings: Settings, old: str, backup: str, restoring: str, fleet: Fleet):
+    """On the backup server: a copy of the backup readable by flask-restores, in the
+    restoring app server's outgoing folder, and its key allowed to read it for an hour."""
     system_user(RESTORER, RESTORER_HOME)
     for path in (RESTORER_HOME, f"{RESTORER_HOME}/.ssh"):
         folder(path)
     files.directory(
         name=f"Folder {OUTGOING}", path=OUTGOING, user="root", group=RESTORER, mode="750"
     )
-    source = f"{STORE}/{server_folder(old)}/{settings.app_name}/{name}"
-    for restoring in fleet.names:
-        target = f"{OUTGOING}/{server_folder(restoring)}/{settings.app_name}/{name}"
-        top = f"{OUTGOING}/{server_folder(restoring)}"
-        server.shell(
-            name=f"Backup {name} of {settings.app_name} offered to {restoring}",
-            commands=[
-                f"rm -rf {top} && install -d -o root -g {RESTORER} -m 750 {target}"
-                f" {top}/{settings.app_name} {top}"
-                f" && install -o root -g {RESTORER} -m 640 -p {source}/* {target}/"
-            ],
-        )
+    app = settings.app_name
+    source = shlex.quote(f"{STORE}/{server_folder(old)}/{app}/{backup}")
+    top = shlex.quote(f"{OUTGOING}/{server_folder(restoring)}")
+    target = shlex.quote(f"{OUTGOING}/{server_folder(restoring)}/{app}/{backup}")
+    server.shell(
+        name=f"Backup {backup} of {app} offered to {restoring}",
+        commands=[
+            f"rm -rf {top} && install -d -o root -g {RESTORER} -m 750 {top} {top}/{app} {target}"
+            f" && install -o root -g {RESTORER} -m 640 -p {source}/* {target}/"
+        ],
+    )
     keys = f"{RESTORER_HOME}/.ssh/authorized_keys"
-    put_text(f"{RESTORER}'s keys", restorer_keys(list(fleet.names), fleet), keys, mode="644")
+    until = time.time() + 3600
+    put_text(f"{RESTORER}'s keys", restorer_keys(restoring, fleet, until), keys, mode="644")
 
 
-@deploy("Backup withdrawn")
-def withdraw_backup(fleet: Fleet) -> None:
-    """On the backup server, once the app servers fetched it: no key reads anything, the
-    offered copies gone."""
-    put_text(f"{RESTORER}'s keys", "", f"{RESTORER_HOME}/.ssh/authorized_keys", mode="644")
-    for restoring in fleet.names:
-        path = f"{OUTGOING}/{server_folder(restoring)}"
-        files.directory(name=f"No {path}", path=path, present=False)
+def withdraw_backups(name: str = "Backups offered withdrawn") -> None:
+    """On the backup server: no key reads anything offered, the offered copies gone (once
+    the app server fetched it; and by every deploy, should a run have been cut short)."""
+    files.file(name=f"{name}: no key", path=f"{RESTORER_HOME}/.ssh/authorized_keys", present=False)
+    files.directory(name=f"{name}: no copy", path=OUTGOING, present=False)
 
 
 @operation()
@@ -349,7 +354,7 @@ def backup_fetched(settings: Settings, receiver: str, backup: str):
     )
     yield (
         f"install -d -m 700 {BACKUPS} {layout.backups} && rm -rf {folder}.partial"
-        f" && rsync --recursive --times --chmod=D700,F600 -e {shlex.quote(ssh)}"
-        f" {RESTORER}@{receiver}:{settings.app_name}/{backup}/ {folder}.partial/"
-        f" && mv {folder}.partial {folder}"
+        f" && rsync --recursive --times --chmod=D700,F600 --max-size=100G"
+        f" -e {shlex.quote(ssh)} {RESTORER}@{receiver}:{settings.app_name}/{backup}/"
+        f" {folder}.partial/ && mv {folder}.partial {folder}"
     )

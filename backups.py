@@ -1,7 +1,7 @@
 """List the app's backups on every host: ``pyinfra -y INV backups.py`` (``--data app=NAME``
 on a host with several): each backup's name (its UTC time), size, parts and the release that
 was live when it was taken, oldest first; on a backup server, those it keeps of each app
-server.
+server (``--data from_host=OLD``: of an app server no longer in the inventory, too).
 """
 
 from pyinfra import host
@@ -16,12 +16,14 @@ settings = prepare_host(secrets=False).single("backups.py")
 if roles.runs_apps:
     listed = {host.name: backups_here(settings)}
 elif roles.receiving_backups:
-    app = settings.app_name
-    listed = {f"{host.name}, from {n}": kept_on(host.name, n, app) for n in roles.names}
+    app, gone = settings.app_name, [settings.from_host] if settings.from_host else []
+    servers = [*dict.fromkeys([*roles.names, *gone])]
+    listed = {f"{host.name}, from {n}": kept_on(host.name, n, app) for n in servers}
 else:
     listed = {}
 for where, found in listed.items():
-    print(f"--- {where}: {len(found)} backups of {settings.app_name} ---")
+    count = f"{len(found)} backup{'' if len(found) == 1 else 's'}"
+    print(f"--- {where}: {count} of {settings.app_name} ---")
     for manifest in found:
         size = sum(part["size"] for part in manifest["parts"])
         parts = ", ".join(part["name"] for part in manifest["parts"])

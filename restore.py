@@ -7,7 +7,8 @@ nginx. With ``--dry``, what it would put back and what it would replace.
 
 ``--data from_host=OLD``: the backup of the app server OLD (gone, say), from the copy a
 backup server keeps (``backup_copy_to``), onto the one app server the run reaches (--limit
-it to that server and the backup servers). See docs/backups.md.
+it to that server and the backup servers), then a backup of its own is taken (and copied).
+See docs/backups.md.
 """
 
 from pyinfra import host
@@ -20,7 +21,12 @@ from deploys.stack.backup_server import (
     offered_backup,
     withdraw_backups,
 )
-from deploys.stack.backups import backup_restored, restore_preview, stopped_for_restore
+from deploys.stack.backups import (
+    backup_restored,
+    backup_taken,
+    restore_preview,
+    stopped_for_restore,
+)
 from deploys.stack.fleet import (
     as_served,
     fleet,
@@ -45,9 +51,14 @@ if settings.from_host:  # fetched from the backup server, then restored as one o
         raise SettingsRefused(
             f"from_host: restore.py restores one app server from {settings.from_host}'s"
             f" backup, and this run reaches {len(restoring)} ({', '.join(restoring)}): --limit"
-            " it to that server and the backup servers"
+            " it to that server and the backup servers (--limit NAME, once for each)"
         )
     receiver, backup = offered_backup(settings, settings.from_host)
+    if not reachable([receiver.name]):
+        raise SettingsRefused(
+            f"from_host: {receiver.name} keeps the backup but this run does not reach it: put"
+            f" it in the run too (--limit {restoring[0]} --limit {receiver.name})"
+        )
     if roles.runs_apps:
         hold_deploy_lock()
     if host.name == receiver.name:
@@ -60,9 +71,12 @@ if settings.from_host:  # fetched from the backup server, then restored as one o
     reached(name=f"Restore: backup {backup} fetched", step="fetched")
     if host.name == receiver.name:
         withdraw_backups()
-if roles.runs_apps and dry_run():
-    if settings.from_host:
-        print(f"[{host.name}] would fetch backup {backup} of {settings.from_host} first")
+if roles.runs_apps and dry_run() and settings.from_host:
+    print(
+        f"[{host.name}] would fetch backup {backup} of {settings.from_host} from"
+        f" {receiver.name}, restore {settings.app_name} from it, then take a backup of its own"
+    )
+elif roles.runs_apps and dry_run():
     for line in restore_preview(settings, backup):
         print(f"[{host.name}] {line}")
 if roles.runs_apps:
@@ -74,3 +88,5 @@ if roles.runs_apps:
         backup=backup,
         units=units,
     )
+    if settings.from_host and settings.backups:  # its own history starts, copied off it
+        backup_taken(name=f"Backup of {settings.app_name} as restored", settings=settings)

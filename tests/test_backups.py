@@ -351,6 +351,18 @@ def test_a_fresh_host_is_restored_from_the_backup_servers_copy(host, workdir, tm
     restored = pyinfra([spare, receiver], workdir, "restore.py", *apps, *args, env_extra=env)
     assert restored.returncode == 0, restored.output[-4000:]
     assert f"restored notes from backup {newest}: healthy" in restored.output
+    own = backups_of(spare, "notes")[-1]  # its own, taken right after, copied off it
+    assert own > newest and f"backup {own} of notes copied to" in restored.output
+    listed = pyinfra(
+        [spare, receiver],
+        workdir,
+        "backups.py",
+        *apps,
+        "--data",
+        f"from_host={host.name}",
+        env_extra=env,
+    ).check()
+    assert f"from {host.name}: " in listed.output and newest in listed.output
     assert notes_in_data(spare) == notes_in_data(host) and notes_in_data(spare)
     page = spare.exec("curl -s -H 'Host: notes.test' http://127.0.0.1/").stdout
     assert sorted(notes_in_data(host))[0] in page

@@ -153,10 +153,15 @@ def database_dump(job: BackupJob, out: Path) -> None:
         raise RuntimeError("pg_dump failed: " + escaped(proc.stderr.decode("utf-8", "replace")))
 
 
-def pushed(job: BackupJob, folder: Path) -> None:
-    """Push the backup to each backup server (rsync over SSH; rrsync there takes writes
-    alone): its parts into ``<app>/<name>/``, then its manifest as ``<app>/<name>.json``, so
-    the server takes in only backups whose every part arrived. RuntimeError when one fails."""
+COPIED = ".copied-"  # + user@address: a backup's mark that this backup server took it
+
+
+def pushed(job: BackupJob, newest: Path) -> None:
+    """Push the new backup to each backup server (rsync over SSH; rrsync there takes writes
+    alone), and before it those whose push failed since the last that worked (each pushed
+    one is marked): its parts into ``<app>/<name>/``, then its manifest as
+    ``<app>/<name>.json``, so the server takes in only backups whose every part arrived.
+    RuntimeError when one fails."""
     ssh = (
         f"ssh -F /dev/null -i {job.copy_key} -o IdentitiesOnly=yes -o BatchMode=yes"
         f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={job.known_hosts}"
@@ -164,16 +169,29 @@ def pushed(job: BackupJob, folder: Path) -> None:
     )
     rsync = ["rsync", "--recursive", "--times", "--timeout=300", "-e", ssh]
     for server in job.copy_to:
-        steps = (
-            [*rsync, "--exclude=manifest.json", f"{folder}/", f"{server}:{job.app}/{folder.name}/"],
-            [*rsync, f"{folder}/manifest.json", f"{server}:{job.app}/{folder.name}.json"],
-        )
-        for step in steps:
-            proc = subprocess.run(step, capture_output=True, text=True, timeout=3600)
-            if proc.returncode != 0:
-                said = escaped((proc.stderr or proc.stdout).strip()[-2000:])
-                raise RuntimeError(f"its copy to {server} failed: {said}")
-        print(f"backup {folder.name} of {job.app} copied to {server}")
+        mark = COPIED + server
+        kept = job.backups()
+        marked = [b for b in kept if (b / mark).exists()]
+        pending = [b for b in kept if marked and b.name > marked[-1].name] or [newest]
+        for folder in pending:
+            target = f"{server}:{job.app}/{folder.name}"
+            steps = (
+                [
+                    *rsync,
+                    "--exclude=manifest.json",
+                    f"--exclude={COPIED}*",
+                    f"{folder}/",
+                    f"{target}/",
+                ],
+                [*rsync, f"{folder}/manifest.json", f"{target}.json"],
+            )
+            for step in steps:
+                proc = subprocess.run(step, capture_output=True, text=True, timeout=3600)
+                if proc.returncode != 0:
+                    said = escaped((proc.stderr or proc.stdout).strip()[-2000:])
+                    raise RuntimeError(f"its copy to {server} failed: {said}")
+            (folder / mark).touch()
+            print(f"backup {folder.name} of {job.app} copied to {server}")
 
 
 def take_backup(job: BackupJob) -> int:

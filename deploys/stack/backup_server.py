@@ -286,7 +286,8 @@ def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
             return member, wanted
     raise PyinfraError(
         f"from_host: no backup {wanted!r} of {settings.app_name} from {old} on the backup"
-        f" servers of {settings.backup_copy_to!r} (backups.py lists them)"
+        f" servers of {settings.backup_copy_to!r} (backups.py --data from_host={old} lists"
+        " them)"
     )
 
 

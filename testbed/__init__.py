@@ -444,6 +444,16 @@ def fleet_groups(hosts: list[Host]) -> dict[str, list[str]]:
     return {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
 
 
+def local_groups(hosts: list[Host], fleet: bool, backup_server: bool) -> dict[str, list[str]]:
+    """What ``up`` records: with ``backup_server`` the last host in ``backup_servers`` and
+    the others app servers (behind the first as load balancer with ``fleet``); without
+    either, no groups (every host an app server)."""
+    if not backup_server:
+        return fleet_groups(hosts) if fleet else {}
+    others = fleet_groups(hosts[:-1]) if fleet else {"app_servers": [h.name for h in hosts[:-1]]}
+    return {**others, "backup_servers": [hosts[-1].name]}
+
+
 def inventory_groups(
     hosts: list[Host], groups: dict[str, list[str]] | None = None
 ) -> dict[str, list[tuple[str, dict]]]:
@@ -522,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     size = up.add_mutually_exclusive_group()
     size.add_argument("--hosts", type=int, default=1)
     size.add_argument("--fleet", type=int, metavar="N", help="a load balancer and N app servers")
+    up.add_argument("--backup-server", action="store_true", help="one more host, in backup_servers")
     up.add_argument("--debian", choices=sorted(SUITES), default=DEBIAN)
     sub.add_parser("down", help="remove the hosts booted by `up`")
     sub.add_parser("prune", help="remove every test-bed container")
@@ -534,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
             if LOCAL_STATE.exists():
                 destroy(read_state(LOCAL_STATE))
             started = time.monotonic()
-            count = args.fleet + 1 if args.fleet else args.hosts
+            count = (args.fleet + 1 if args.fleet else args.hosts) + args.backup_server
             hosts = boot(count, prefix="local", debian=args.debian)
-            groups = fleet_groups(hosts) if args.fleet else {}
+            groups = local_groups(hosts, bool(args.fleet), args.backup_server)
             write_state(hosts, LOCAL_STATE, groups)
             _print_hosts(hosts, groups)
             print(

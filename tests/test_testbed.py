@@ -107,3 +107,19 @@ def test_a_fleet_record_makes_the_inventory_of_its_groups(tmp_path, monkeypatch)
     assert group("load_balancers") == [("h1", "10.1.0.1", 2201)]
     assert group("app_servers") == [("h2", "10.1.0.2", 2202), ("h3", "10.1.0.3", 2203)]
     assert testbed.read_state(state) == hosts
+
+
+def test_up_with_a_backup_server_puts_the_last_host_in_backup_servers():
+    """``up --hosts 2 --backup-server`` and ``up --fleet 1 --backup-server``: the host booted
+    last receives backups, the others are what they would be without it."""
+    hosts = [testbed.Host(f"h{i}", f"c{i}", 0, 0, 0, "key") for i in (1, 2, 3)]
+    assert testbed.local_groups(hosts, fleet=False, backup_server=True) == {
+        "app_servers": ["h1", "h2"],
+        "backup_servers": ["h3"],
+    }
+    assert testbed.local_groups(hosts, fleet=True, backup_server=True) == {
+        "load_balancers": ["h1"],
+        "app_servers": ["h2"],
+        "backup_servers": ["h3"],
+    }
+    assert testbed.local_groups(hosts, fleet=False, backup_server=False) == {}

@@ -133,7 +133,7 @@ for app in plan.selected:  # settings the host or the inventory must confirm, be
 hold_deploy_lock()
 check_postgresql(plan)  # reads a fact: after the lock, whose shell answers the run's facts
 private_upload_dir()
-install_packages(plan, "database" if fleet.serving_data else "backups" * fleet.receiving_backups)
+install_packages(plan, fleet.role)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
 if fleet.serving_data:
     configure_database_server(plan, fleet)

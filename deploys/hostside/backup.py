@@ -156,17 +156,23 @@ def database_dump(job: BackupJob, out: Path) -> None:
 COPIED = ".copied-"  # + user@address: a backup's mark that this backup server took it
 
 
+def ssh_command(key: str, known_hosts: str) -> str:
+    """rsync's ``-e`` to reach a backup server: ``key`` alone, no configuration read, no
+    prompt, its host key trusted only if ``known_hosts`` holds it."""
+    return (
+        f"ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes"
+        f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts}"
+    )
+
+
 def pushed(job: BackupJob, newest: Path) -> None:
     """Push the new backup to each backup server (rsync over SSH; rrsync there takes writes
     alone), and before it those whose push failed since the last that worked (each pushed
     one is marked): its parts into ``<app>/<name>/``, then its manifest as
     ``<app>/<name>.json``, so the server takes in only backups whose every part arrived.
     RuntimeError when one fails."""
-    ssh = (
-        f"ssh -F /dev/null -i {job.copy_key} -o IdentitiesOnly=yes -o BatchMode=yes"
-        f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={job.known_hosts}"
-        " -o ConnectTimeout=30 -o ServerAliveInterval=15"
-    )
+    ssh = ssh_command(job.copy_key, job.known_hosts)
+    ssh += " -o ConnectTimeout=30 -o ServerAliveInterval=15"
     rsync = ["rsync", "--recursive", "--times", "--timeout=300", "-e", ssh]
     for server in job.copy_to:
         mark = COPIED + server

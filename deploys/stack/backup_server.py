@@ -36,6 +36,7 @@ from deploys.config.layout import BACKUPS, GATE_SCRIPT, Layout
 from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
 from deploys.hostside.accept import NAME_RE
+from deploys.hostside.backup import ssh_command
 from deploys.ops import ufw
 from deploys.ops.facts import BackupList
 from deploys.ops.fileops import secret_file
@@ -349,10 +350,7 @@ def backup_fetched(settings: Settings, receiver: str, backup: str):
     if host.get_fact(File, path=f"{folder}/manifest.json"):
         host.noop(f"backup {backup} of {settings.app_name} is here already")
         return
-    ssh = (
-        f"ssh -F /dev/null -i {KEY} -o IdentitiesOnly=yes -o BatchMode=yes"
-        f" -o StrictHostKeyChecking=yes -o UserKnownHostsFile={KNOWN_HOSTS}"
-    )
+    ssh = ssh_command(KEY, KNOWN_HOSTS)
     yield (
         f"install -d -m 700 {BACKUPS} {layout.backups} && rm -rf {folder}.partial"
         f" && rsync --recursive --times --chmod=D700,F600 --max-size=100G"

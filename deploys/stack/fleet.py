@@ -51,8 +51,13 @@ class Fleet:
     database_server: str = ""  # its private address ("": none)
     database_host: str = ""  # its inventory name
     serving_data: bool = False  # this host is the database server
-    backup_hosts: tuple[str, ...] = ()  # the backup servers' inventory names
     receiving_backups: bool = False  # this host is a backup server
+
+    @property
+    def role(self) -> str:
+        """What of the apps this host holds, when it is not an app server or a load
+        balancer: "database" (their databases), "backups" (their backups' copies), else ""."""
+        return "database" if self.serving_data else "backups" if self.receiving_backups else ""
 
     @property
     def runs_apps(self) -> bool:
@@ -209,7 +214,6 @@ def fleet(rolling_batch: int | str = 1) -> Fleet:
         database_server=private_address(databases[0]) if databases else "",
         database_host=databases[0].name if databases else "",
         serving_data=host in databases,
-        backup_hosts=tuple(member.name for member in backups),
         receiving_backups=host in backups,
     )
 

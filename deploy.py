@@ -28,6 +28,7 @@ from deploys.stack.database_server import (
     app_database_env,
     configure_database_server,
     serve_app_data,
+    served,
 )
 from deploys.stack.firewall import configure_firewall
 from deploys.stack.fleet import (
@@ -89,9 +90,11 @@ def provide_datastores(settings: Settings) -> None:
 
 def serve_data(settings: Settings, _nginx: NginxHost, fleet: Fleet) -> Iterator[Step]:
     """The database server's part of the app's rollout: its database and Redis, ready
-    before the app servers go on (the DATA step), then every step alike."""
+    before the app servers go on (the DATA step), and their backups; then every step
+    alike."""
     if settings.postgresql or settings.redis:
         serve_app_data(settings, fleet)
+        configure_backups(settings, serving=fleet.database_server)
     yield from fleet.steps()
 
 
@@ -137,6 +140,8 @@ install_packages(plan, fleet.role)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
 if fleet.serving_data:
     configure_database_server(plan, fleet)
+    install_release_gate()  # its backup and restore subcommands
+    configure_backup_copies(served(plan))
     nginx_host_wide = NginxHost({}, {}, catch_all=False)  # it serves no site
     rollout = serve_data
 elif fleet.receiving_backups:
@@ -153,7 +158,7 @@ else:
     if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
         configure_firewall(plan, fleet.load_balancers)
     install_release_gate()
-    configure_backup_copies(plan)
+    configure_backup_copies(plan.apps)
     if plan.https:
         prepare_certificates(plan.host.acme_ca_bundle)
     nginx_host_wide = configure_nginx_host(plan, fleet.load_balancers, retired=retiring(plan))

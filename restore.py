@@ -5,6 +5,10 @@ replaced by the backup's (what they replace kept until the restore succeeded, an
 if it fails); everything starts again and the site must answer its health path through
 nginx. With ``--dry``, what it would put back and what it would replace.
 
+Around a fleet's database server, every app server stops the app, the database server puts
+its database and Redis back (its own backup: ``--data database_backup=NAME``, else
+``backup``), then each app server restores its data directory and starts again.
+
 ``--data from_host=OLD``: the backup of the app server OLD (gone, say), from the copy a
 backup server keeps (``backup_copy_to``), onto the one app server the run reaches (--limit
 it to that server and the backup servers), then a backup of its own is taken (and copied).
@@ -26,10 +30,13 @@ from deploys.stack.backups import (
     backup_taken,
     restore_preview,
     stopped_for_restore,
+    units_switched,
 )
 from deploys.stack.fleet import (
+    a_host_failed,
     as_served,
     fleet,
+    no_failed_host,
     private_address,
     processes_here,
     reachable,
@@ -71,22 +78,53 @@ if settings.from_host:  # fetched from the backup server, then restored as one o
     reached(name=f"Restore: backup {backup} fetched", step="fetched")
     if host.name == receiver.name:
         withdraw_backups()
+# Around a database server, its part comes between the app servers': they stop the app, it
+# puts the app's database and Redis back, then they restore their own data and start again
+# (or, should it have failed, start again on what they had).
+shared = bool(roles.database_server) and bool(settings.postgresql or settings.redis)
+shared = shared and not settings.from_host
+serving = roles.database_server if roles.serving_data and shared else ""
 if roles.runs_apps and dry_run() and settings.from_host:
     print(
         f"[{host.name}] would fetch backup {backup} of {settings.from_host} from"
         f" {receiver.name}, restore {settings.app_name} from it, then take a backup of its own"
     )
-elif roles.runs_apps and dry_run():
-    for line in restore_preview(settings, backup):
+elif (roles.runs_apps or serving) and dry_run():
+    wanted = settings.database_backup or backup if serving else backup
+    for line in restore_preview(settings, wanted, serving):
         print(f"[{host.name}] {line}")
-if roles.runs_apps:
+if roles.runs_apps or serving:
     hold_deploy_lock()
+if roles.runs_apps:
     units = stopped_for_restore(settings, processes(settings, *processes_here(settings, roles)))
+if shared:
+    if roles.runs_apps:
+        units_switched(name=f"{settings.app_name} stopped", units=units, running=False)
+    reached(name=f"Restore: {settings.app_name} stopped on every app server", step="stopped")
+    if serving:
+        backup_restored(
+            name=f"Restore {settings.app_name}'s database and Redis from backup"
+            f" {settings.database_backup or backup}",
+            settings=settings,
+            backup=settings.database_backup or backup,
+            units=stopped_for_restore(settings, None),
+            serving=serving,
+        )
+    reached(name=f"Restore: {settings.app_name}'s database server done", step="data")
+if roles.runs_apps:
+    if shared:
+        units_switched(
+            name=f"{settings.app_name} started again on what it had",
+            units=units,
+            running=True,
+            _if=[a_host_failed],
+        )
     backup_restored(
         name=f"Restore {settings.app_name} from backup {backup}",
         settings=settings,
         backup=backup,
         units=units,
+        _if=[no_failed_host],
     )
     if settings.from_host and settings.backups:  # its own history starts, copied off it
         backup_taken(name=f"Backup of {settings.app_name} as restored", settings=settings)

@@ -14,16 +14,19 @@ import subprocess
 import sys
 import tarfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from pyinfra.api.exceptions import PyinfraError
 
+from deploys.config.datastores import redis_port
 from deploys.config.settings import SettingsError, load_settings
-from deploys.hostside.backup import APP_SIDE, REPORT
+from deploys.hostside.backup import APP_SIDE, REPORT, copied_without_links
 from deploys.hostside.cli import main as cli_main
 from deploys.hostside.restore import APP_SIDE as RESTORE_SIDE
+from deploys.hostside.restore import RestoreJob, served_snapshot
 from deploys.ops.render import render
 from deploys.stack import backup_server
 from deploys.stack.backups import (
@@ -99,6 +102,58 @@ def test_the_backup_unit_covers_what_the_app_has_here():
     assert "--redis-socket=/run/myproject-redis/redis.sock" in args
     remote = settings.model_copy(update={"database_server": "10.0.0.20"})
     assert "--database" not in backup_arguments(remote)  # on the database server
+    served = backup_arguments(settings, serving="10.0.0.20")  # on the database server itself
+    assert "--data=" not in served and "--sandbox" not in served
+    assert "--database=myproject" in served
+    port = redis_port("myproject")
+    assert (
+        f"--redis-address=10.0.0.20:{port} --redis-password=/etc/flask-deploy/databases/"
+        "myproject.password --redis-data=/var/lib/private/myproject-redis"
+    ) in served
+    assert stopped_for_restore(settings, None) == (
+        "myproject-backup.timer",
+        "myproject-redis.service",
+    )
+
+
+def test_a_database_servers_backup_reads_redis_snapshot_through_no_link(tmp_path):
+    """Redis' folder is another user's: its snapshot is copied when it is a regular file,
+    refused when it (or the folder) is a link, even to a file root may read."""
+    redis = tmp_path / "redis"
+    redis.mkdir()
+    (redis / "dump.rdb").write_bytes(b"REDIS0011 snapshot")
+    copied_without_links(redis / "dump.rdb", tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b"REDIS0011 snapshot"
+    (tmp_path / "secret").write_text("root's")
+    (redis / "dump.rdb").unlink()
+    (redis / "dump.rdb").symlink_to(tmp_path / "secret")
+    with pytest.raises(OSError):
+        copied_without_links(redis / "dump.rdb", tmp_path / "out2")
+    (tmp_path / "linked").symlink_to(tmp_path)
+    with pytest.raises(OSError):
+        copied_without_links(tmp_path / "linked" / "secret", tmp_path / "out3")
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_a_database_servers_restore_swaps_the_snapshot_in_and_back(tmp_path):
+    redis = tmp_path / "redis"
+    redis.mkdir()
+    (redis / "dump.rdb").write_bytes(b"now")
+    (tmp_path / "backup.rdb").write_bytes(b"then")
+    job = RestoreJob("board", "board", tmp_path, "latest", (), redis_data=str(redis))
+    served_snapshot(job, "swap", tmp_path / "backup.rdb")
+    assert (redis / "dump.rdb").read_bytes() == b"then"
+    assert (redis / "dump.rdb").stat().st_mode & 0o777 == 0o600
+    served_snapshot(job, "back")
+    assert (redis / "dump.rdb").read_bytes() == b"now"
+    served_snapshot(job, "swap", tmp_path / "backup.rdb")
+    served_snapshot(job, "done")
+    assert sorted(p.name for p in redis.iterdir()) == ["dump.rdb"]
+    assert (redis / "dump.rdb").read_bytes() == b"then"
+    linked = replace(job, redis_data=str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").symlink_to(redis)
+    with pytest.raises(OSError):
+        served_snapshot(linked, "swap", tmp_path / "backup.rdb")
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_a_backup_taken_while_the_app_writes_holds_every_acknowledged_write(host
 
     thread = threading.Thread(target=writer)
     thread.start()
-    time.sleep(2)
+    wait_for(lambda: len(acknowledged) >= 3, 60, "the writer's first notes")
     before = list(acknowledged)
     result = backup(host, workdir, "notes").check()
     stop.set()

@@ -7,7 +7,11 @@ database server admits the app servers alone (the load balancer is refused by Po
 and Redis alike); the app's password shows in no journal, log or run output (a re-run
 with -vvv prints every fact's output and command); a re-run
 changes nothing and verify passes on every host, the checks of the database server
-included.
+included. With backups (#30), the database server backs up the app's database and Redis
+and copies them to the backup server (the fleet's fifth host), the app servers their data
+directories; restore.py puts the database and Redis back, in order: every app server stopped
+the app before the database server began, and started it again after it ended (the hosts'
+journals record it).
 
 Tests in this module share one fleet and run in file order."""
 
@@ -20,21 +24,25 @@ import pytest
 
 from testbed.pyinfra_cli import pyinfra
 from tests.helpers import failing
-from tests.test_datastores import BOARD, post, shouted
+from tests.test_datastores import BOARD, post, request, shouted
 
-GROUPS = ("load_balancers", "app_servers", "app_servers", "database_servers")
+GROUPS = ("load_balancers", "app_servers", "app_servers", "database_servers", "backup_servers")
+BACKUPS = {"backups": True, "backup_keep": 3, "backup_copy_to": "backup_servers"}
 OUTPUTS: list[str] = []  # every run's output, searched for the password at the end
+RECEIVERS: list = []  # the backup server, booted with the fleet
 
 
 def run(hosts, workdir, entry: str = "deploy.py", *args: str, **kwargs):
-    """pyinfra on the fleet: the first host the load balancer, the last the database
-    server, the board app with its database and Redis there."""
+    """pyinfra on the fleet: the first host the load balancer, the fourth the database
+    server, the board app with its database and Redis there, backed up to the backup
+    server."""
+    hosts = [*hosts, *RECEIVERS]
     groups: dict[str, list[str]] = {}
     for group, host in zip(GROUPS, hosts, strict=True):
         groups.setdefault(group, []).append(host.name)
     settings = [
         arg
-        for key, value in BOARD.items()
+        for key, value in {**BOARD, **BACKUPS}.items()
         for arg in ("--data", f"{key}={value if isinstance(value, str) else json.dumps(value)}")
     ]
     env = {"TESTBED_GROUPS": json.dumps(groups), **kwargs.pop("env_extra", {})}
@@ -45,11 +53,12 @@ def run(hosts, workdir, entry: str = "deploy.py", *args: str, **kwargs):
 
 @pytest.fixture(scope="module")
 def fleet(boot, workdir):
-    hosts = boot(4)
+    *hosts, receiver = boot(5)
+    RECEIVERS.append(receiver)
     started = time.monotonic()
     result = run(hosts, workdir).check()
     took = time.monotonic() - started
-    print(f"\n[database server] a fresh fleet of 4, PostgreSQL and Redis: {took:.1f} s")
+    print(f"\n[database server] a fresh fleet of 5, PostgreSQL, Redis, backups: {took:.1f} s")
     return hosts, result
 
 
@@ -115,11 +124,85 @@ def test_a_rerun_changes_nothing_and_verify_passes_everywhere(fleet, workdir, tm
     assert {"database board closed to PUBLIC", "PostgreSQL listens on (and ::1)"} <= names
 
 
+ROOT = "/var/backups/flask-deploy/board"
+
+
+def redis_cli(database, command: str) -> str:
+    """A Redis command on the board's Redis at the database server, as its user (the
+    password from root's file, in redis-cli's environment)."""
+    port = database.exec("grep -h '^port' /etc/flask-deploy/redis/board.conf").stdout.split()[1]
+    return database.exec(
+        "REDISCLI_AUTH=$(cat /etc/flask-deploy/databases/board.password)"
+        f" redis-cli --no-auth-warning --user board -h {database.address} -p {port} {command}"
+    ).stdout.strip()
+
+
+def manifests(host) -> list[dict]:
+    """The host's backups of the board, oldest first: their manifests."""
+    names = host.exec(f"ls -1 {ROOT}", check=False).stdout.split()
+    return [json.loads(host.exec(f"cat {ROOT}/{n}/manifest.json").stdout) for n in sorted(names)]
+
+
+def test_the_database_server_backs_up_the_database_and_redis_and_copies_them(fleet, workdir):
+    (balancer, first, second, database), _ = fleet
+    kept = post(balancer, "kept")
+    redis_cli(database, "SET board:mark before")
+    result = run([balancer, first, second, database], workdir, "backup.py").check()
+    (taken,) = manifests(database)
+    assert sorted(p["name"] for p in taken["parts"]) == ["postgresql.dump", "redis.rdb"]
+    assert taken["found"]["redis"] == "saved" and taken["release"] == ""
+    for server in (first, second):  # their data directories, not the database
+        assert [p["name"] for p in manifests(server)[-1]["parts"]] == ["data.tar"]
+    store = f"/srv/flask-backups/{database.name}/board/{taken['backup']}"
+    copied = RECEIVERS[0].exec(f"ls {store}", check=False).stdout.split()
+    assert {"postgresql.dump", "redis.rdb", "manifest.json"} <= set(copied), result.output[-2000:]
+    listing = run([balancer, first, second, database], workdir, "backups.py").check().output
+    assert f"--- {database.name}: 1 backup of board ---" in listing
+    assert f"from {database.name}: 1 backup of board" in listing
+    KEPT.append(kept)
+
+
+KEPT: list[int] = []  # the post made before the backup
+
+
+def after(host, unit: str, event: str, since: float) -> list[float]:
+    """When systemd logged ``event`` of ``unit`` on the host since ``since``."""
+    return [t for t in journal_times(host, unit, event) if t > since]
+
+
+def test_restore_puts_the_database_and_redis_back_with_the_app_stopped_meanwhile(
+    fleet, workdir, tmp_path
+):
+    hosts, _ = fleet
+    balancer, first, second, database = hosts
+    (kept,) = KEPT
+    lost = post(balancer, "made after the backup")
+    redis_cli(database, "SET board:mark after")
+    began = time.time()
+    result = run(hosts, workdir, "restore.py", "--data", "backup=latest").check()
+    assert redis_cli(database, "GET board:mark") == "before", result.output[-3000:]
+    for _ in range(4):  # through either app server: the row made before, not the one after
+        assert request(balancer, "GET", f"/api/posts/{kept}")[0] == 200
+        assert request(balancer, "GET", f"/api/posts/{lost}")[0] == 404
+    # the order, as the hosts' journals recorded it
+    servers = (first, second)
+    stopped = max(max(after(h, "board.service", "Stopped", began)) for h in servers)
+    redis_down = min(after(database, "board-redis.service", "Stopping", began))
+    redis_up = max(after(database, "board-redis.service", "Started", began))
+    started = min(max(after(h, "board.service", "Started", began)) for h in servers)
+    assert stopped < redis_down < redis_up < started, result.output[-3000:]
+    report = tmp_path / "report.json"
+    run(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    found = json.loads(report.read_text())
+    for host in [*hosts, *RECEIVERS]:
+        assert failing(found, host) == set(), host.name
+
+
 def test_the_password_shows_nowhere(fleet):
     hosts, _ = fleet
     password = hosts[-1].exec("cat /etc/flask-deploy/databases/board.password").stdout.strip()
     assert len(password) == 40
-    for host in hosts:
+    for host in [*hosts, *RECEIVERS]:
         logs = host.exec("journalctl --no-pager; cat /var/log/postgresql/*.log 2>/dev/null; true")
         assert password not in logs.stdout, host.name
     assert not any(password in output for output in OUTPUTS)

@@ -201,6 +201,8 @@ class Settings(BaseModel):
     backup_copy_to: GroupName | None = None  # inventory group of backup servers it goes to
     backup_on_failure: str | None = None  # a command run (its own sandbox) when a backup fails
     backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")  # restore.py's
+    # restore.py's, on a fleet's database server (default: ``backup``)
+    database_backup: str | None = Field(None, pattern=r"^(latest|\d{8}T\d{6}Z)$")
     from_host: str | None = Field(None, min_length=1, max_length=253)  # restore.py's: whose copy
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host

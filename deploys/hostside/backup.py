@@ -7,20 +7,28 @@ SQLite's backup API, so consistently while the app writes, each checked with ``P
 integrity_check``; other files as they are, links as links) and the Redis snapshot (after a
 BGSAVE) are read by a transient unit of the app's user in the app's sandbox, which streams
 them as a tar archive to root, who writes it into the backup. The PostgreSQL database is
-dumped by its superuser (``pg_dump -Fc``)."""
+dumped by its superuser (``pg_dump -Fc``).
+
+On a fleet's database server the app has no files: its backup there is its database's dump
+and its Redis' snapshot (a BGSAVE asked as the app's Redis user, then the snapshot read by
+root through no link: the folder is Redis', and Redis serves the app)."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .accept import DIRECTORY, FILE
 from .rules import transient_unit
 from .sandbox import sandboxed
 from .units import escaped
@@ -28,6 +36,25 @@ from .units import escaped
 STAMP = "%Y%m%dT%H%M%SZ"  # a backup's name: when it was taken, UTC
 PARTIAL = ".partial"  # a backup being taken (or left by one that failed)
 REPORT = "backup-report "  # the app side's last line on stderr
+
+
+def resp(sock, *words: str) -> str:
+    """One Redis command on the connected ``sock``: the first line of its reply."""
+    request = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+    sock.sendall(request.encode())
+    return sock.recv(4096).decode().strip()
+
+
+def snapshot(sock) -> str:
+    """Have Redis (connected on ``sock``) save its snapshot now (BGSAVE) and wait until it
+    did: "saved", or why not."""
+    before = resp(sock, "LASTSAVE")
+    resp(sock, "BGSAVE")  # "already in progress" is as good: LASTSAVE moves when it ends
+    deadline = time.monotonic() + 600
+    while resp(sock, "LASTSAVE") == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return "saved" if resp(sock, "LASTSAVE") != before else "not saved in 600 s"
+
 
 # Run as the app, in its sandbox: the data directory and the Redis snapshot as a tar stream
 # on stdout (members data/... and redis/dump.rdb), what it found as its last stderr line.
@@ -40,14 +67,6 @@ report = {"sqlite": {}, "files": 0, "links": 0, "redis": None}
 def sqlite_file(path):
     with open(path, "rb") as f:
         return f.read(16) == b"SQLite format 3\x00"
-
-def redis(*words):
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(30)
-        s.connect(redis_socket)
-        request = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
-        s.sendall(request.encode())
-        return s.recv(4096).decode().strip()
 
 with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
     for root, dirs, files in os.walk(data):
@@ -81,15 +100,14 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
                 tar.add(path, arcname, recursive=False)
                 report["files"] += 1
     if redis_socket:
-        before = redis("LASTSAVE")
-        redis("BGSAVE")
-        deadline = time.monotonic() + 600
-        while redis("LASTSAVE") == before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        report["redis"] = "saved" if redis("LASTSAVE") != before else "not saved in 600 s"
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(redis_socket)
+            report["redis"] = snapshot(s)
         tar.add(os.path.join(redis_dir, "dump.rdb"), "redis/dump.rdb")
 print(REPORT_PREFIX + json.dumps(report), file=sys.stderr)
 """.replace("REPORT_PREFIX", repr(REPORT))
+APP_SIDE = inspect.getsource(resp) + inspect.getsource(snapshot) + APP_SIDE
 
 
 @dataclass(frozen=True)
@@ -97,15 +115,17 @@ class BackupJob:
     """What one app's backup covers and where it goes."""
 
     app: str
-    user: str
-    sandbox: str  # the app's sandbox drop-in
-    data: Path  # its data directory
+    user: str  # the app's user (on a database server: its Redis user's name)
     root: Path  # where its backups live (root only)
-    current: Path  # the ``current`` link: the live release, recorded
     keep: int
+    sandbox: str = ""  # the app's sandbox drop-in
+    data: Path | None = None  # its data directory (None: a database server's backup)
+    current: Path | None = None  # the ``current`` link: the live release, recorded
     database: str = ""  # its PostgreSQL database, if any
-    redis_socket: str = ""  # its Redis, if any
-    redis_data: str = ""
+    redis_socket: str = ""  # its Redis, if any: on the app server, its socket
+    redis_data: str = ""  # the folder of its snapshot
+    redis_address: str = ""  # on a database server: the address:port it listens on
+    redis_password: str = ""  # and the file that holds the password of its user
     copy_to: tuple[str, ...] = ()  # the backup servers it is pushed to (user@address)
     copy_key: str = ""  # the SSH key that may only add files there
     known_hosts: str = ""  # their host keys
@@ -128,6 +148,7 @@ def digest(path: Path) -> str:
 def app_side(job: BackupJob, out: Path) -> dict:
     """The data directory and the Redis snapshot, read as the app in its sandbox, into the
     tar ``out``; what the app side reported. RuntimeError when it failed."""
+    assert job.data, "a backup without a data directory reads nothing as the app"
     python = ["/usr/bin/python3", "-I", "-c", APP_SIDE, str(job.data)]
     python += [job.redis_socket, job.redis_data]
     unit = transient_unit(job.user, "backup-read")  # not <app>-backup: the unit running this
@@ -138,6 +159,37 @@ def app_side(job: BackupJob, out: Path) -> dict:
     if proc.returncode != 0 or not said or not said[-1].startswith(REPORT):
         raise RuntimeError("reading the data as the app failed:\n" + escaped("\n".join(said[-20:])))
     return json.loads(said[-1].removeprefix(REPORT))
+
+
+def served_redis_snapshot(job: BackupJob, out: Path) -> str:
+    """On a database server: the app's Redis asked for a snapshot as the app's Redis user
+    (the password read from root's file, sent on the connection alone), then the snapshot
+    copied into ``out``, opened through no link (the folder is Redis', and Redis serves the
+    app). What the snapshot said; RuntimeError when Redis refused."""
+    address, port = job.redis_address.rsplit(":", 1)
+    password = Path(job.redis_password).read_text().strip()
+    with socket.create_connection((address, int(port)), timeout=30) as sock:
+        said = resp(sock, "AUTH", job.user, password)
+        if said != "+OK":
+            raise RuntimeError(f"Redis refused {job.user}: {escaped(said[:200])}")
+        saved = snapshot(sock)
+    copied_without_links(Path(job.redis_data) / "dump.rdb", out)
+    return saved
+
+
+def copied_without_links(source: Path, out: Path) -> None:
+    """The regular file ``source`` copied into ``out``, its folder and itself opened through
+    no link (a folder another user writes); OSError (ELOOP) or RuntimeError if either is
+    one, or it is no regular file."""
+    folder = os.open(source.parent, DIRECTORY)
+    try:
+        fd = os.open(source.name, FILE, dir_fd=folder)
+    finally:
+        os.close(folder)
+    with os.fdopen(fd, "rb") as original, open(out, "wb") as target:
+        if not stat.S_ISREG(os.fstat(original.fileno()).st_mode):
+            raise RuntimeError(f"{source} is not a regular file")
+        shutil.copyfileobj(original, target)
 
 
 def database_dump(job: BackupJob, out: Path) -> None:
@@ -211,12 +263,16 @@ def take_backup(job: BackupJob) -> int:
         shutil.rmtree(stale)
     partial.mkdir(mode=0o700)
     try:
-        report = app_side(job, partial / "data.tar")
+        report = app_side(job, partial / "data.tar") if job.data else {"sqlite": {}}
+        if job.redis_address:
+            report["redis"] = served_redis_snapshot(job, partial / "redis.rdb")
         if job.database:
             database_dump(job, partial / "postgresql.dump")
         bad = {db: said for db, said in report["sqlite"].items() if said != "ok"}
         if bad:
             raise RuntimeError(f"integrity_check of the copies failed: {bad}")
+        if report.get("redis") not in (None, "saved"):
+            raise RuntimeError(f"Redis' snapshot: {report['redis']}")
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
         shutil.rmtree(partial)
         print(f"backup of {job.app} failed: {err}", file=sys.stderr)
@@ -229,7 +285,7 @@ def take_backup(job: BackupJob) -> int:
         "app": job.app,
         "backup": name,
         "taken_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", taken),
-        "release": os.path.basename(os.path.realpath(job.current)),
+        "release": os.path.basename(os.path.realpath(job.current)) if job.current else "",
         "parts": parts,
         "found": report,
     }
@@ -238,8 +294,8 @@ def take_backup(job: BackupJob) -> int:
     for old in job.backups()[: -job.keep]:
         shutil.rmtree(old)
     size = sum(int(p["size"]) for p in parts)
-    release = manifest["release"]
-    print(f"backup {name} of {job.app}: {len(parts)} parts, {size} bytes, release {release}")
+    release = f", release {manifest['release']}" if job.current else ""
+    print(f"backup {name} of {job.app}: {len(parts)} parts, {size} bytes{release}")
     try:
         pushed(job, folder)
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:

@@ -36,22 +36,27 @@
         stopped. A graceful reload (SIGHUP) would hold every request while the app loads,
         and may drop a connection a worker had just accepted.
 
-    release_gate.py backup --app A --user U --sandbox DROP_IN --data DIR --root DIR
-                           --current LINK --keep N [--database DB]
+    release_gate.py backup --app A --user U --root DIR --keep N
+                           [--sandbox DROP_IN --data DIR --current LINK] [--database DB]
                            [--redis-socket SOCK --redis-data DIR]
+                           [--redis-address HOST:PORT --redis-password FILE --redis-data DIR]
                            [--copy-to USER@HOST ... --copy-key KEY --known-hosts FILE]
         Take one backup of the app into a new folder of ROOT (its data directory and Redis
-        snapshot read as the app in its sandbox, its database dumped by PostgreSQL's
-        superuser), with a manifest; then keep the newest N, and push it to each backup
-        server (rsync over SSH with KEY, their host keys in FILE) (hostside/backup.py).
+        snapshot read as the app in its sandbox; on a database server, no data directory
+        and its Redis asked for a snapshot as its user U, whose password FILE holds; its
+        database dumped by PostgreSQL's superuser), with a manifest; then keep the newest
+        N, and push it to each backup server (rsync over SSH with KEY, their host keys in
+        FILE) (hostside/backup.py).
 
-    release_gate.py restore --app A --user U --sandbox DROP_IN --data DIR --root DIR
-                            --backup NAME|latest [--unit UNIT ...] [--database DB]
-                            [--redis-data DIR] [HEALTH]
+    release_gate.py restore --app A --user U --root DIR --backup NAME|latest
+                            [--sandbox DROP_IN --data DIR HEALTH] [--unit UNIT ...]
+                            [--database DB [--database-password FILE]] [--redis-data DIR]
         Put a backup of ROOT back: its parts checked against its manifest, the UNITs
         stopped, the data directory, Redis snapshot and database replaced (what they
         replace kept until the restore succeeded), the UNITs started in reverse order and
-        the site checked through nginx (hostside/restore.py).
+        the site checked through nginx. Without --data (a database server): the database
+        (restored by the role U with the password in FILE) and the Redis snapshot in DIR
+        alone (hostside/restore.py).
 
     release_gate.py accept --incoming DIR --store DIR --quarantine DIR --pushed SERVER/APP ...
         On a backup server: take in the backups each app server pushed of each app into
@@ -142,20 +147,24 @@ def main(argv=None) -> int:
     for each in (check, run, g, restart, workers):
         each.add_argument("--lock", help="the run's deploy lock: end with the run")
     backup = sub.add_parser("backup")
-    for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--current"):
+    for flag in ("--app", "--user", "--root"):
         backup.add_argument(flag, required=True)
     backup.add_argument("--keep", type=int, required=True)
-    for flag in ("--database", "--redis-socket", "--redis-data", "--copy-key", "--known-hosts"):
+    for flag in ("--sandbox", "--data", "--current", "--database", "--redis-socket"):
+        backup.add_argument(flag, default="")
+    for flag in ("--redis-data", "--redis-address", "--redis-password"):
+        backup.add_argument(flag, default="")
+    for flag in ("--copy-key", "--known-hosts"):
         backup.add_argument(flag, default="")
     backup.add_argument("--copy-to", action="append", default=[])
     receive = sub.add_parser("accept")
     for flag in ("--incoming", "--store", "--quarantine"):
         receive.add_argument(flag, required=True)
     receive.add_argument("--pushed", action="append", default=[])
-    for flag in ("--app", "--user", "--sandbox", "--data", "--root", "--backup"):
+    for flag in ("--app", "--user", "--root", "--backup"):
         restore.add_argument(flag, required=True)
     restore.add_argument("--unit", action="append", default=[])
-    for flag in ("--database", "--redis-data"):
+    for flag in ("--sandbox", "--data", "--database", "--redis-data", "--database-password"):
         restore.add_argument(flag, default="")
     live = sub.add_parser("live")
     live.add_argument("--stats", required=True)
@@ -182,16 +191,20 @@ def main(argv=None) -> int:
 def backup_or_restore(args) -> int:
     """Take a backup, or put one back (their exit status)."""
     if args.subcommand == "backup":
-        paths = (Path(args.data), Path(args.root), Path(args.current))
-        taking = BackupJob(args.app, args.user, args.sandbox, *paths, args.keep, args.database)
-        redis = {"redis_socket": args.redis_socket, "redis_data": args.redis_data}
+        taking = BackupJob(args.app, args.user, Path(args.root), args.keep, args.sandbox)
+        paths = {"data": args.data, "current": args.current}
+        paths = {key: Path(value) for key, value in paths.items() if value}
+        words = ("database", "redis_socket", "redis_data", "redis_address", "redis_password")
         copy = {"copy_to": tuple(args.copy_to), "copy_key": args.copy_key}
         copy["known_hosts"] = args.known_hosts
-        return take_backup(replace(taking, **redis, **copy))
-    check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
-    data, root, units = Path(args.data), Path(args.root), tuple(args.unit)
-    job = RestoreJob(args.app, args.user, args.sandbox, data, root, args.backup, units, check)
-    return restore_backup(replace(job, database=args.database, redis_data=args.redis_data))
+        taking = replace(taking, **paths, **{word: getattr(args, word) for word in words})
+        return take_backup(replace(taking, **copy))
+    job = RestoreJob(args.app, args.user, Path(args.root), args.backup, tuple(args.unit))
+    if args.data:  # an app server's: its files, its site
+        check = Health(args.path, args.host_header, args.expect, args.timeout, args.https)
+        job = replace(job, sandbox=args.sandbox, data=Path(args.data), check=check)
+    given = ("database", "redis_data", "database_password")
+    return restore_backup(replace(job, **{word: getattr(args, word) for word in given}))
 
 
 def act(args) -> int:

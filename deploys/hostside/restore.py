@@ -6,17 +6,24 @@ is kept aside (``.replaced-<backup>`` in the data directory, ``<app>_replaced_<b
 PostgreSQL) until the restore succeeded, and put back when it fails.
 
 As for backups, root never touches the app's files: a transient unit of the app's user in
-the app's sandbox unpacks the archive (fed on its standard input) and swaps the folders."""
+the app's sandbox unpacks the archive (fed on its standard input) and swaps the folders.
+
+On a fleet's database server (no data directory, no site) the database is re-created and
+the Redis snapshot swapped in Redis' own folder (opened through no link, Redis stopped);
+its app servers have stopped the app before and check it after (restore.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .accept import NAME_RE, PART_RE
+from .accept import DIRECTORY, NAME_RE, PART_RE
 from .backup import PARTIAL, digest
 from .health import Health, health, through_nginx
 from .rules import transient_unit
@@ -89,15 +96,16 @@ class RestoreJob:
     """What one app's restore puts back, and which of its units it stops meanwhile."""
 
     app: str
-    user: str
-    sandbox: str
-    data: Path
+    user: str  # the app's user (on a database server: its role's name)
     root: Path  # its backups
     backup: str  # a backup's name, or "latest"
     units: tuple[str, ...]  # the app's units to stop, in order (started again in reverse)
-    check: Health
+    sandbox: str = ""
+    data: Path | None = None  # None: on a database server
+    check: Health | None = None  # its site's health through nginx (none on a database server)
     database: str = ""
-    redis_data: str = ""
+    redis_data: str = ""  # the folder of its Redis snapshot
+    database_password: str = ""  # on a database server: the file of its role's password
 
     def folder(self) -> Path:
         """The backup's folder; ValueError when there is no such backup."""
@@ -123,6 +131,7 @@ def verified(folder: Path) -> dict:
 
 def as_app(job: RestoreJob, step: str, name: str, stdin=None) -> None:
     """One step of the app side (see APP_SIDE) as the app in its sandbox; RuntimeError."""
+    assert job.data, "a restore without a data directory writes nothing as the app"
     python = ["/usr/bin/python3", "-I", "-c", APP_SIDE, step, str(job.data), name]
     python.append(job.redis_data)
     sandbox = [f"--property=ReadWritePaths={job.redis_data}"] if job.redis_data else []
@@ -131,6 +140,35 @@ def as_app(job: RestoreJob, step: str, name: str, stdin=None) -> None:
     if proc.returncode != 0:
         said = proc.stderr.decode("utf-8", "replace").strip()
         raise RuntimeError(f"{step} as the app failed: {escaped(said[-2000:])}")
+
+
+def served_snapshot(job: RestoreJob, step: str, source: Path | None = None) -> None:
+    """On a database server, its Redis stopped: the backup's snapshot ``source`` in place of
+    the one in Redis' folder (``swap``, the old one kept aside), the old one back
+    (``back``), or the one kept aside removed (``done``); the folder opened through no
+    link, the new file Redis' own."""
+    folder = os.open(job.redis_data, DIRECTORY)
+    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
+    try:
+        here = set(os.listdir(folder))
+        if step == "swap" and source:
+            if "dump.rdb.restored" in here:
+                os.unlink("dump.rdb.restored", dir_fd=folder)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open("dump.rdb.restored", flags, 0o600, dir_fd=folder)
+            with os.fdopen(fd, "wb") as target, open(source, "rb") as snapshot:
+                shutil.copyfileobj(snapshot, target)
+                owner = os.fstat(folder)
+                os.fchown(target.fileno(), owner.st_uid, owner.st_gid)
+            if "dump.rdb" in here:
+                os.rename("dump.rdb", "dump.rdb.replaced", **at)
+            os.rename("dump.rdb.restored", "dump.rdb", **at)
+        elif step == "back" and "dump.rdb.replaced" in here:
+            os.rename("dump.rdb.replaced", "dump.rdb", **at)
+        elif step == "done" and "dump.rdb.replaced" in here:
+            os.unlink("dump.rdb.replaced", dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def postgres(*sql: str) -> None:
@@ -157,6 +195,19 @@ def postgres(*sql: str) -> None:
             raise RuntimeError(f"PostgreSQL: {escaped(proc.stderr.strip())}")
 
 
+def as_role(job: RestoreJob, command: list[str], passfile: Path) -> list[str]:
+    """``command`` (a PostgreSQL client) connected as the app's role: as its user (peer),
+    or on a database server, where it has none, over loopback with its password, written
+    for libpq into ``passfile`` (root's, 0600: never on a command line)."""
+    if not job.database_password:
+        return ["runuser", "-u", job.user, "--", *command]
+    password = Path(job.database_password).read_text().strip()
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"127.0.0.1:*:{job.database}:{job.user}:{password}\n")
+    return [*command, "-h", "127.0.0.1", "-U", job.user]
+
+
 def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
     """The app's database renamed aside, a new one made from the dump; the aside name."""
     db, aside = job.database, f"{job.database}_replaced_{name.lower()}"
@@ -167,12 +218,13 @@ def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
         f'REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC',
     )
     restore = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-d", db]
-    with open(dump, "rb") as source:  # as the app's role: a dump can hold any SQL
-        proc = subprocess.run(
-            ["runuser", "-u", job.user, "--", *restore],
+    with open(dump, "rb") as source, tempfile.TemporaryDirectory() as private:
+        proc = subprocess.run(  # as the app's role: a dump can hold any SQL
+            as_role(job, restore, Path(private) / "pgpass"),
             stdin=source,
             capture_output=True,
             timeout=3600,
+            env={**os.environ, "PGPASSFILE": f"{private}/pgpass"},
         )
     if proc.returncode != 0:
         postgres(f'DROP DATABASE "{db}"', f'ALTER DATABASE "{aside}" RENAME TO "{db}"')
@@ -189,35 +241,48 @@ def restore_backup(job: RestoreJob) -> int:
         print(f"restore: {err}", file=sys.stderr)
         return 1
     name = folder.name
-    print(f"restoring {job.app} from backup {name} (release {manifest['release']} then)")
-    with open(folder / "data.tar", "rb") as archive:
-        try:
-            as_app(job, "unpack", name, archive)
-        except (RuntimeError, subprocess.TimeoutExpired) as err:
-            as_app(job, "back", name)
-            print(f"restore: {err}", file=sys.stderr)
-            return 1
+    print(f"restoring {job.app} from backup {name} (release {manifest['release'] or '-'} then)")
+    if job.data:
+        with open(folder / "data.tar", "rb") as archive:
+            try:
+                as_app(job, "unpack", name, archive)
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                as_app(job, "back", name)
+                print(f"restore: {err}", file=sys.stderr)
+                return 1
+    snapshot = folder / "redis.rdb" if job.redis_data and not job.data else None
     systemctl("stop", *job.units)
     aside = ""
     try:
-        as_app(job, "swap", name)
+        if job.data:
+            as_app(job, "swap", name)
+        if snapshot and snapshot.exists():
+            served_snapshot(job, "swap", snapshot)
         if job.database and (folder / "postgresql.dump").exists():
             aside = recreate_database(job, folder / "postgresql.dump", name)
         systemctl("start", *reversed(job.units))
-        problem = health(job.check, lambda: through_nginx(job.check))
+        problem = job.check and health(job.check, lambda: through_nginx(job.check))
         if problem:
             raise RuntimeError(f"unhealthy after the restore: {problem}")
     except Exception as err:  # whatever went wrong, the app gets back what it had
         print(f"restore: {err}; putting back what was there", file=sys.stderr)
         systemctl("stop", *job.units, check=False)
-        as_app(job, "back", name)
+        undo(job, name, snapshot)
         if aside:
             back = f'ALTER DATABASE "{aside}" RENAME TO "{job.database}"'
             postgres(f'DROP DATABASE "{job.database}"', back)
         systemctl("start", *reversed(job.units), check=False)
         return 1
-    as_app(job, "done", name)
+    undo(job, name, snapshot, "done")
     if aside:
         postgres(f'DROP DATABASE "{aside}"')
-    print(f"restored {job.app} from backup {name}: healthy")
+    print(f"restored {job.app} from backup {name}" + (": healthy" if job.check else ""))
     return 0
+
+
+def undo(job: RestoreJob, name: str, snapshot: Path | None, step: str = "back") -> None:
+    """What the restore kept aside put back (``back``) or removed (``done``)."""
+    if job.data:
+        as_app(job, step, name)
+    if snapshot:
+        served_snapshot(job, step)

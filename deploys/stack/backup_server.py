@@ -128,10 +128,10 @@ def host_key(name: str) -> str:
 
 
 @deploy("Backup copies")
-def configure_backup_copies(plan: HostPlan) -> None:
-    """On an app server whose apps copy their backups: its key (root only) and the backup
-    servers' host keys, the only ones its pushes trust."""
-    targets = {member.name: member for app in plan.apps for member in copy_targets(app)}
+def configure_backup_copies(apps) -> None:
+    """On an app server (or the database server) whose ``apps`` copy their backups: its key
+    (root only) and the backup servers' host keys, the only ones its pushes trust."""
+    targets = {member.name: member for app in apps for member in copy_targets(app)}
     if not targets:
         return
     files.directory(name=f"Folder {COPY_KEYS} (root only)", path=COPY_KEYS, user="root", mode="700")
@@ -146,11 +146,13 @@ def configure_backup_copies(plan: HostPlan) -> None:
 
 
 def senders(plan: HostPlan, fleet: Fleet) -> dict[str, list[str]]:
-    """The app servers whose backups come here, each with its apps that send them.
-    PyinfraError when two app servers' names make one folder here."""
+    """The app servers (and the database server) whose backups come here, each with its
+    apps that send them. PyinfraError when two hosts' names make one folder here."""
     pushing: dict[str, list[str]] = {}
-    for name in fleet.names:
+    for name in fleet.backed_up:
         for app in plan.apps:
+            if not fleet.backs_up(app, name):
+                continue  # none of its data there
             if any(member.name == host.name for member in copy_targets(app)):
                 pushing.setdefault(name, []).append(app.app_name)
     folders: dict[str, str] = {}
@@ -158,7 +160,7 @@ def senders(plan: HostPlan, fleet: Fleet) -> dict[str, list[str]]:
         other = folders.setdefault(server_folder(name), name)
         if other != name:
             raise PyinfraError(
-                f"backup_copy_to: the app servers {other} and {name} would share the folder"
+                f"backup_copy_to: the hosts {other} and {name} would share the folder"
                 f" {server_folder(name)!r} on {host.name}: rename one in the inventory"
             )
     return pushing

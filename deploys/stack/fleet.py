@@ -89,8 +89,24 @@ class Fleet:
         server is in the one batch)."""
         return step.kind == SWITCHED and host.name in self.batches[step.batch]
 
+    @property
+    def backed_up(self) -> tuple[str, ...]:
+        """The inventory names of the hosts that take backups of the apps: the app servers
+        and the database server."""
+        return (*self.names, *([self.database_host] if self.database_host else []))
+
+    def backs_up(self, settings: Settings, name: str = "") -> bool:
+        """Whether the host ``name`` (default: this one) takes backups of the app: an app
+        server, or the database server of an app whose database or Redis is there."""
+        name = name or host.name
+        if name == self.database_host:
+            return bool(settings.postgresql or settings.redis)
+        return name in self.names
+
     def address(self, name: str) -> str:
-        """The private address of the app server ``name``."""
+        """The private address of the app server (or the database server) ``name``."""
+        if name == self.database_host:
+            return self.database_server
         return self.app_servers[self.names.index(name)]
 
     def steps(self) -> Iterator[Step]:
@@ -149,6 +165,11 @@ def no_failed_host() -> bool:
     condition for each later batch to switch. A host that could not even be reached is not
     a failed release; it keeps what it runs."""
     return not (state.failed_hosts - _UNREACHABLE)
+
+
+def a_host_failed() -> bool:
+    """Whether a host has failed an operation in this run (no_failed_host's opposite)."""
+    return not no_failed_host()
 
 
 def reachable(names) -> list:
@@ -262,11 +283,12 @@ def as_served(plan: HostPlan, fleet: Fleet) -> HostPlan:
     the certificates): an app server serves its apps over plain HTTP, to the load balancers
     alone, and learns the scheme from their X-Forwarded-Proto. A load balancer or a backup
     server runs no app: no database or Redis of theirs either. Around a database server, an
-    app server's apps reach theirs there (``database_server``)."""
-    if fleet.balancing or fleet.receiving_backups:
+    app server's apps reach theirs there (``database_server``; a backup server knows them
+    there too: the database server backs them up)."""
+    if fleet.balancing or (fleet.receiving_backups and not fleet.database_server):
         off = {"postgresql": False, "redis": False}
         return replace(plan, apps=tuple(app.model_copy(update=off) for app in plan.apps))
-    if not fleet.runs_apps or not fleet.rolling:
+    if not (fleet.runs_apps or fleet.receiving_backups) or not fleet.rolling:
         return plan
 
     def served(app: Settings) -> Settings:

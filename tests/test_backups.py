@@ -22,7 +22,6 @@ import json
 import shlex
 import tarfile
 import threading
-import time
 
 import pytest
 

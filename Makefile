@@ -15,9 +15,9 @@ unit:  ## the tests that need no Docker engine (seconds; two workers: most of it
 	@scripts/prereqs.sh --python-only
 	$(PY) -m pytest -n 2 --dist worksteal -m "not integration"
 
-up:  ## boot the local host; FLEET=N: a load balancer and N app servers; BACKUP=1: a backup server too
+up:  ## boot the local host; FLEET=N: a load balancer and N app servers; DB=1: a database server, BACKUP=1: a backup server too
 	@scripts/prereqs.sh
-	$(PY) -m testbed up $(if $(FLEET),--fleet $(FLEET)) $(if $(BACKUP),--backup-server)
+	$(PY) -m testbed up $(if $(FLEET),--fleet $(FLEET)) $(if $(BACKUP),--backup-server) $(if $(DB),--database-server)
 
 deploy:
 	$(PYINFRA) -y inventories/local.py deploy.py

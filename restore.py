@@ -12,6 +12,8 @@ its database and Redis back (its own backup: ``--data database_backup=NAME``, el
 ``--data from_host=OLD``: the backup of the app server OLD (gone, say), from the copy a
 backup server keeps (``backup_copy_to``), onto the one app server the run reaches (--limit
 it to that server and the backup servers), then a backup of its own is taken (and copied).
+When the run reaches a database server, OLD is the old database server: its backup is
+fetched onto the new one and restored there, the app stopped on the app servers meanwhile.
 See docs/backups.md.
 """
 
@@ -52,73 +54,77 @@ if not settings.backup:
         " --data backup=20261205T030000Z (backups.py lists them)"
     )
 backup = settings.backup
-if settings.from_host:  # fetched from the backup server, then restored as one of ours
-    restoring = [h.name for h in reachable(roles.names)]
-    if len(restoring) != 1:
+# Around a database server that holds the app's database or Redis, it restores them while
+# every app server has the app stopped. With from_host the old host's backup is fetched onto
+# one host of the run first: the database server when the run reaches it, else the one app
+# server it reaches.
+on_database = bool(roles.database_host) and roles.backs_up(settings, roles.database_host)
+database_reached = on_database and bool(reachable([roles.database_host]))
+restoring = ""  # the host the backup of from_host is fetched onto
+if settings.from_host:
+    servers = [h.name for h in reachable(roles.names)]
+    servers = [roles.database_host] if database_reached else servers
+    if len(servers) != 1:
         raise SettingsRefused(
-            f"from_host: restore.py restores one app server from {settings.from_host}'s"
-            f" backup, and this run reaches {len(restoring)} ({', '.join(restoring)}): --limit"
-            " it to that server and the backup servers (--limit NAME, once for each)"
+            f"from_host: restore.py restores one app server (or the database server) from"
+            f" {settings.from_host}'s backup, and this run reaches {len(servers)} app servers"
+            f" ({', '.join(servers)}): --limit it to that server and the backup servers"
+            " (--limit NAME, once for each)"
         )
+    restoring = servers[0]
     receiver, backup = offered_backup(settings, settings.from_host)
     if not reachable([receiver.name]):
         raise SettingsRefused(
             f"from_host: {receiver.name} keeps the backup but this run does not reach it: put"
-            f" it in the run too (--limit {restoring[0]} --limit {receiver.name})"
+            f" it in the run too (--limit {restoring} --limit {receiver.name})"
         )
-    if roles.runs_apps:
+    if host.name == restoring:
         hold_deploy_lock()
     if host.name == receiver.name:
-        offer_backup(settings, settings.from_host, backup, restoring[0], roles)
+        offer_backup(settings, settings.from_host, backup, restoring, roles)
     reached(name=f"Restore: backup {backup} offered by {receiver.name}", step="offered")
-    if roles.runs_apps:
+    if host.name == restoring:
         fetch = f"Backup {backup} of {settings.app_name} fetched from {receiver.name}"
         address = private_address(receiver)
         backup_fetched(name=fetch, settings=settings, receiver=address, backup=backup)
     reached(name=f"Restore: backup {backup} fetched", step="fetched")
     if host.name == receiver.name:
         withdraw_backups()
-# Around a database server, its part comes between the app servers': they stop the app, it
-# puts the app's database and Redis back, then they restore their own data and start again
-# (or, should it have failed, start again on what they had).
-shared = bool(roles.database_server) and bool(settings.postgresql or settings.redis)
-shared = shared and not settings.from_host
+shared = on_database and (database_reached or not settings.from_host)
+app_data = not (settings.from_host and database_reached)  # the app servers restore theirs
 serving = roles.database_server if roles.serving_data and shared else ""
-if roles.runs_apps and dry_run() and settings.from_host:
+database_backup = backup if settings.from_host else settings.database_backup or backup
+if dry_run() and host.name == restoring:
     print(
         f"[{host.name}] would fetch backup {backup} of {settings.from_host} from"
         f" {receiver.name}, restore {settings.app_name} from it, then take a backup of its own"
     )
-elif (roles.runs_apps or serving) and dry_run():
-    wanted = settings.database_backup or backup if serving else backup
-    for line in restore_preview(settings, wanted, serving):
+elif dry_run() and ((roles.runs_apps and app_data) or serving):
+    for line in restore_preview(settings, database_backup if serving else backup, serving):
         print(f"[{host.name}] {line}")
+elif dry_run() and roles.runs_apps:
+    print(f"[{host.name}] would stop {settings.app_name} while its database server restores")
 if roles.runs_apps or serving:
     hold_deploy_lock()
 if roles.runs_apps:
     units = stopped_for_restore(settings, processes(settings, *processes_here(settings, roles)))
-if shared:
+if shared:  # the database server's part, between the app servers' stop and start
     if roles.runs_apps:
         units_switched(name=f"{settings.app_name} stopped", units=units, running=False)
     reached(name=f"Restore: {settings.app_name} stopped on every app server", step="stopped")
     if serving:
         backup_restored(
-            name=f"Restore {settings.app_name}'s database and Redis from backup"
-            f" {settings.database_backup or backup}",
+            name=f"Restore {settings.app_name}'s database and Redis from backup {database_backup}",
             settings=settings,
-            backup=settings.database_backup or backup,
+            backup=database_backup,
             units=stopped_for_restore(settings, None),
             serving=serving,
         )
     reached(name=f"Restore: {settings.app_name}'s database server done", step="data")
-if roles.runs_apps:
-    if shared:
-        units_switched(
-            name=f"{settings.app_name} started again on what it had",
-            units=units,
-            running=True,
-            _if=[a_host_failed],
-        )
+if roles.runs_apps and app_data:
+    if shared:  # the database server failed: the app as it was
+        started = f"{settings.app_name} started again on what it had"
+        units_switched(name=started, units=units, running=True, _if=[a_host_failed])
     backup_restored(
         name=f"Restore {settings.app_name} from backup {backup}",
         settings=settings,
@@ -126,5 +132,7 @@ if roles.runs_apps:
         units=units,
         _if=[no_failed_host],
     )
-    if settings.from_host and settings.backups:  # its own history starts, copied off it
-        backup_taken(name=f"Backup of {settings.app_name} as restored", settings=settings)
+elif roles.runs_apps:  # the database server restored from elsewhere: the app on it
+    units_switched(name=f"{settings.app_name} started again", units=units, running=True)
+if host.name == restoring and settings.backups:  # its own history starts, copied off it
+    backup_taken(name=f"Backup of {settings.app_name} as restored", settings=settings)

@@ -444,14 +444,21 @@ def fleet_groups(hosts: list[Host]) -> dict[str, list[str]]:
     return {"load_balancers": [hosts[0].name], "app_servers": [h.name for h in hosts[1:]]}
 
 
-def local_groups(hosts: list[Host], fleet: bool, backup_server: bool) -> dict[str, list[str]]:
-    """What ``up`` records: with ``backup_server`` the last host in ``backup_servers`` and
-    the others app servers (behind the first as load balancer with ``fleet``); without
-    either, no groups (every host an app server)."""
-    if not backup_server:
+def local_groups(
+    hosts: list[Host], fleet: bool, backup_server: bool, database_server: bool = False
+) -> dict[str, list[str]]:
+    """What ``up`` records: with ``database_server`` a host in ``database_servers``, with
+    ``backup_server`` the last host in ``backup_servers``, the others app servers (behind
+    the first as load balancer with ``fleet``); with none of them, no groups (every host an
+    app server)."""
+    extra = [("database_servers", database_server), ("backup_servers", backup_server)]
+    roles = [group for group, wanted in extra if wanted]
+    if not roles:
         return fleet_groups(hosts) if fleet else {}
-    others = fleet_groups(hosts[:-1]) if fleet else {"app_servers": [h.name for h in hosts[:-1]]}
-    return {**others, "backup_servers": [hosts[-1].name]}
+    servers = hosts[: len(hosts) - len(roles)]
+    others = fleet_groups(servers) if fleet else {"app_servers": [h.name for h in servers]}
+    tail = hosts[len(servers) :]
+    return {**others, **{group: [h.name] for group, h in zip(roles, tail, strict=True)}}
 
 
 def inventory_groups(
@@ -533,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--hosts", type=int, default=1)
     size.add_argument("--fleet", type=int, metavar="N", help="a load balancer and N app servers")
     up.add_argument("--backup-server", action="store_true", help="one more host, in backup_servers")
+    up.add_argument(
+        "--database-server", action="store_true", help="one more host, in database_servers"
+    )
     up.add_argument("--debian", choices=sorted(SUITES), default=DEBIAN)
     sub.add_parser("down", help="remove the hosts booted by `up`")
     sub.add_parser("prune", help="remove every test-bed container")
@@ -546,8 +556,10 @@ def main(argv: list[str] | None = None) -> int:
                 destroy(read_state(LOCAL_STATE))
             started = time.monotonic()
             count = (args.fleet + 1 if args.fleet else args.hosts) + args.backup_server
+            count += args.database_server
             hosts = boot(count, prefix="local", debian=args.debian)
-            groups = local_groups(hosts, bool(args.fleet), args.backup_server)
+            roles = (args.backup_server, args.database_server)
+            groups = local_groups(hosts, bool(args.fleet), *roles)
             write_state(hosts, LOCAL_STATE, groups)
             _print_hosts(hosts, groups)
             print(

@@ -22,6 +22,7 @@ import pytest
 from pyinfra.api.exceptions import PyinfraError
 
 from deploys.config.datastores import redis_port
+from deploys.config.plan import HostPlan
 from deploys.config.settings import SettingsError, load_settings
 from deploys.hostside.backup import APP_SIDE, REPORT, copied_without_links
 from deploys.hostside.cli import main as cli_main
@@ -35,7 +36,7 @@ from deploys.stack.backups import (
     backup_units,
     stopped_for_restore,
 )
-from deploys.stack.fleet import Fleet
+from deploys.stack.fleet import Fleet, as_served
 from deploys.stack.workers import processes, systemd_quoted
 
 
@@ -411,6 +412,31 @@ def test_each_app_server_may_run_rrsync_alone_write_only_in_its_own_folder(monke
         f'restrict,from="10.0.0.11",command="{rrsync}/web1.example.com" ssh-ed25519 AAAA1 one',
     ]
     assert backup_server.server_folder("..") == "_."
+
+
+def test_the_database_server_pushes_the_backups_of_the_apps_with_data_there(monkeypatch):
+    """On a backup server of a fleet with a database server: the apps keep what they have
+    there (known, not local), and the database server pushes for those apps alone, from its
+    address, into its own folder."""
+    copying = {"backups": True, "backup_copy_to": "backup_servers"}
+    board = load_settings({**copying, "app_name": "board", "postgresql": True})
+    notes = load_settings({**copying, "app_name": "notes"})
+    fleet = Fleet(
+        (), ("10.0.0.11",), False, names=("web1",), database_server="10.0.0.20",
+        database_host="db1", receiving_backups=True,
+    )  # fmt: skip
+    plan = as_served(HostPlan((board, notes)), fleet)
+    assert plan.apps[0].postgresql and not plan.apps[0].local_postgresql and not plan.postgresql
+    assert not as_served(HostPlan((board,)), replace(fleet, database_server="")).apps[0].postgresql
+    monkeypatch.setattr(backup_server, "host", SimpleNamespace(name="vault"))
+    monkeypatch.setattr(backup_server, "copy_targets", lambda app: [VAULT])
+    assert backup_server.senders(plan, fleet) == {"web1": ["board", "notes"], "db1": ["board"]}
+    assert fleet.backed_up == ("web1", "db1") and fleet.address("db1") == "10.0.0.20"
+    keys = {"web1": ("", "ssh-ed25519 A"), "db1": ("", "ssh-ed25519 D")}
+    monkeypatch.setattr(backup_server, "_KEYS", keys)
+    assert backup_server.key_line("db1", fleet, "-wo /in") == (
+        'restrict,from="10.0.0.20",command="/usr/bin/rrsync -wo /in/db1" ssh-ed25519 D\n'
+    )
 
 
 def test_a_key_made_by_the_controller_is_one_ssh_reads(tmp_path):

@@ -51,10 +51,14 @@ def run(hosts, workdir, entry: str = "deploy.py", *args: str, **kwargs):
     return result
 
 
+SPARE: list = []  # a fresh host, the new database server at the end
+
+
 @pytest.fixture(scope="module")
 def fleet(boot, workdir):
-    *hosts, receiver = boot(5)
+    *hosts, receiver, spare = boot(6)
     RECEIVERS.append(receiver)
+    SPARE.append(spare)
     started = time.monotonic()
     result = run(hosts, workdir).check()
     took = time.monotonic() - started
@@ -198,11 +202,43 @@ def test_restore_puts_the_database_and_redis_back_with_the_app_stopped_meanwhile
         assert failing(found, host) == set(), host.name
 
 
+def test_a_new_database_server_is_restored_from_the_backup_servers_copy(fleet, workdir, tmp_path):
+    """The disaster: the database server is gone. A fresh one takes its place in the
+    inventory (deploy.py: the app servers get its address and a new password), then
+    restore.py --data from_host=OLD fetches OLD's newest backup from the backup server onto
+    it and restores it there, the app stopped on the app servers meanwhile."""
+    (balancer, first, second, old), _ = fleet
+    (spare,), receiver = SPARE, RECEIVERS[0]
+    (kept,) = KEPT
+    old.exec("systemctl stop postgresql.service board-redis.service")  # gone
+    hosts = [balancer, first, second, spare]
+    run(hosts, workdir).check()
+    assert request(balancer, "GET", f"/api/posts/{kept}")[0] == 404  # an empty database
+    newest = sorted(receiver.exec(f"ls /srv/flask-backups/{old.name}/board").stdout.split())[-1]
+    args = ("--data", f"from_host={old.name}", "--data", "backup=latest")
+    restored = run(hosts, workdir, "restore.py", *args)
+    assert restored.returncode == 0, restored.output[-4000:]
+    assert f"restored board from backup {newest.removesuffix('.json')}" in restored.output
+    for _ in range(4):
+        assert request(balancer, "GET", f"/api/posts/{kept}")[0] == 200
+    assert redis_cli(spare, "GET board:mark") == "before"
+    own = manifests(spare)[-1]["backup"]  # its own, taken right after, copied off it
+    assert own > newest and f"backup {own} of board copied to" in restored.output
+    offered = receiver.exec("ls -A /var/lib/flask-restores/outgoing 2>/dev/null; true")
+    assert offered.stdout == ""  # withdrawn
+    report = tmp_path / "report.json"
+    run(hosts, workdir, "verify.py", env_extra={"VERIFY_JSON": str(report)})
+    found = json.loads(report.read_text())
+    for host in [*hosts, receiver]:
+        assert failing(found, host) == set(), host.name
+
+
 def test_the_password_shows_nowhere(fleet):
     hosts, _ = fleet
-    password = hosts[-1].exec("cat /etc/flask-deploy/databases/board.password").stdout.strip()
-    assert len(password) == 40
-    for host in [*hosts, *RECEIVERS]:
-        logs = host.exec("journalctl --no-pager; cat /var/log/postgresql/*.log 2>/dev/null; true")
-        assert password not in logs.stdout, host.name
-    assert not any(password in output for output in OUTPUTS)
+    for database in (hosts[-1], *SPARE):
+        password = database.exec("cat /etc/flask-deploy/databases/board.password").stdout
+        assert len(password.strip()) == 40
+        for host in [*hosts, *RECEIVERS, *SPARE]:
+            logs = "journalctl --no-pager; cat /var/log/postgresql/*.log 2>/dev/null; true"
+            assert password.strip() not in host.exec(logs).stdout, host.name
+        assert not any(password.strip() in output for output in OUTPUTS)

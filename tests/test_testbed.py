@@ -123,3 +123,10 @@ def test_up_with_a_backup_server_puts_the_last_host_in_backup_servers():
         "backup_servers": ["h3"],
     }
     assert testbed.local_groups(hosts, fleet=False, backup_server=False) == {}
+    four = [*hosts, testbed.Host("h4", "c4", 0, 0, 0, "key")]
+    assert testbed.local_groups(four, fleet=True, backup_server=True, database_server=True) == {
+        "load_balancers": ["h1"],
+        "app_servers": ["h2"],
+        "database_servers": ["h3"],
+        "backup_servers": ["h4"],
+    }

@@ -23,6 +23,7 @@ from deploys.ops.context import SettingsRefused, dry_run, prepare_host
 from deploys.release.lock import hold_deploy_lock
 from deploys.stack.backup_server import (
     backup_fetched,
+    of_database_server,
     offer_backup,
     offered_backup,
     withdraw_backups,
@@ -47,7 +48,8 @@ from deploys.stack.fleet import (
 from deploys.stack.workers import processes
 
 roles = fleet()
-settings = as_served(prepare_host(secrets=False), roles).single("restore.py")
+plan = prepare_host(secrets=False)
+settings = as_served(plan, roles).single("restore.py")
 if not settings.backup:
     raise SettingsRefused(
         "backup: restore.py needs the backup to put back, e.g. --data backup=latest or"
@@ -55,24 +57,32 @@ if not settings.backup:
     )
 backup = settings.backup
 # Around a database server that holds the app's database or Redis, it restores them while
-# every app server has the app stopped. With from_host the old host's backup is fetched onto
-# one host of the run first: the database server when the run reaches it, else the one app
-# server it reaches.
-on_database = bool(roles.database_host) and roles.backs_up(settings, roles.database_host)
+# every app server has the app stopped (not in the run: the app servers restore their data
+# alone). With from_host the old host's backup is fetched onto one host of the run first:
+# a database server's backup onto the database server, an app server's onto the one app
+# server the run reaches.
+as_set = plan.single("restore.py")  # as the settings say, on every host (a load balancer too)
+on_database = bool(roles.database_host) and roles.backs_up(as_set, roles.database_host)
 database_reached = on_database and bool(reachable([roles.database_host]))
 restoring = ""  # the host the backup of from_host is fetched onto
+onto_database = False  # from_host's backup is a database server's
 if settings.from_host:
+    receiver, offered = offered_backup(settings, settings.from_host)
+    backup, onto_database = offered["backup"], of_database_server(offered)
     servers = [h.name for h in reachable(roles.names)]
-    servers = [roles.database_host] if database_reached else servers
-    if len(servers) != 1:
+    if onto_database and not database_reached:
         raise SettingsRefused(
-            f"from_host: restore.py restores one app server (or the database server) from"
-            f" {settings.from_host}'s backup, and this run reaches {len(servers)} app servers"
-            f" ({', '.join(servers)}): --limit it to that server and the backup servers"
-            " (--limit NAME, once for each)"
+            f"from_host: backup {backup} of {settings.from_host} is a database server's (its"
+            f" database and Redis): restore.py puts it onto the database server, which this"
+            " run does not reach: put it in the run (the database_servers group)"
         )
-    restoring = servers[0]
-    receiver, backup = offered_backup(settings, settings.from_host)
+    if not onto_database and len(servers) != 1:
+        raise SettingsRefused(
+            f"from_host: restore.py restores one app server from {settings.from_host}'s backup"
+            f" {backup}, and this run reaches {len(servers)} ({', '.join(servers)}): --limit it"
+            " to that server and the backup servers (--limit NAME, once for each)"
+        )
+    restoring = roles.database_host if onto_database else servers[0]
     if not reachable([receiver.name]):
         raise SettingsRefused(
             f"from_host: {receiver.name} keeps the backup but this run does not reach it: put"
@@ -90,8 +100,16 @@ if settings.from_host:
     reached(name=f"Restore: backup {backup} fetched", step="fetched")
     if host.name == receiver.name:
         withdraw_backups()
-shared = on_database and (database_reached or not settings.from_host)
-app_data = not (settings.from_host and database_reached)  # the app servers restore theirs
+shared = database_reached and (onto_database or not settings.from_host)
+missed = [name for name in roles.names if not reachable([name])]
+if shared and missed:
+    raise SettingsRefused(
+        f"restore.py restores {settings.app_name}'s database and Redis on"
+        f" {roles.database_host} while every app server has the app stopped, and this run"
+        f" does not reach {', '.join(missed)}: run it on the whole fleet (an app server that is"
+        " gone: take it out of the inventory first)"
+    )
+app_data = not onto_database  # the app servers restore theirs
 serving = roles.database_server if roles.serving_data and shared else ""
 database_backup = backup if settings.from_host else settings.database_backup or backup
 if dry_run() and host.name == restoring:
@@ -104,6 +122,11 @@ elif dry_run() and ((roles.runs_apps and app_data) or serving):
         print(f"[{host.name}] {line}")
 elif dry_run() and roles.runs_apps:
     print(f"[{host.name}] would stop {settings.app_name} while its database server restores")
+if roles.runs_apps and on_database and not shared and not settings.from_host:
+    print(
+        f"[{host.name}] {settings.app_name}'s data directory alone: its database and Redis on"
+        f" {roles.database_host} are not in this run"
+    )
 if roles.runs_apps or serving:
     hold_deploy_lock()
 if roles.runs_apps:
@@ -112,13 +135,14 @@ if shared:  # the database server's part, between the app servers' stop and star
     if roles.runs_apps:
         units_switched(name=f"{settings.app_name} stopped", units=units, running=False)
     reached(name=f"Restore: {settings.app_name} stopped on every app server", step="stopped")
-    if serving:
+    if serving:  # only once the app is stopped on every app server
         backup_restored(
             name=f"Restore {settings.app_name}'s database and Redis from backup {database_backup}",
             settings=settings,
             backup=database_backup,
             units=stopped_for_restore(settings, None),
             serving=serving,
+            _if=[no_failed_host],
         )
     reached(name=f"Restore: {settings.app_name}'s database server done", step="data")
 if roles.runs_apps and app_data:

@@ -21,7 +21,6 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api.exceptions import PyinfraError
 
-from deploys.config.datastores import redis_port
 from deploys.config.plan import HostPlan
 from deploys.config.settings import SettingsError, load_settings
 from deploys.hostside.backup import APP_SIDE, REPORT, copied_without_links
@@ -106,10 +105,10 @@ def test_the_backup_unit_covers_what_the_app_has_here():
     served = backup_arguments(settings, serving="10.0.0.20")  # on the database server itself
     assert "--data=" not in served and "--sandbox" not in served
     assert "--database=myproject" in served
-    port = redis_port("myproject")
     assert (
-        f"--redis-address=10.0.0.20:{port} --redis-password=/etc/flask-deploy/databases/"
-        "myproject.password --redis-data=/var/lib/private/myproject-redis"
+        "--redis-socket=/run/myproject-redis/redis.sock --redis-password=/etc/flask-deploy/"
+        f"databases/myproject.password --redis-limit={(2 * 128 + 64) << 20}"
+        " --redis-data=/var/lib/private/myproject-redis"
     ) in served
     assert stopped_for_restore(settings, None) == (
         "myproject-backup.timer",
@@ -123,16 +122,18 @@ def test_a_database_servers_backup_reads_redis_snapshot_through_no_link(tmp_path
     redis = tmp_path / "redis"
     redis.mkdir()
     (redis / "dump.rdb").write_bytes(b"REDIS0011 snapshot")
-    copied_without_links(redis / "dump.rdb", tmp_path / "out")
+    copied_without_links(redis / "dump.rdb", tmp_path / "out", 18)
     assert (tmp_path / "out").read_bytes() == b"REDIS0011 snapshot"
+    with pytest.raises(RuntimeError, match="larger than 17 bytes"):  # a snapshot grown too big
+        copied_without_links(redis / "dump.rdb", tmp_path / "big", 17)
     (tmp_path / "secret").write_text("root's")
     (redis / "dump.rdb").unlink()
     (redis / "dump.rdb").symlink_to(tmp_path / "secret")
     with pytest.raises(OSError):
-        copied_without_links(redis / "dump.rdb", tmp_path / "out2")
+        copied_without_links(redis / "dump.rdb", tmp_path / "out2", 100)
     (tmp_path / "linked").symlink_to(tmp_path)
     with pytest.raises(OSError):
-        copied_without_links(tmp_path / "linked" / "secret", tmp_path / "out3")
+        copied_without_links(tmp_path / "linked" / "secret", tmp_path / "out3", 100)
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
 
 
@@ -522,14 +523,18 @@ def test_what_a_restore_would_replace_is_read_in_one_command():
 
 def test_a_restore_elsewhere_reads_the_newest_copy_offered_read_only(monkeypatch):
     future = {"backup": "29991231T235959Z"}  # pushed by the old server: never "latest"
-    kept = {("vault", "web1", "notes"): [{"backup": "20261201T030000Z"}, {"backup": NAME}, future]}
+    parts = {"parts": [{"name": "data.tar"}]}
+    older_one, newest = {"backup": "20261201T030000Z", **parts}, {"backup": NAME, **parts}
+    kept = {("vault", "web1", "notes"): [older_one, newest, future]}
     monkeypatch.setattr(backup_server, "kept_on", lambda *key: kept.get(key, []))
     state = SimpleNamespace(inventory=inventory({"backup_servers": [VAULT], "offsite": [VAULT]}))
     monkeypatch.setattr(backup_server, "state", state)
     settings = load_settings({"app_name": "notes", "backups": True, "backup_copy_to": "offsite"})
-    assert backup_server.offered_backup(settings, "web1") == (VAULT, NAME)
+    assert backup_server.offered_backup(settings, "web1") == (VAULT, newest)
     older = settings.model_copy(update={"backup": "20261201T030000Z"})
-    assert backup_server.offered_backup(older, "web1") == (VAULT, "20261201T030000Z")
+    assert backup_server.offered_backup(older, "web1") == (VAULT, older_one)
+    assert not backup_server.of_database_server(newest)
+    assert backup_server.of_database_server({"parts": [{"name": "postgresql.dump"}]})
     with pytest.raises(PyinfraError, match="from_host: no backup 'latest' of notes from web9"):
         backup_server.offered_backup(settings, "web9")
     with pytest.raises(SettingsError, match=r"restore\.py takes the backup of notes from"):

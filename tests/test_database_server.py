@@ -182,6 +182,8 @@ def test_restore_puts_the_database_and_redis_back_with_the_app_stopped_meanwhile
     (kept,) = KEPT
     lost = post(balancer, "made after the backup")
     redis_cli(database, "SET board:mark after")
+    alone = run(hosts, workdir, "restore.py", "--data", "backup=latest", "--limit", database.name)
+    assert alone.returncode != 0 and f"does not reach {first.name}, {second.name}" in alone.output
     began = time.time()
     result = run(hosts, workdir, "restore.py", "--data", "backup=latest").check()
     assert redis_cli(database, "GET board:mark") == "before", result.output[-3000:]
@@ -213,7 +215,7 @@ def test_a_new_database_server_is_restored_from_the_backup_servers_copy(fleet, w
     old.exec("systemctl stop postgresql.service board-redis.service")  # gone
     hosts = [balancer, first, second, spare]
     run(hosts, workdir).check()
-    assert request(balancer, "GET", f"/api/posts/{kept}")[0] == 404  # an empty database
+    assert request(balancer, "GET", f"/api/posts/{kept}")[0] != 200  # an empty database
     newest = sorted(receiver.exec(f"ls /srv/flask-backups/{old.name}/board").stdout.split())[-1]
     args = ("--data", f"from_host={old.name}", "--data", "backup=latest")
     restored = run(hosts, workdir, "restore.py", *args)

@@ -124,8 +124,8 @@ class BackupJob:
     database: str = ""  # its PostgreSQL database, if any
     redis_socket: str = ""  # its Redis, if any: on the app server, its socket
     redis_data: str = ""  # the folder of its snapshot
-    redis_address: str = ""  # on a database server: the address:port it listens on
-    redis_password: str = ""  # and the file that holds the password of its user
+    redis_password: str = ""  # on a database server: the file of its Redis user's password
+    redis_limit: int = 0  # and the most bytes its snapshot may have
     copy_to: tuple[str, ...] = ()  # the backup servers it is pushed to (user@address)
     copy_key: str = ""  # the SSH key that may only add files there
     known_hosts: str = ""  # their host keys
@@ -162,25 +162,27 @@ def app_side(job: BackupJob, out: Path) -> dict:
 
 
 def served_redis_snapshot(job: BackupJob, out: Path) -> str:
-    """On a database server: the app's Redis asked for a snapshot as the app's Redis user
-    (the password read from root's file, sent on the connection alone), then the snapshot
+    """On a database server: the app's Redis asked for a snapshot as the app's Redis user,
+    through its socket (in a folder of Redis' alone: no other user listens there; the
+    password read from root's file, sent on the connection alone), then the snapshot
     copied into ``out``, opened through no link (the folder is Redis', and Redis serves the
-    app). What the snapshot said; RuntimeError when Redis refused."""
-    address, port = job.redis_address.rsplit(":", 1)
+    app), no larger than ``redis_limit``. What the snapshot said; RuntimeError."""
     password = Path(job.redis_password).read_text().strip()
-    with socket.create_connection((address, int(port)), timeout=30) as sock:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(job.redis_socket)
         said = resp(sock, "AUTH", job.user, password)
         if said != "+OK":
             raise RuntimeError(f"Redis refused {job.user}: {escaped(said[:200])}")
         saved = snapshot(sock)
-    copied_without_links(Path(job.redis_data) / "dump.rdb", out)
+    copied_without_links(Path(job.redis_data) / "dump.rdb", out, job.redis_limit)
     return saved
 
 
-def copied_without_links(source: Path, out: Path) -> None:
+def copied_without_links(source: Path, out: Path, limit: int) -> None:
     """The regular file ``source`` copied into ``out``, its folder and itself opened through
     no link (a folder another user writes); OSError (ELOOP) or RuntimeError if either is
-    one, or it is no regular file."""
+    one, it is no regular file, or it is larger than ``limit`` bytes."""
     folder = os.open(source.parent, DIRECTORY)
     try:
         fd = os.open(source.name, FILE, dir_fd=folder)
@@ -189,7 +191,12 @@ def copied_without_links(source: Path, out: Path) -> None:
     with os.fdopen(fd, "rb") as original, open(out, "wb") as target:
         if not stat.S_ISREG(os.fstat(original.fileno()).st_mode):
             raise RuntimeError(f"{source} is not a regular file")
-        shutil.copyfileobj(original, target)
+        left = limit + 1  # one byte more than allowed tells a file that grew past it
+        while left and (block := original.read(min(left, 1 << 20))):
+            target.write(block)
+            left -= len(block)
+        if not left:
+            raise RuntimeError(f"{source} is larger than {limit} bytes")
 
 
 def database_dump(job: BackupJob, out: Path) -> None:
@@ -264,7 +271,7 @@ def take_backup(job: BackupJob) -> int:
     partial.mkdir(mode=0o700)
     try:
         report = app_side(job, partial / "data.tar") if job.data else {"sqlite": {}}
-        if job.redis_address:
+        if job.redis_password:
             report["redis"] = served_redis_snapshot(job, partial / "redis.rdb")
         if job.database:
             database_dump(job, partial / "postgresql.dump")

@@ -39,11 +39,13 @@
     release_gate.py backup --app A --user U --root DIR --keep N
                            [--sandbox DROP_IN --data DIR --current LINK] [--database DB]
                            [--redis-socket SOCK --redis-data DIR]
-                           [--redis-address HOST:PORT --redis-password FILE --redis-data DIR]
+                           [--redis-socket SOCK --redis-password FILE --redis-limit BYTES
+                            --redis-data DIR]
                            [--copy-to USER@HOST ... --copy-key KEY --known-hosts FILE]
         Take one backup of the app into a new folder of ROOT (its data directory and Redis
         snapshot read as the app in its sandbox; on a database server, no data directory
-        and its Redis asked for a snapshot as its user U, whose password FILE holds; its
+        and its Redis asked for a snapshot as its user U, whose password FILE holds, the
+        snapshot at most BYTES; its
         database dumped by PostgreSQL's superuser), with a manifest; then keep the newest
         N, and push it to each backup server (rsync over SSH with KEY, their host keys in
         FILE) (hostside/backup.py).
@@ -152,8 +154,9 @@ def main(argv=None) -> int:
     backup.add_argument("--keep", type=int, required=True)
     for flag in ("--sandbox", "--data", "--current", "--database", "--redis-socket"):
         backup.add_argument(flag, default="")
-    for flag in ("--redis-data", "--redis-address", "--redis-password"):
+    for flag in ("--redis-data", "--redis-password"):
         backup.add_argument(flag, default="")
+    backup.add_argument("--redis-limit", type=int, default=0)
     for flag in ("--copy-key", "--known-hosts"):
         backup.add_argument(flag, default="")
     backup.add_argument("--copy-to", action="append", default=[])
@@ -194,7 +197,7 @@ def backup_or_restore(args) -> int:
         taking = BackupJob(args.app, args.user, Path(args.root), args.keep, args.sandbox)
         paths = {"data": args.data, "current": args.current}
         paths = {key: Path(value) for key, value in paths.items() if value}
-        words = ("database", "redis_socket", "redis_data", "redis_address", "redis_password")
+        words = ("database", "redis_socket", "redis_data", "redis_password", "redis_limit")
         copy = {"copy_to": tuple(args.copy_to), "copy_key": args.copy_key}
         copy["known_hosts"] = args.known_hosts
         taking = replace(taking, **paths, **{word: getattr(args, word) for word in words})

@@ -30,6 +30,8 @@ from .rules import transient_unit
 from .sandbox import sandboxed
 from .units import escaped, systemctl
 
+PG_SOCKETS = "/run/postgresql"  # PostgreSQL's socket folder: postgres' alone may create there
+
 # Run as the app, in its sandbox, the backup's data.tar on stdin: ``unpack`` extracts it
 # beside the data (data/... into DATA/.restore-NAME, redis/dump.rdb beside the snapshot);
 # ``swap`` moves the data's entries aside into .replaced-NAME and the restored ones in;
@@ -197,29 +199,31 @@ def postgres(*sql: str) -> None:
 
 def as_role(job: RestoreJob, command: list[str], passfile: Path) -> list[str]:
     """``command`` (a PostgreSQL client) connected as the app's role: as its user (peer),
-    or on a database server, where it has none, over loopback with its password, written
-    for libpq into ``passfile`` (root's, 0600: never on a command line)."""
+    or on a database server, where it has none, through PostgreSQL's own socket folder
+    (no other user can listen there) with its password, written for libpq into
+    ``passfile`` (root's, 0600: never on a command line)."""
     if not job.database_password:
         return ["runuser", "-u", job.user, "--", *command]
     password = Path(job.database_password).read_text().strip()
     fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(f"127.0.0.1:*:{job.database}:{job.user}:{password}\n")
-    return [*command, "-h", "127.0.0.1", "-U", job.user]
+        out.write(f"*:*:*:{job.user}:{password}\n")
+    return [*command, "-h", PG_SOCKETS, "-U", job.user]
 
 
-def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
-    """The app's database renamed aside, a new one made from the dump; the aside name."""
-    db, aside = job.database, f"{job.database}_replaced_{name.lower()}"
+def filled_database(job: RestoreJob, dump: Path, name: str) -> str:
+    """A new database filled from the dump by the app's role (a dump can hold any SQL),
+    under a name no app server is admitted to (their pg_hba rules name the app's database
+    alone): no app writes into it while it fills. Its name; RuntimeError."""
+    restoring = f"{job.database}_restoring_{name.lower()}"
     postgres(
-        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
-        f'ALTER DATABASE "{db}" RENAME TO "{aside}"',
-        f'CREATE DATABASE "{db}" OWNER "{job.user}" TEMPLATE template0 ENCODING \'UTF8\'',
-        f'REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC',
+        f'DROP DATABASE IF EXISTS "{restoring}"',
+        f'CREATE DATABASE "{restoring}" OWNER "{job.user}" TEMPLATE template0 ENCODING \'UTF8\'',
+        f'REVOKE CONNECT ON DATABASE "{restoring}" FROM PUBLIC',
     )
-    restore = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-d", db]
+    restore = ["pg_restore", "--exit-on-error", "--no-owner", "--no-privileges", "-d", restoring]
     with open(dump, "rb") as source, tempfile.TemporaryDirectory() as private:
-        proc = subprocess.run(  # as the app's role: a dump can hold any SQL
+        proc = subprocess.run(
             as_role(job, restore, Path(private) / "pgpass"),
             stdin=source,
             capture_output=True,
@@ -227,9 +231,57 @@ def recreate_database(job: RestoreJob, dump: Path, name: str) -> str:
             env={**os.environ, "PGPASSFILE": f"{private}/pgpass"},
         )
     if proc.returncode != 0:
-        postgres(f'DROP DATABASE "{db}"', f'ALTER DATABASE "{aside}" RENAME TO "{db}"')
+        postgres(f'DROP DATABASE "{restoring}"')
         raise RuntimeError("pg_restore failed: " + escaped(proc.stderr.decode("utf-8", "replace")))
+    return restoring
+
+
+def renamed(old: str, new: str, gone: str = "") -> None:
+    """The database ``old`` closed (no new session, each one ended, waited for) and renamed
+    ``new``, and in the same transaction ``gone`` (when given) renamed ``old``."""
+    swap = f'ALTER DATABASE "{old}" RENAME TO "{new}";'
+    if gone:
+        swap += f' ALTER DATABASE "{gone}" RENAME TO "{old}";'
+    postgres(
+        f'ALTER DATABASE "{old}" ALLOW_CONNECTIONS false',
+        f"SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = '{old}'",
+        swap,
+    )
+
+
+def swapped_database(job: RestoreJob, restoring: str, name: str) -> str:
+    """The filled database in place of the app's, which is kept aside; the aside name."""
+    aside = f"{job.database}_replaced_{name.lower()}"
+    renamed(job.database, aside, restoring)
     return aside
+
+
+def database_back(job: RestoreJob, aside: str) -> None:
+    """The database kept aside put back in place of the restored one, which goes."""
+    failed = f"{aside}_failed"
+    renamed(job.database, failed, aside)
+    postgres(f'ALTER DATABASE "{job.database}" ALLOW_CONNECTIONS true', f'DROP DATABASE "{failed}"')
+
+
+def parts_problem(job: RestoreJob, manifest: dict) -> str:
+    """Why the backup cannot restore what this host has of the app ("": it can)."""
+    parts = {part["name"] for part in manifest["parts"]}
+    found = manifest.get("found") or {}
+    wanted = {
+        "data.tar": bool(job.data),
+        "postgresql.dump": bool(job.database),
+        "redis.rdb": bool(job.redis_data and not job.data),
+    }
+    missing = [part for part, needed in wanted.items() if needed and part not in parts]
+    if job.data and job.redis_data and not found.get("redis"):
+        missing.append("a Redis snapshot")
+    if not missing:
+        return ""
+    where = "an app server's" if job.data else "a database server's"
+    return (
+        f"backup {manifest['backup']} holds no {', '.join(missing)}: it is not {where} backup"
+        f" of {job.app} as it is now (backups.py lists each backup's parts)"
+    )
 
 
 def restore_backup(job: RestoreJob) -> int:
@@ -237,40 +289,49 @@ def restore_backup(job: RestoreJob) -> int:
     try:
         folder = job.folder()
         manifest = verified(folder)
-    except (ValueError, OSError, json.JSONDecodeError) as err:
+        problem = parts_problem(job, manifest)
+        if problem:
+            raise ValueError(problem)
+    except (ValueError, OSError, json.JSONDecodeError, KeyError) as err:
         print(f"restore: {err}", file=sys.stderr)
         return 1
     name = folder.name
     print(f"restoring {job.app} from backup {name} (release {manifest['release'] or '-'} then)")
-    if job.data:
-        with open(folder / "data.tar", "rb") as archive:
-            try:
+    restoring = ""
+    try:
+        if job.data:
+            with open(folder / "data.tar", "rb") as archive:
                 as_app(job, "unpack", name, archive)
-            except (RuntimeError, subprocess.TimeoutExpired) as err:
-                as_app(job, "back", name)
-                print(f"restore: {err}", file=sys.stderr)
-                return 1
+        if job.database:  # filled while the app still runs: its site is down for less
+            restoring = filled_database(job, folder / "postgresql.dump", name)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        if job.data:
+            as_app(job, "back", name)
+        print(f"restore: {err}", file=sys.stderr)
+        return 1
     snapshot = folder / "redis.rdb" if job.redis_data and not job.data else None
-    systemctl("stop", *job.units)
+    systemctl("stop", *job.units, *running_backup(job))
     aside = ""
     try:
         if job.data:
             as_app(job, "swap", name)
-        if snapshot and snapshot.exists():
+        if snapshot:
             served_snapshot(job, "swap", snapshot)
-        if job.database and (folder / "postgresql.dump").exists():
-            aside = recreate_database(job, folder / "postgresql.dump", name)
+        if restoring:
+            aside = swapped_database(job, restoring, name)
         systemctl("start", *reversed(job.units))
-        problem = job.check and health(job.check, lambda: through_nginx(job.check))
-        if problem:
-            raise RuntimeError(f"unhealthy after the restore: {problem}")
+        check = job.check
+        unhealthy = health(check, lambda: through_nginx(check)) if check else None
+        if unhealthy:
+            raise RuntimeError(f"unhealthy after the restore: {unhealthy}")
     except Exception as err:  # whatever went wrong, the app gets back what it had
         print(f"restore: {err}; putting back what was there", file=sys.stderr)
         systemctl("stop", *job.units, check=False)
         undo(job, name, snapshot)
         if aside:
-            back = f'ALTER DATABASE "{aside}" RENAME TO "{job.database}"'
-            postgres(f'DROP DATABASE "{job.database}"', back)
+            database_back(job, aside)
+        elif restoring:
+            postgres(f'DROP DATABASE "{restoring}"')
         systemctl("start", *reversed(job.units), check=False)
         return 1
     undo(job, name, snapshot, "done")
@@ -278,6 +339,12 @@ def restore_backup(job: RestoreJob) -> int:
         postgres(f'DROP DATABASE "{aside}"')
     print(f"restored {job.app} from backup {name}" + (": healthy" if job.check else ""))
     return 0
+
+
+def running_backup(job: RestoreJob) -> list[str]:
+    """The app's backup unit, when the units stopped include its timer: a backup already
+    running ends (its partial folder goes with the next one) before anything is replaced."""
+    return [u.removesuffix(".timer") + ".service" for u in job.units if u.endswith("-backup.timer")]
 
 
 def undo(job: RestoreJob, name: str, snapshot: Path | None, step: str = "back") -> None:

@@ -274,24 +274,31 @@ RESTORER_HOME = "/var/lib/flask-restores"  # root's: its authorized_keys
 OUTGOING = f"{RESTORER_HOME}/outgoing"  # root:flask-restores 0750: <server>/<app>/<name>/
 
 
-def offered_backup(settings: Settings, old: str) -> tuple[Host, str]:
-    """The backup server that keeps the app's backups of the app server ``old`` (the first
-    of backup_copy_to that has one) and the backup's name (``backup``, or its newest).
+def offered_backup(settings: Settings, old: str) -> tuple[Host, dict]:
+    """The backup server that keeps the app's backups of the host ``old`` (the first of
+    backup_copy_to that has one) and the backup's manifest (``backup``, or its newest).
     PyinfraError when none has it."""
     wanted = settings.backup or "latest"
     soon = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 300))
     for member in copy_targets(settings):
-        kept = [m["backup"] for m in kept_on(member.name, old, settings.app_name)]
-        names = [n for n in kept if NAME_RE.fullmatch(n) and n <= soon]  # none from the future
+        kept = kept_on(member.name, old, settings.app_name)
+        named = {m["backup"]: m for m in kept if NAME_RE.fullmatch(str(m.get("backup", "")))}
+        names = sorted(n for n in named if n <= soon)  # none from the future
         if names and wanted == "latest":
-            return member, names[-1]
+            return member, named[names[-1]]
         if wanted in names:
-            return member, wanted
+            return member, named[wanted]
     raise PyinfraError(
         f"from_host: no backup {wanted!r} of {settings.app_name} from {old} on the backup"
         f" servers of {settings.backup_copy_to!r} (backups.py --data from_host={old} lists"
         " them)"
     )
+
+
+def of_database_server(manifest: dict) -> bool:
+    """Whether the backup is a database server's (its database and Redis, no data
+    directory) rather than an app server's."""
+    return "data.tar" not in {part.get("name") for part in manifest.get("parts", [])}
 
 
 def restorer_keys(restoring: str, fleet: Fleet, until: float) -> str:

@@ -13,7 +13,6 @@ from pyinfra.api import FactBase, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
-from deploys.config.datastores import redis_port
 from deploys.config.layout import BACKUPS, Layout
 from deploys.config.settings import Settings
 from deploys.ops.facts import BackupList
@@ -23,7 +22,7 @@ from deploys.ops.typed import deploy
 from deploys.ops.units import unit_loaded, unit_state
 from deploys.release.gate import health_args
 from deploys.stack.backup_server import copy_arguments
-from deploys.stack.database_server import password_file
+from deploys.stack.database_server import memory_max_bytes, password_file
 from deploys.stack.workers import Processes, systemd_quoted
 
 
@@ -48,9 +47,10 @@ def backup_arguments(settings: Settings, serving: str = "") -> str:
     if settings.local_postgresql:
         args += f" --database={app}"
     if settings.local_redis and serving:
+        limit = memory_max_bytes(settings.redis_maxmemory)
         args += (
-            f" --redis-address={serving}:{redis_port(app)} --redis-password={password_file(app)}"
-            f" --redis-data={served_redis_data(app)}"
+            f" --redis-socket={layout.redis_socket} --redis-password={password_file(app)}"
+            f" --redis-limit={limit} --redis-data={served_redis_data(app)}"
         )
     elif settings.local_redis:
         args += f" --redis-socket={layout.redis_socket} --redis-data={layout.redis_data}"

@@ -240,9 +240,14 @@ def role_password(role: str, app: str):
 def memory_max(maxmemory: str) -> str:
     """The Redis unit's memory ceiling: twice its data's (``redis_maxmemory``), plus 64 MB
     for clients' buffers and the snapshot's fork."""
+    return f"{memory_max_bytes(maxmemory) >> 20}M"
+
+
+def memory_max_bytes(maxmemory: str) -> int:
+    """memory_max in bytes: also the most a snapshot of that Redis can hold."""
     number, unit = int(maxmemory[:-2]), maxmemory[-2:]
     megabytes = {"kb": number / 1024, "mb": number, "gb": number * 1024}[unit]
-    return f"{int(2 * megabytes) + 64}M"
+    return (int(2 * megabytes) + 64) << 20
 
 
 def database_redis(settings: Settings, address: str) -> tuple[str, str]:

@@ -31,6 +31,7 @@ from deploys.stack.backup_server import (
 from deploys.stack.backups import (
     backup_restored,
     backup_taken,
+    backups_here,
     restore_preview,
     stopped_for_restore,
     units_switched,
@@ -112,6 +113,16 @@ if shared and missed:
 app_data = not onto_database  # the app servers restore theirs
 serving = roles.database_server if roles.serving_data and shared else ""
 database_backup = backup if settings.from_host else settings.database_backup or backup
+if ((roles.runs_apps and app_data) or serving) and not settings.from_host:
+    wanted = database_backup if serving else backup  # here before anything stops
+    kept = [manifest["backup"] for manifest in backups_here(settings)]
+    if not kept or wanted not in ("latest", *kept):
+        raise SettingsRefused(
+            f"{'database_backup' if serving else 'backup'}: {host.name} keeps no backup"
+            f" {wanted!r} of {settings.app_name} ({len(kept)} kept; backups.py lists each"
+            " host's: on a fleet each host's backups have names of their own, and"
+            " database_backup names the database server's)"
+        )
 if dry_run() and host.name == restoring:
     print(
         f"[{host.name}] would fetch backup {backup} of {settings.from_host} from"

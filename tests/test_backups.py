@@ -329,11 +329,16 @@ def test_restore_recreates_the_database_and_the_redis_data(host, workdir):
 
 
 def test_restoring_a_backup_that_is_not_there_changes_nothing(host, workdir):
+    """Refused before anything runs: the app was not even stopped."""
+    since = "systemctl show -p ActiveEnterTimestampMonotonic --value notes.service"
+    started = host.exec(since).stdout
     result = run(
         host, workdir, "restore.py", "--data", "app=notes", "--data", "backup=20000101T000000Z"
     )
-    assert result.returncode != 0 and "no backup '20000101T000000Z' of notes here" in result.output
+    said = f"backup: {host.name} keeps no backup '20000101T000000Z' of notes"
+    assert result.returncode != 0 and said in result.output, result.output[-2000:]
     assert host.exec("systemctl is-active notes.service").stdout.strip() == "active"
+    assert host.exec(since).stdout == started
 
 
 def test_a_fresh_host_is_restored_from_the_backup_servers_copy(host, workdir, tmp_path):

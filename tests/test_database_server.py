@@ -182,9 +182,15 @@ def test_restore_puts_the_database_and_redis_back_with_the_app_stopped_meanwhile
     (kept,) = KEPT
     lost = post(balancer, "made after the backup")
     redis_cli(database, "SET board:mark after")
+    refusals = time.time()
     alone = run(hosts, workdir, "restore.py", "--data", "backup=latest", "--limit", database.name)
     assert alone.returncode != 0 and f"does not reach {first.name}, {second.name}" in alone.output
+    missing = ("--data", "backup=latest", "--data", "database_backup=20000101T000000Z")
+    refused = run(hosts, workdir, "restore.py", *missing)  # before any app server stops
+    assert refused.returncode != 0, refused.output[-2000:]
+    assert f"database_backup: {database.name} keeps no backup '20000101T000000Z'" in refused.output
     began = time.time()
+    assert not after(first, "board.service", "Stopped", refusals)  # the refusals stopped none
     result = run(hosts, workdir, "restore.py", "--data", "backup=latest").check()
     assert redis_cli(database, "GET board:mark") == "before", result.output[-3000:]
     for _ in range(4):  # through either app server: the row made before, not the one after

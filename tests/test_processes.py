@@ -866,6 +866,10 @@ def test_a_command_expanding_a_value_of_env_is_found():
     command = "rq worker --url $REDIS_URL ${QUEUE} $HOME $$"
     assert expanded_env(command, ["REDIS_URL", "QUEUE", "OTHER"]) == ["QUEUE", "REDIS_URL"]
     assert expanded_env("flask --app notes digest", ["REDIS_URL"]) == []
+    # assignments before the command put the value in its environment, not its command line
+    moved = "RQ_REDIS_URL=\"$REDIS_URL\" Q='x' rq worker board"
+    assert expanded_env(moved, ["REDIS_URL"]) == []
+    assert expanded_env(moved + " --url $REDIS_URL", ["REDIS_URL"]) == ["REDIS_URL"]
 
 
 def test_a_procfile_worker_reads_its_command_from_its_releases_procfile(tmp_path):

@@ -119,10 +119,16 @@ def procfile_workers(app: Path) -> dict[str, Worker]:
     return workers
 
 
+LEADING_ASSIGNMENTS = re.compile(r"""^\s*(?:[A-Za-z_][A-Za-z0-9_]*=(?:"[^"]*"|'[^']*'|\S*)\s+)+""")
+
+
 def expanded_env(command: str, env_names) -> list[str]:
     """The names of ``env_names`` that ``command`` expands (``$NAME``, ``${NAME}``): their
-    values end up on the process's command line, which every local user can read."""
-    return sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", command)) & set(env_names))
+    values end up on the process's command line, which every local user can read. The
+    command's leading assignments (``RQ_REDIS_URL="$REDIS_URL" rq worker``) put them in its
+    environment instead, and do not count."""
+    words = LEADING_ASSIGNMENTS.sub("", command)
+    return sorted(set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", words)) & set(env_names))
 
 
 def calendar_problem(expression: str) -> str | None:

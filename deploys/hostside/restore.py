@@ -296,7 +296,8 @@ def restore_backup(job: RestoreJob) -> int:
         print(f"restore: {err}", file=sys.stderr)
         return 1
     name = folder.name
-    print(f"restoring {job.app} from backup {name} (release {manifest['release'] or '-'} then)")
+    release = f" (release {manifest['release']} then)" if manifest["release"] else ""
+    print(f"restoring {job.app} from backup {name}{release}")
     restoring = ""
     try:
         if job.data:

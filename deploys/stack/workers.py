@@ -241,15 +241,20 @@ def check_calendars(settings: Settings) -> None:
             raise SettingsRefused(f"{key}: {problem}")
 
 
+SERVED_URLS = ("DATABASE_URL", "REDIS_URL")  # on a fleet's app server: with the password
+
+
 def warn_of_expanded_env(settings: Settings) -> None:
-    """Say so when a worker's or timer's command expands a value of ``env`` (a password in
-    ``--url $REDIS_URL``): it lands on the command line, readable by every local user."""
+    """Say so when a worker's or timer's command expands a value of ``env``, or the
+    database server's URLs (a password in ``--url $REDIS_URL``): it lands on the command
+    line, readable by every local user."""
     commands = {
         **{f"workers.{n}": w.command for n, w in settings.workers.items()},
         **{f"timers.{n}": t.command for n, t in settings.timers.items()},
     }
+    secret = [*settings.env, *(SERVED_URLS if settings.database_server else ())]
     for key, command in commands.items():
-        names = expanded_env(command, settings.env)
+        names = expanded_env(command, secret)
         if names:
             host.log(
                 f"{key}: the command expands {', '.join('$' + n for n in names)} from env: the"

@@ -47,7 +47,7 @@ from deploys.stack.packages import install_packages
 from deploys.stack.postgresql import check_postgresql, configure_database
 from deploys.stack.redis import configure_redis
 from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
-from deploys.stack.virtualenv import build_virtualenv
+from deploys.stack.virtualenv import build_virtualenv, check_python
 from deploys.stack.workers import check_calendars, configure_processes, start_timers
 
 
@@ -129,6 +129,8 @@ plan = prepare_host()
 fleet = fleet_of_inventory(plan.host.rolling_batch)
 plan = as_served(plan, fleet)
 for app in plan.selected:  # settings the host or the inventory must confirm, before any change
+    if fleet.runs_apps:
+        check_python(app)
     check_calendars(app)
     processes_here(app, fleet)
     one_copy_of_data(app, fleet)

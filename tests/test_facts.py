@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from deploys.ops.facts import (
+    HostPython,
     HttpResponse,
     NginxConfigTest,
     SandboxExposure,
@@ -223,3 +224,13 @@ def test_a_certbot_log_tail_inside_one_pem_block_shows_none_of_it():
     body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
     shown = without_pem(["2026-12-05 03:00:01,000:DEBUG:certbot: key", body, body[:44] + "=="])
     assert shown == ["2026-12-05 03:00:01,000:DEBUG:certbot: key", PEM_REMOVED, PEM_REMOVED]
+
+
+def test_host_python_is_python3s_or_its_releases():
+    assert HostPython().process(lines("host-python.txt")) == {
+        "release": "debian 12",
+        "python": (3, 11),
+    }
+    bare = HostPython().process(lines("host-python-bare.txt"))  # no python3 yet
+    assert bare == {"release": "debian 12", "python": (3, 11)}
+    assert HostPython().process(["release plan9 4"]) == {"release": "plan9 4", "python": None}

@@ -5,6 +5,7 @@ import pytest
 
 from deploys.config.plan import load_plan
 from deploys.config.settings import SettingsError
+from deploys.stack.packages import wanted_packages
 
 NOTES = {"app_name": "notes", "app_src": "examples/notes", "app_module": "notes:create_app()"}
 
@@ -38,6 +39,16 @@ def test_apps_inherit_what_they_do_not_set():
     assert notes.app_module == "notes:create_app()" and hello.app_module == "wsgi:app"
     assert plan.host.firewall_allow == ["8080/tcp"]
     assert not plan.default_server and not plan.https
+
+
+def test_the_apps_apt_packages_go_in_one_apt_transaction_with_ours_each_once():
+    data = two_apps()
+    data["apps"][0]["apt_packages"] = ["libpq5", "gettext"]
+    data["apps"][1]["apt_packages"] = ["gettext", "nginx"]
+    plan = load_plan(data, "web1")
+    assert plan.apt_packages == ["libpq5", "gettext", "nginx"]
+    assert wanted_packages(plan) == ["nginx", "python3-venv", "ufw", "libpq5", "gettext"]
+    assert "gettext" not in wanted_packages(plan, "database")  # no app runs there
 
 
 def test_app_selects_one_and_single_needs_it():

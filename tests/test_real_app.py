@@ -1,7 +1,7 @@
 """A realistic app (examples/notes: a pyproject.toml package with an app factory, SQLite in
-its instance folder, an init command, migrations, a stylesheet) goes to a fresh host with
-settings only, and lives through one-off commands, a redeploy, a rollback and a failed
-migration without losing data or a request."""
+its instance folder, an init command, migrations, a stylesheet; the sqlite3 shell among its
+apt_packages) goes to a fresh host with settings only, and lives through one-off commands, a
+redeploy, a rollback and a failed migration without losing data or a request."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.helpers import NOTES
 
 APP = "notes"
 NAME = "notes.test"
-SETTINGS = NOTES
+SETTINGS = {**NOTES, "apt_packages": ["sqlite3"]}  # the operator's sqlite3 shell beside it
 MIGRATE = "flask --app notes migrate"
 TIMES: dict[str, float] = {}
 
@@ -156,6 +156,7 @@ def test_verify_proves_data_shared_paths_and_static(host, workdir):
         "shared instance linked",
         "shared folder instance",
         "static /static/ served by nginx",
+        "apt_packages installed",
     ):
         assert any(
             line in row and row.rstrip().endswith("PASS") for row in result.output.split("\n")

@@ -4,6 +4,7 @@ killed runs converge, broken nginx configs never go live, busy apt locks are wai
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,21 @@ def test_bad_settings_refuse_the_run_before_touching_a_fresh_host(fresh, workdir
     assert "processes: Input should be greater than or equal to 1 (given 0)" in run.output
     assert "app_name: '../etc' is not allowed" in run.output
     assert "proceses: unknown setting; did you mean 'processes'?" in run.output
+    assert "Starting operation" not in run.output
+    assert fresh.exec(UNTOUCHED).stdout.split() == []
+
+
+def test_an_app_needing_another_python_is_refused_before_touching_a_fresh_host(
+    fresh, workdir, tmp_path
+):
+    """requires-python = ">=3.12" on Debian 12 (Python 3.11): refused, naming the fix."""
+    app = tmp_path / "app"
+    shutil.copytree(testbed.REPO / "app", app)
+    (app / "pyproject.toml").write_text('[project]\nname = "hello"\nrequires-python = ">=3.12"\n')
+    run = pyinfra([fresh], workdir, "deploy.py", "--data", f"app_src={app}")
+    assert run.returncode != 0
+    said = "myproject: pyproject.toml says requires-python = '>=3.12' and the host's Python is 3.11"
+    assert said in run.output and "Debian 13 has 3.13" in run.output, run.output[-2000:]
     assert "Starting operation" not in run.output
     assert fresh.exec(UNTOUCHED).stdout.split() == []
 

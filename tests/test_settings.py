@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from deploys.config.dependencies import python_problem
 from deploys.config.secrets import Secret, env_secret
 from deploys.config.settings import Settings, SettingsError, load_settings
 
@@ -179,6 +180,45 @@ def test_requirements_files_accept_what_pip_accepts(tmp_path):
         'requests[socks]>=2; python_version >= "3.8"\n-e git+https://g.example/x.git#egg=x\n'
     )
     assert "flask==3.1.3" in load_settings({"app_src": str(tmp_path)}).requirements_text
+
+
+@pytest.mark.parametrize(
+    ("pyproject", "pinned", "python", "problem"),
+    [
+        ('requires-python = ">=3.12"', "", (3, 11), "requires-python = '>=3.12' and the host's"),
+        ('requires-python = ">=3.12"', "", (3, 13), None),
+        ('requires-python = ">=3.9,<3.12"', "", (3, 13), "Python is 3.13: deploy to a host"),
+        ('requires-python = "~=3.11.4"', "", (3, 11), None),  # its patch level unknown here
+        ('requires-python = "3.12"', "", (3, 12), "is no version specifier"),
+        ("", "3.12\n", (3, 11), ".python-version names 3.12 and the host's Python is 3.11"),
+        ("", "# pinned\ncpython-3.11.9\n", (3, 11), None),
+        ("", "", (3, 11), None),
+    ],
+)
+def test_the_apps_python_is_checked_against_the_hosts(tmp_path, pyproject, pinned, python, problem):
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "x"\n{pyproject}\n')
+    if pinned:
+        (tmp_path / ".python-version").write_text(pinned)
+    found = python_problem(tmp_path, python)
+    assert (found is None) if problem is None else (problem in found), found
+
+
+@pytest.mark.parametrize(
+    ("names", "refused"),
+    [
+        (["libpq5", "gettext", "g++", "libxml2-dev", "python3.11-dev"], None),
+        (["nginx-"], "'nginx-' is not allowed"),  # apt would remove nginx
+        (["libpq5=15.8-0"], "'libpq5=15.8-0' is not allowed"),
+        (["LibPQ"], "'LibPQ' is not allowed"),
+    ],
+)
+def test_apt_packages_are_debian_package_names(names, refused):
+    if refused is None:
+        assert load_settings({"apt_packages": names}).apt_packages == names
+    else:
+        assert refused in error_for(apt_packages=names) and "apt_packages" in error_for(
+            apt_packages=names
+        )
 
 
 def test_an_app_without_dependencies_says_what_to_add(tmp_path):

@@ -7,6 +7,7 @@ virtualenv's id (so a code change that leaves them alone reuses the virtualenv).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -93,3 +94,58 @@ def _project_dependencies(pyproject: Path) -> str:
             raise ValueError(f"{pyproject}: dependency {dependency!r}: {err}") from None
     header = f"# [project].dependencies of {pyproject.name}\n"
     return header + "".join(f"{dependency}\n" for dependency in dependencies)
+
+
+def python_problem(app: Path, python: tuple[int, int]) -> str | None:
+    """Why the app cannot run on the host's ``python`` (major, minor): its pyproject.toml's
+    ``requires-python`` excludes it, or its ``.python-version`` names another; None when
+    neither does (or the app states neither)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    have = f"{python[0]}.{python[1]}"
+    required = _project_table(app / "pyproject.toml").get("requires-python")
+    if isinstance(required, str):
+        try:
+            allowed = SpecifierSet(required)
+        except InvalidSpecifier as err:
+            return f"pyproject.toml: requires-python {required!r} is no version specifier ({err})"
+        if not allowed.contains(f"{have}.0", prereleases=True) and not allowed.contains(
+            f"{have}.99", prereleases=True
+        ):
+            return (
+                f"pyproject.toml says requires-python = {required!r} and the host's Python is"
+                f" {have}: deploy to a host whose python3 it allows (Debian 12 has 3.11, Debian"
+                " 13 has 3.13), or widen requires-python if the app runs on"
+                f" {have}"
+            )
+    pinned = _python_version_file(app / ".python-version")
+    if pinned and pinned != python:
+        return (
+            f".python-version names {pinned[0]}.{pinned[1]} and the host's Python is {have}:"
+            f" deploy to a host with python3 {pinned[0]}.{pinned[1]}, or set .python-version to"
+            f" {have} once the app runs on it (or exclude the file)"
+        )
+    return None
+
+
+def _project_table(pyproject: Path) -> dict:
+    """pyproject.toml's [project] table ({} when there is none or the file is not TOML)."""
+    import tomllib
+
+    try:
+        project = tomllib.loads(pyproject.read_text()).get("project")
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return project if isinstance(project, dict) else {}
+
+
+def _python_version_file(path: Path) -> tuple[int, int] | None:
+    """The major and minor version a ``.python-version`` names (its first line such as
+    ``3.12``, ``3.12.4`` or ``cpython-3.12``), None without one."""
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines()]
+    except OSError:
+        return None
+    first = next((line for line in lines if line and not line.startswith("#")), "")
+    found = re.search(r"(\d+)\.(\d+)", first)
+    return (int(found[1]), int(found[2])) if found else None

@@ -64,6 +64,11 @@ class HostPlan:
         return any(a.uwsgi_from_source for a in self.apps)
 
     @property
+    def apt_packages(self) -> list[str]:
+        """The Debian packages the apps ask for (``apt_packages``), each once, in order."""
+        return list(dict.fromkeys(p for a in self.apps for p in a.apt_packages))
+
+    @property
     def postgresql(self) -> bool:
         """Whether any app has its database on this host."""
         return any(a.local_postgresql for a in self.apps)

@@ -38,6 +38,7 @@ from deploys.config.secrets import is_unset
 from deploys.config.shipping import AppFiles
 from deploys.config.validation import (
     AcmeUrl,
+    DebianPackage,
     GroupName,
     HostAddress,
     HostName,
@@ -121,6 +122,7 @@ DERIVED = {"database_server": "set by the inventory's database_servers group, no
 LIST_FIELDS = (
     "server_name",
     "python_packages",
+    "apt_packages",
     "firewall_allow",
     "pip_extra_index_url",
     "exclude",
@@ -160,6 +162,7 @@ class Settings(BaseModel):
     command: str | None = None  # run.py's one-off command
     log_lines: int = Field(50, ge=1, le=100000)  # logs.py
     python_packages: list[PipRequirement] = []
+    apt_packages: list[DebianPackage] = []  # Debian packages the app needs (build or run)
     uwsgi_package: PipRequirement = "pyuwsgi==2.0.30.post1"
     uwsgi_from_source: bool = False
     env: dict[str, SecretStr] = {}  # SecretStr: masked in every repr, e.g. pyinfra --debug

@@ -108,6 +108,14 @@ GroupName = Annotated[
     _matches(re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"), "an inventory group's name"),
 ]
 PipRequirement = Annotated[str, _matches(PIP_REQ_RE, "a pip requirement such as requests==2.32.3")]
+# Debian's package names (policy 5.6.7), never ending in "-" (apt would remove the package)
+DebianPackage = Annotated[
+    str,
+    _matches(
+        re.compile(r"^[a-z0-9][a-z0-9+.-]*[a-z0-9+.]$"),
+        "a Debian package's name such as libpq5 or gettext (no version, no trailing -)",
+    ),
+]
 
 
 def names_as_served(value):

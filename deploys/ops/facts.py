@@ -410,3 +410,34 @@ class BackupList(FactBase):
             except json.JSONDecodeError:
                 continue
         return sorted(found, key=lambda m: m.get("backup", ""))
+
+
+# the python3 of each release, for a host that has none yet (the deploy installs the release's)
+RELEASE_PYTHON = {
+    "debian 11": (3, 9),
+    "debian 12": (3, 11),
+    "debian 13": (3, 13),
+    "ubuntu 22.04": (3, 10),
+    "ubuntu 24.04": (3, 12),
+    "ubuntu 25.04": (3, 13),
+}
+
+
+class HostPython(FactBase):
+    """The Python the host's virtualenvs are made with: ``{"release": "debian 12",
+    "python": (3, 11)}``; python3's own version when it is there, else its release's
+    (RELEASE_PYTHON), else None."""
+
+    def command(self) -> str:
+        return (
+            '. /etc/os-release 2>/dev/null; echo "release $ID $VERSION_ID";'
+            " python3 -c 'import sys; print(\"python\", *sys.version_info[:2])' 2>/dev/null;"
+            " true"
+        )
+
+    def process(self, output):
+        said = dict(line.split(" ", 1) for line in output if " " in line)
+        release = said.get("release", "").strip()
+        numbers = said.get("python", "").split()
+        found = tuple(map(int, numbers)) if len(numbers) == 2 else RELEASE_PYTHON.get(release)
+        return {"release": release, "python": found}

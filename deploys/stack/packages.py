@@ -22,18 +22,18 @@ COPY_PACKAGES = ["rsync", "openssh-client"]  # backups pushed to the backup serv
 def wanted_packages(plan: HostPlan, role: str = "") -> list[str]:
     """Debian packages the host's apps need; a compiler only to build uWSGI from source,
     certbot only for HTTPS, redis-server for the apps' own Redis (PostgreSQL: see
-    postgresql.server_packages), rsync to copy backups off the host. A database server
-    (``role`` "database") runs no app: UFW and the databases only, openssl that seals
-    the apps' passwords (deploys/ops/sealed.py), python3 for their backups (and rsync to
-    copy them); a backup server (``role`` "backups"): UFW, rsync, and python3 for rrsync
-    and the taking in."""
+    postgresql.server_packages), rsync to copy backups off the host, and the apps'
+    ``apt_packages``. A database server (``role`` "database") runs no app: UFW and the
+    databases only, openssl that seals the apps' passwords (deploys/ops/sealed.py), python3
+    for their backups (and rsync to copy them); a backup server (``role`` "backups"): UFW,
+    rsync, and python3 for rrsync and the taking in."""
     copying = COPY_PACKAGES if any(a.backup_copy_to for a in plan.apps) else []
     if role == "database":
         backing_up = ["python3", *copying] if any(a.backups for a in plan.apps) else []
         return ["ufw", "openssl", *(REDIS_PACKAGES if plan.redis else []), *backing_up]
     if role == "backups":
         return ["ufw", "rsync", "python3"]
-    return (
+    ours = (
         BASE_PACKAGES
         + (BUILD_PACKAGES if plan.uwsgi_from_source else [])
         + (HTTPS_PACKAGES if plan.https else [])
@@ -41,6 +41,7 @@ def wanted_packages(plan: HostPlan, role: str = "") -> list[str]:
         + (CLIENT_PACKAGES if any(a.postgresql and a.database_server for a in plan.apps) else [])
         + copying
     )
+    return list(dict.fromkeys([*ours, *plan.apt_packages]))
 
 
 @deploy("System packages")

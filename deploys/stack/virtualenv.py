@@ -6,13 +6,16 @@ from __future__ import annotations
 import shlex
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.facts.files import File
 
+from deploys.config.dependencies import python_problem
 from deploys.config.fingerprint import venv_id, venv_packages
 from deploys.config.layout import Layout
 from deploys.config.settings import Settings
+from deploys.ops.context import SettingsRefused
+from deploys.ops.facts import HostPython
 from deploys.ops.fileops import secret_file
 from deploys.ops.render import put_text
 from deploys.ops.typed import deploy
@@ -81,6 +84,23 @@ def built_venv(path: str, requirements: str, packages: list[str]):
         + " ".join(shlex.quote(p) for p in packages)
     )
     yield f"touch {venv}/{COMPLETE_MARKER}"
+
+
+def check_python(settings: Settings) -> None:
+    """Refuse, before anything changes, an app whose ``requires-python`` or
+    ``.python-version`` the host's Python does not meet (HostPython: python3's version, or
+    when the host has none yet, its release's)."""
+    found = host.get_fact(HostPython)
+    if found["python"] is None:
+        host.log(
+            f"the Python of {found['release'] or 'this system'} is unknown here: the app's"
+            " requires-python and .python-version are not checked",
+            log_func=logger.warning,
+        )
+        return
+    problem = python_problem(settings.app_path, found["python"])
+    if problem:
+        raise SettingsRefused(f"{settings.app_name}: {problem} ({host.name}, {found['release']})")
 
 
 @deploy("Virtualenv")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from pyinfra import host
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory, File, Link, Sha256File, Socket
 
 from deploys.config.layout import NGINX_UNIT, Layout
@@ -320,7 +321,16 @@ def host_checks(plan: HostPlan, balancers: tuple[str, ...] = ()) -> list[Check]:
         *([] if plan.default_server else [_unknown_host_check()]),
         _check("apps not in the settings running", "none", _running_unlisted(plan)),
         *(check for name in plan.retired for check in _retired_checks(name, hosted)),
+        *([_apt_packages_check(plan.apt_packages)] if plan.apt_packages else []),
     ]
+
+
+def _apt_packages_check(wanted: list[str]) -> Check:
+    """The apps' ``apt_packages`` installed."""
+    installed = host.get_fact(DebPackages)
+    missing = [name for name in wanted if name not in installed]
+    observed = f"missing: {', '.join(missing)}" if missing else ", ".join(wanted)
+    return _check("apt_packages installed", ", ".join(wanted), observed)
 
 
 def _live_release_check(layout: Layout, current: str, reported: str | None) -> Check:

@@ -47,7 +47,7 @@ from deploys.stack.packages import install_packages
 from deploys.stack.postgresql import check_postgresql, configure_database
 from deploys.stack.redis import configure_redis
 from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
-from deploys.stack.virtualenv import build_virtualenv, check_python
+from deploys.stack.virtualenv import build_virtualenv, check_python, with_resolved
 from deploys.stack.workers import check_calendars, configure_processes, start_timers
 
 
@@ -135,6 +135,7 @@ for app in plan.selected:  # settings the host or the inventory must confirm, be
     processes_here(app, fleet)
     one_copy_of_data(app, fleet)
     copy_targets(app)
+plan = with_resolved(plan, fleet)  # one set of packages per app, for the app servers' Python
 hold_deploy_lock()
 check_postgresql(plan)  # reads a fact: after the lock, whose shell answers the run's facts
 private_upload_dir()

@@ -227,10 +227,8 @@ def test_a_certbot_log_tail_inside_one_pem_block_shows_none_of_it():
 
 
 def test_host_python_is_python3s_or_its_releases():
-    assert HostPython().process(lines("host-python.txt")) == {
-        "release": "debian 12",
-        "python": (3, 11),
-    }
-    bare = HostPython().process(lines("host-python-bare.txt"))  # no python3 yet
-    assert bare == {"release": "debian 12", "python": (3, 11)}
-    assert HostPython().process(["release plan9 4"]) == {"release": "plan9 4", "python": None}
+    debian = {"release": "debian 12", "python": (3, 11), "machine": "x86_64"}
+    assert HostPython().process(lines("host-python.txt")) == debian
+    assert HostPython().process(lines("host-python-bare.txt")) == debian  # no python3 yet
+    unknown = HostPython().process(["release plan9 4"])
+    assert unknown == {"release": "plan9 4", "python": None, "machine": ""}

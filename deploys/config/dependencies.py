@@ -1,5 +1,6 @@
-"""The app's Python dependencies, read from its folder: a requirements file, or when it has
-none, the ``[project].dependencies`` of its ``pyproject.toml`` (PEP 621).
+"""The app's Python dependencies, read from its folder: what its ``uv.lock`` pins, a
+requirements file, or when it has neither, the ``[project].dependencies`` of its
+``pyproject.toml`` (PEP 621).
 
 Either way they become one requirements text: uploaded to the host, fingerprinted into the
 virtualenv's id (so a code change that leaves them alone reuses the virtualenv).
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from deploys.config.lock import UV_LOCK, locked_requirements
+
 DEFAULT_REQUIREMENTS = "requirements.txt"
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 URL_PREFIXES = ("http://", "https://", "git+", "hg+", "svn+", "bzr+", "file:")
@@ -19,9 +22,12 @@ URL_PREFIXES = ("http://", "https://", "git+", "hg+", "svn+", "bzr+", "file:")
 
 def requirements_text(app: Path, setting: str | None) -> str:
     """The requirements text for the app folder ``app``: the file ``setting`` names, else
-    requirements.txt, else pyproject.toml's dependencies. ValueError says what to fix."""
+    what its uv.lock pins (lock.locked_requirements), else requirements.txt, else
+    pyproject.toml's dependencies. ValueError says what to fix."""
     if setting is not None:
         return _requirements_file(app, setting)
+    if (app / UV_LOCK).is_file() and (app / "pyproject.toml").is_file():
+        return locked_requirements(app)
     if (app / DEFAULT_REQUIREMENTS).is_file():
         return _requirements_file(app, DEFAULT_REQUIREMENTS)
     if (app / "pyproject.toml").is_file():

@@ -26,8 +26,9 @@ def venv_packages(settings: Settings) -> list[str]:
 
 
 def venv_id(settings: Settings) -> str:
-    """Fingerprint of everything that goes into the virtualenv."""
-    return digest(settings.requirements_text, *venv_packages(settings))
+    """Fingerprint of everything that goes into the virtualenv: the resolved set (the
+    hosts' Python in its header) when the run resolved it, else the requirements."""
+    return digest(settings.resolved or settings.requirements_text, *venv_packages(settings))
 
 
 def release_id(settings: Settings) -> str:

@@ -116,7 +116,10 @@ SECRET_KEYS = {"env", "pip_index_url", "pip_extra_index_url"}
 
 
 # fields the deploy derives, never set by hand: what sets them
-DERIVED = {"database_server": "set by the inventory's database_servers group, not by hand"}
+DERIVED = {
+    "database_server": "set by the inventory's database_servers group, not by hand",
+    "resolved": "the resolved set of packages the deploy makes, not a setting",
+}
 
 # settings that take one value or a list of them
 LIST_FIELDS = (
@@ -210,6 +213,9 @@ class Settings(BaseModel):
     # not a setting: the address of the inventory's database server, where an app server's
     # database and Redis live (stack/fleet.as_served); None: on this host
     database_server: str | None = None
+    # not a setting: every package the venv gets, pinned with hashes, resolved for the hosts'
+    # Python (stack/virtualenv.with_resolved); None: not resolved in this run
+    resolved: str | None = None
 
     # each field's rules (validation.py), before or after pydantic reads its type
     _names_as_served = applied(names_as_served, "server_name", mode="before")

@@ -425,12 +425,13 @@ RELEASE_PYTHON = {
 
 class HostPython(FactBase):
     """The Python the host's virtualenvs are made with: ``{"release": "debian 12",
-    "python": (3, 11)}``; python3's own version when it is there, else its release's
-    (RELEASE_PYTHON), else None."""
+    "python": (3, 11), "machine": "x86_64"}``; python3's own version when it is there, else
+    its release's (RELEASE_PYTHON), else None."""
 
     def command(self) -> str:
         return (
             '. /etc/os-release 2>/dev/null; echo "release $ID $VERSION_ID";'
+            ' echo "machine $(uname -m)";'
             " python3 -c 'import sys; print(\"python\", *sys.version_info[:2])' 2>/dev/null;"
             " true"
         )
@@ -440,4 +441,4 @@ class HostPython(FactBase):
         release = said.get("release", "").strip()
         numbers = said.get("python", "").split()
         found = tuple(map(int, numbers)) if len(numbers) == 2 else RELEASE_PYTHON.get(release)
-        return {"release": release, "python": found}
+        return {"release": release, "python": found, "machine": said.get("machine", "").strip()}

@@ -18,10 +18,12 @@ from deploys.config.layout import Layout
 from deploys.config.settings import Settings
 from deploys.config.shipping import AppFiles
 from deploys.ops.fileops import upload_command
+from deploys.ops.render import put_text
 from deploys.ops.typed import deploy
 from deploys.release.gate import app_command_args, gate_command
 
 UNPACKED_MARKER = ".unpacked"
+RESOLVED_FILE = "requirements.resolved.txt"  # in a release: the packages its venv holds
 
 
 @operation()
@@ -91,8 +93,9 @@ def shared_folders(layout: Layout, settings: Settings, release: str):
 
 @deploy("App release")
 def upload_release(settings: Settings):
-    """Ship ``app_src`` as releases/<id>/app (unchanged code uploads nothing) and link the
-    release to its virtualenv. Returns the upload operation."""
+    """Ship ``app_src`` as releases/<id>/app (unchanged code uploads nothing), link the
+    release to its virtualenv and write the packages that holds beside it
+    (``requirements.resolved.txt``). Returns the upload operation."""
     layout = Layout.of(settings)
     release = layout.release(release_id(settings))
     local_shared = settings.app_files.skipped_shared()
@@ -110,6 +113,9 @@ def upload_release(settings: Settings):
         path=f"{release}/venv",
         target=f"{layout.venvs}/{venv_id(settings)}",
     )
+    if settings.resolved:  # for the operator: exactly what its venv holds
+        path = f"{release}/{RESOLVED_FILE}"
+        put_text(f"{path}: its packages", settings.resolved, path, user="root", group="root")
     return upload
 
 

@@ -1,24 +1,30 @@
-"""The app's virtualenv: one per requirements fingerprint, built beside the live one and
-switched to only once complete, so unchanged requirements cost nothing."""
+"""The app's virtualenv: one per resolved set of packages (the same on every host: see
+deploys/config/lock.py), built beside the live one and switched to only once complete, so
+unchanged requirements cost nothing."""
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pyinfra import host, logger
+from pyinfra import host, state
 from pyinfra.api import operation
-from pyinfra.facts.files import File
+from pyinfra.facts.files import File, FileContents
 
 from deploys.config.dependencies import python_problem
 from deploys.config.fingerprint import venv_id, venv_packages
 from deploys.config.layout import Layout
+from deploys.config.lock import pinned_versions, resolved
+from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
-from deploys.ops.context import SettingsRefused
+from deploys.ops.context import SettingsRefused, dry_run
 from deploys.ops.facts import HostPython
 from deploys.ops.fileops import secret_file
 from deploys.ops.render import put_text
 from deploys.ops.typed import deploy
+from deploys.release.upload import RESOLVED_FILE
+from deploys.stack.fleet import Fleet, reachable
 
 COMPLETE_MARKER = ".complete"
 
@@ -64,7 +70,7 @@ def pip_netrc(settings: Settings) -> str:
 
 
 @operation()
-def built_venv(path: str, requirements: str, packages: list[str]):
+def built_venv(path: str, requirements: str, packages: list[str], exact: bool = False):
     """
     Build a virtualenv at ``path`` unless a complete one is there; a half-built one (an
     interrupted run) is removed and built again.
@@ -72,6 +78,8 @@ def built_venv(path: str, requirements: str, packages: list[str]):
     + path: the virtualenv's folder
     + requirements: a requirements file on the host
     + packages: further pip requirements
+    + exact: the file is a resolved set: exactly its packages (no dependency pip would add),
+      each checked against its hashes when it has them
     """
     # pip's environment is not the fact's: without it the read joins the run's other facts
     if host.get_fact(File, path=f"{path}/{COMPLETE_MARKER}", _env={}):
@@ -80,33 +88,111 @@ def built_venv(path: str, requirements: str, packages: list[str]):
     venv = shlex.quote(path)
     yield f"rm -rf {venv} && python3 -m venv {venv}"
     yield (
-        f"{venv}/bin/pip install --quiet -r {shlex.quote(requirements)} "
-        + " ".join(shlex.quote(p) for p in packages)
+        f"{venv}/bin/pip install --quiet {'--no-deps ' if exact else ''}"
+        f"-r {shlex.quote(requirements)} " + " ".join(shlex.quote(p) for p in packages)
     )
     yield f"touch {venv}/{COMPLETE_MARKER}"
 
 
 def check_python(settings: Settings) -> None:
     """Refuse, before anything changes, an app whose ``requires-python`` or
-    ``.python-version`` the host's Python does not meet (HostPython: python3's version, or
-    when the host has none yet, its release's)."""
-    found = host.get_fact(HostPython)
-    if found["python"] is None:
-        host.log(
-            f"the Python of {found['release'] or 'this system'} is unknown here: the app's"
-            " requires-python and .python-version are not checked",
-            log_func=logger.warning,
-        )
-        return
-    problem = python_problem(settings.app_path, found["python"])
+    ``.python-version`` the host's Python does not meet (python_of)."""
+    problem = python_problem(settings.app_path, python_of(host.name)[0])
     if problem:
-        raise SettingsRefused(f"{settings.app_name}: {problem} ({host.name}, {found['release']})")
+        raise SettingsRefused(f"{settings.app_name}: {problem} ({host.name})")
+
+
+_PYTHONS: dict[str, tuple[tuple[int, int], str]] = {}  # app server -> its Python, machine
+
+
+def python_of(name: str) -> tuple[tuple[int, int], str]:
+    """The Python (major, minor) and machine of the host ``name`` (HostPython: python3's,
+    or when it has none yet, its release's), read once a run; SettingsRefused when
+    unknown."""
+    if name not in _PYTHONS:
+        found = state.inventory.get_host(name).get_fact(HostPython)
+        if found["python"] is None:
+            raise SettingsRefused(
+                f"{name}: the Python of {found['release'] or 'its system'} is unknown here:"
+                " install python3 on it first (the venvs are made with it)"
+            )
+        _PYTHONS.setdefault(name, (found["python"], found["machine"]))
+    return _PYTHONS[name]
+
+
+def with_resolved(plan: HostPlan, fleet: Fleet) -> HostPlan:
+    """The plan with each app's packages resolved (deploys/config/lock.py) for the Python of
+    the app servers it goes to: this host's, or behind load balancers or around a database
+    server (whose hosts must agree on a release) the app servers', which must then all have
+    the same. Hosts that run no app keep the plan as it is."""
+    if not (fleet.runs_apps or fleet.balancing):
+        return plan
+    names = [h.name for h in reachable(fleet.names)] if fleet.rolling else [host.name]
+    pythons = {name: python_of(name) for name in names}
+    if len(set(pythons.values())) > 1:
+        found = ", ".join(f"{n}: {p[0]}.{p[1]} {m}" for n, (p, m) in pythons.items())
+        raise SettingsRefused(
+            f"the app servers have different Pythons ({found}): one release is one set of"
+            " packages, built for one Python; give them the same Debian release"
+        )
+    if not pythons:
+        return plan
+    python, machine = next(iter(pythons.values()))
+    apps = tuple(
+        app.model_copy(update={"resolved": resolved_for(app, python, machine)}) for app in plan.apps
+    )
+    return replace(plan, apps=apps)
+
+
+def resolved_for(settings: Settings, python: tuple[int, int], machine: str) -> str:
+    """The app's resolved set (lock.resolved) for ``python`` on ``machine``; SettingsRefused
+    with uv's reason when its requirements cannot be resolved."""
+    index = [
+        ("UV_INDEX_URL" if option == "index-url" else "UV_EXTRA_INDEX_URL", url)
+        for option, url in index_urls(settings)
+    ]
+    extra = " ".join(url for name, url in index if name == "UV_EXTRA_INDEX_URL")
+    env = tuple({**dict(index), **({"UV_EXTRA_INDEX_URL": extra} if extra else {})}.items())
+    try:
+        return resolved(
+            settings.requirements_text, tuple(venv_packages(settings)), python, machine, env
+        )
+    except ValueError as err:
+        raise SettingsRefused(f"{settings.app_name}: its requirements: {err}") from None
+
+
+def package_changes(before: str, after: str) -> str:
+    """What changes from the resolved set ``before`` to ``after``: "werkzeug 3.1.8 -> 3.1.9,
+    + blinker 1.9.0, - six 1.16.0" ("" when nothing does)."""
+    old, new = pinned_versions(before), pinned_versions(after)
+    return ", ".join(
+        f"{name} {old[name]} -> {new[name]}"
+        if name in old and name in new
+        else f"+ {name} {new[name]}"
+        if name in new
+        else f"- {name} {old[name]}"
+        for name in sorted(old.keys() | new.keys())
+        if old.get(name) != new.get(name)
+    )
+
+
+def show_package_changes(settings: Settings) -> None:
+    """On a preview (``--dry``): which packages the new set changes from the live release's."""
+    if not dry_run() or not settings.resolved:
+        return
+    before = host.get_fact(FileContents, path=f"{Layout.of(settings).current}/{RESOLVED_FILE}")
+    if before is None:
+        return
+    changes = package_changes("\n".join(before), settings.resolved)
+    if changes:
+        print(f"[{host.name}] {settings.app_name}'s packages would change: {changes}")
 
 
 @deploy("Virtualenv")
 def build_virtualenv(settings: Settings):
     """Upload the requirements and build venvs/<id> if missing. Returns the build operation."""
     layout = Layout.of(settings)
+    show_package_changes(settings)
     vid = venv_id(settings)
     path = f"{layout.venvs}/{vid}"
     requirements = f"{layout.venvs}/{vid}.requirements.txt"
@@ -124,14 +210,15 @@ def build_virtualenv(settings: Settings):
         )
     put_text(
         f"Requirements {requirements}",
-        settings.requirements_text,
+        settings.resolved or settings.requirements_text,
         requirements,
     )
     build = built_venv(
         name=f"Build virtualenv {path}",
         path=path,
         requirements=requirements,
-        packages=venv_packages(settings),
+        packages=[] if settings.resolved else venv_packages(settings),
+        exact=bool(settings.resolved),
         _env={"PIP_CONFIG_FILE": layout.pip_conf, "NETRC": layout.pip_netrc},
     )
     return build

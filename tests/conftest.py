@@ -74,15 +74,16 @@ SLOWEST_FIRST = (
     "test_rollout",  # 216
     "test_https",  # 206
     "test_releases",  # 176
+    "test_database_server",  # 160: six hosts, backups and two restores since
     "test_backups",  # 133, and a third host restored since
     "test_datastores",  # 167
     "test_workers",  # 167
     "test_safety",  # 161
     "test_deploy",  # 145
     "test_security",  # 133
-    "test_database_server",  # 110
     "test_fleet_https",  # 109
     "test_verify",  # 102
+    "test_dependencies",  # 90
     "test_stock_pyinfra",  # 81
     "test_several_apps",  # 79
     "test_real_app",  # 56

@@ -80,3 +80,16 @@ def test_a_preview_names_the_packages_that_would_change():
     after = "flask==3.1.3 \\\n    --hash=sha256:bb\nblinker==1.9.0\nwerkzeug==3.1.8\n"
     assert package_changes(before, after) == "+ blinker 1.9.0, flask 3.1.2 -> 3.1.3, - six 1.16.0"
     assert package_changes(after, after) == ""
+
+
+def test_dependencies_lock_refuses_an_app_without_one(tmp_path):
+    notes = Path(__file__).resolve().parent.parent / "examples" / "notes"
+    with pytest.raises(SettingsError, match=r"dependencies_lock: .*notes has no lock: add a uv"):
+        load_settings({"app_src": str(notes), "dependencies_lock": True})
+    locked = {"app_src": str(LOCKED), "app_module": "locked:create_app()"}
+    assert load_settings({**locked, "dependencies_lock": True}).dependencies_lock
+    (tmp_path / "wsgi.py").write_text("app = 1\n")
+    (tmp_path / "requirements.txt").write_text(
+        resolved("flask==3.1.3\n", (), (3, 11), "x86_64")  # pinned and hashed: a lock
+    )
+    assert load_settings({"app_src": str(tmp_path), "dependencies_lock": True}).dependencies_lock

@@ -171,6 +171,11 @@ def resolved(
     return f"{header} (some have no hashes: a VCS or URL requirement)\n{bare}\n"
 
 
+def hash_pinned(text: str) -> bool:
+    """Whether ``text`` is a lock: every requirement pinned to one version, with hashes."""
+    return fully_pinned(text) and all("--hash=" in line for line in _requirements_of(text))
+
+
 def fully_pinned(text: str) -> bool:
     """Whether every requirement of ``text`` names one version (``name==1.2.3``)."""
     found = _requirements_of(text)

@@ -157,6 +157,7 @@ class Settings(BaseModel):
     request_log: bool = False
     client_max_body_size: str = Field("10m", pattern=r"^\d+[kmg]?$")
     requirements: str | None = None  # None: requirements.txt, else pyproject.toml's
+    dependencies_lock: bool = False  # true: an app without a lock is refused
     exclude: list[str] = []
     shared_paths: list[str] = []
     static: dict[str, str] = {}
@@ -275,7 +276,7 @@ class Settings(BaseModel):
             raise ValueError(f"app_src: {err}") from None
         problems = [
             *module_problems(src, self.app_module),
-            *requirements_problems(src, self.requirements),
+            *requirements_problems(src, self.requirements, self.dependencies_lock),
             *static_problems(self, shipped),
             *https_problems(self),
             *self._process_problems(),

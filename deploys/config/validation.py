@@ -14,6 +14,7 @@ from pathspec import GitIgnoreSpec
 from pydantic import AfterValidator, SecretStr
 
 from deploys.config.dependencies import requirements_text
+from deploys.config.lock import hash_pinned
 from deploys.config.processes import one_line
 from deploys.config.secrets import is_unset
 from deploys.hostside.rules import TRANSIENT_KINDS
@@ -391,12 +392,19 @@ def module_problems(src: Path, app_module: str) -> list[str]:
     return []
 
 
-def requirements_problems(src: Path, requirements: str | None) -> list[str]:
-    """Why the app's requirements cannot be read (empty when they can)."""
+def requirements_problems(src: Path, requirements: str | None, locked: bool = False) -> list[str]:
+    """Why the app's requirements cannot be read (empty when they can); with ``locked``
+    (``dependencies_lock``), why they are no lock: every package pinned with its hashes."""
     try:
-        requirements_text(src, requirements)
+        text = requirements_text(src, requirements)
     except ValueError as err:
         return [f"requirements: {err}"]
+    if locked and not hash_pinned(text):
+        return [
+            f"dependencies_lock: {src} has no lock: add a uv.lock (`uv lock`), or a"
+            " requirements.txt with every package pinned and hashed (`uv pip compile"
+            " --generate-hashes -o requirements.txt pyproject.toml`)"
+        ]
     return []
 
 

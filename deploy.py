@@ -47,7 +47,7 @@ from deploys.stack.packages import install_packages
 from deploys.stack.postgresql import check_postgresql, configure_database
 from deploys.stack.redis import configure_redis
 from deploys.stack.retire import report_unlisted_apps, retire_apps, retiring
-from deploys.stack.virtualenv import build_virtualenv, check_python, with_resolved
+from deploys.stack.virtualenv import build_virtualenv, check_python, install_uv, with_resolved
 from deploys.stack.workers import check_calendars, configure_processes, start_timers
 
 
@@ -129,15 +129,16 @@ plan = prepare_host()
 fleet = fleet_of_inventory(plan.host.rolling_batch)
 plan = as_served(plan, fleet)
 for app in plan.selected:  # settings the host or the inventory must confirm, before any change
-    if fleet.runs_apps:
-        check_python(app)
     check_calendars(app)
     processes_here(app, fleet)
     one_copy_of_data(app, fleet)
     copy_targets(app)
-plan = with_resolved(plan, fleet)  # one set of packages per app, for the app servers' Python
 hold_deploy_lock()
-check_postgresql(plan)  # reads a fact: after the lock, whose shell answers the run's facts
+# these read facts: after the lock, whose shell answers the run's facts (no operation has run)
+check_postgresql(plan)
+for app in plan.selected if fleet.runs_apps else ():
+    check_python(app)
+plan = with_resolved(plan, fleet)  # one set of packages per app, for the app servers' Python
 private_upload_dir()
 install_packages(plan, fleet.role)
 rollout: Callable[[Settings, NginxHost, Fleet], Iterator[Step]]  # this host's part of each app
@@ -161,6 +162,7 @@ else:
     if plan.host.firewall:  # first: a later failure (say, the CA's) must not leave it off
         configure_firewall(plan, fleet.load_balancers)
     install_release_gate()
+    install_uv(plan)
     configure_backup_copies(plan.apps)
     if plan.https:
         prepare_certificates(plan.host.acme_ca_bundle)

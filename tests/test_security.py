@@ -9,11 +9,17 @@ Tests in this module share one host and run in file order.
 
 from __future__ import annotations
 
+import gzip
+import http.server
+import io
 import os
 import re
 import subprocess
+import tarfile
 import threading
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -182,26 +188,61 @@ def test_secret_never_readable_while_a_deploy_writes_it(sec, workdir):
     assert int(re.search(r"reads: (\d+)", report).group(1)) > 1000  # it really polled
 
 
-SOURCE_PACKAGE = (  # an sdist only, so pip starts a second pip to fetch its build backend
-    "mkdir -p /srv/index/simple/fdprobe /root/fdprobe-0.1 && cd /root"
-    ' && printf \'[build-system]\\nrequires = ["setuptools"]\\n'
-    'build-backend = "setuptools.build_meta"\\n[project]\\nname = "fdprobe"\\n'
-    'version = "0.1"\\n\' > fdprobe-0.1/pyproject.toml'
-    " && printf 'Metadata-Version: 2.1\\nName: fdprobe\\nVersion: 0.1\\n' > fdprobe-0.1/PKG-INFO"
-    " && echo 'X = 1' > fdprobe-0.1/fdprobe.py"
-    " && tar -czf /srv/index/fdprobe-0.1.tar.gz fdprobe-0.1"
-    " && echo '<a href=\"../../fdprobe-0.1.tar.gz\">fdprobe-0.1.tar.gz</a>'"
-    " > /srv/index/simple/fdprobe/index.html"
-    " && cd /srv/index && (setsid python3 -m http.server 8765 --bind 127.0.0.1 >/dev/null 2>&1 &)"
-)
+def fdprobe_index(root: Path) -> Path:
+    """A private index in ``root`` serving one source-only package, fdprobe 0.1 (so pip
+    starts a second pip to fetch its build backend), built byte for byte the same wherever
+    it is built: the controller resolves against it, the host installs from it."""
+    files = {
+        "fdprobe-0.1/pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n[project]\nname = "fdprobe"\n'
+        'version = "0.1"\n',
+        "fdprobe-0.1/PKG-INFO": "Metadata-Version: 2.1\nName: fdprobe\nVersion: 0.1\n",
+        "fdprobe-0.1/fdprobe.py": "X = 1\n",
+    }
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(text.encode()), 0o644
+            tar.addfile(info, io.BytesIO(text.encode()))
+    (root / "simple" / "fdprobe").mkdir(parents=True)
+    (root / "fdprobe-0.1.tar.gz").write_bytes(gzip.compress(raw.getvalue(), mtime=0))
+    link = '<a href="../../fdprobe-0.1.tar.gz">fdprobe-0.1.tar.gz</a>\n'
+    (root / "simple" / "fdprobe" / "index.html").write_text(link)
+    return root
 
 
-def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, workdir):
-    """A venv build against a private index with credentials (a local one on the host that
-    serves one source-only package and nothing else, so pip falls through to its default index
-    for the rest and builds that package with a second pip)."""
+INDEX_PORT = 8765  # on the controller's loopback and on the host's: the same URL for both
+
+
+@contextmanager
+def served_on_both(sec, root: Path):
+    """The index in ``root`` served at 127.0.0.1:INDEX_PORT here and on the host."""
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", INDEX_PORT), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        tar.add(root, arcname="index")
+    sec.exec_bytes("mkdir -p /srv && tar -x -C /srv", input=archive.getvalue())
+    sec.exec(
+        f"cd /srv/index && (setsid python3 -m http.server {INDEX_PORT} --bind 127.0.0.1"
+        " >/dev/null 2>&1 &)"
+    )
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, workdir, tmp_path):
+    """A venv build against a private index with credentials (a local one on the host, and
+    the same on the controller, which resolves against it: it serves one source-only package
+    and nothing else, so the installer falls through to its default index for the rest and
+    builds that package)."""
     token = f"tok{time.time_ns()}"
-    sec.exec(SOURCE_PACKAGE)
+    index = fdprobe_index(tmp_path)
     since = sec.exec("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
     stop = threading.Event()
     cmdlines: list[str] = []
@@ -216,14 +257,15 @@ def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, work
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        run = deploy(
-            sec,
-            workdir,
-            "--data",
-            f"pip_extra_index_url=http://ci:{token}@127.0.0.1:8765/simple/",
-            "--data",
-            "python_packages=fdprobe==0.1",  # a new venv: pip runs, and builds
-        ).check()
+        with served_on_both(sec, index):
+            run = deploy(
+                sec,
+                workdir,
+                "--data",
+                f"pip_extra_index_url=http://ci:{token}@127.0.0.1:{INDEX_PORT}/simple/",
+                "--data",
+                "python_packages=fdprobe==0.1",  # a new venv: its installer runs, and builds
+            ).check()
     finally:
         stop.set()
         watcher.join()
@@ -234,9 +276,10 @@ def test_private_index_token_never_on_a_command_line_or_in_the_journal(sec, work
     assert token not in sec.exec(f"journalctl --since {shq(since)} --no-pager").stdout
     assert token not in run.output
     assert token in sec.exec(f"cat /etc/{APP}/pip.netrc").stdout
-    assert token not in sec.exec(f"cat /etc/{APP}/pip.conf").stdout
-    modes = sec.exec(f"stat -c '%a %U' /etc/{APP}/pip.conf /etc/{APP}/pip.netrc").stdout
-    assert modes.split() == ["600", "root", "600", "root"]
+    assert token not in sec.exec(f"cat /etc/{APP}/pip.conf /etc/{APP}/uv.toml").stdout
+    settings = f"/etc/{APP}/pip.conf /etc/{APP}/pip.netrc /etc/{APP}/uv.toml"
+    modes = sec.exec(f"stat -c '%a %U' {settings}").stdout
+    assert modes.split() == ["600", "root"] * 3
 
 
 def test_debug_output_never_shows_a_secret(sec, workdir):

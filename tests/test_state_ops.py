@@ -228,6 +228,12 @@ def test_a_venv_is_built_beside_the_live_one_and_marked_complete_last(fake):
         f"{venv}/bin/pip install --quiet -r {venv}.requirements.txt pyuwsgi==2.0.30.post1",
         f"touch {venv}/.complete",
     ]
+    uv = "/usr/local/lib/flask-deploy/uv-0.13.9/bin/uv"
+    fake({fact(File, path=f"{venv}/.complete", _env={}): None})
+    assert commands(built_venv, venv, f"{venv}.requirements.txt", [], exact=True, uv=uv)[1] == (
+        f"{uv} pip install --quiet --python {venv}/bin/python --compile-bytecode"
+        f" --require-hashes --no-deps -r {venv}.requirements.txt "
+    )
     host = fake({fact(File, path=f"{venv}/.complete", _env={}): {"size": 0}})
     assert commands(built_venv, venv, f"{venv}.requirements.txt", []) == []
     assert host.noops == [f"virtualenv {venv} is complete"]

@@ -14,7 +14,7 @@ from deploys.stack.appservice import (
     uwsgi_ini,
 )
 from deploys.stack.nginx import nginx_site
-from deploys.stack.virtualenv import pip_config, pip_netrc
+from deploys.stack.virtualenv import pip_config, pip_netrc, uv_config
 
 DEFAULTS = load_settings({})
 
@@ -201,6 +201,11 @@ def test_pip_gets_index_credentials_from_a_netrc_never_from_urls():
         "machine 127.0.0.1 login ci password tok",
     ]
     assert pip_netrc(DEFAULTS) == ""
+    assert uv_config(s).splitlines() == [  # uv reads the credentials from the netrc too
+        'index-url = "https://idx.example/simple"',
+        'extra-index-url = ["http://127.0.0.1:8765/simple/", "https://pub.example/s"]',
+    ]
+    assert uv_config(DEFAULTS) == ""
 
 
 def test_app_output_cannot_drive_the_terminal():

@@ -12,6 +12,7 @@ import subprocess
 
 import testbed
 from deploys.release.gate import gate_files
+from deploys.stack.virtualenv import uv_home
 from testbed.load import Load
 from testbed.pyinfra_cli import pyinfra
 
@@ -33,9 +34,14 @@ UPGRADE_CHANGES = {
     "uWSGI service | Apply changes to myproject.service",
     "Nginx site | Site /etc/nginx/sites-available/myproject: test and reload nginx",  # the
     # scheme nginx's own
-    # one resolved set of packages (#31): a new venv, so a new release, switched while serving
+    # one resolved set of packages (#31), installed by uv: a new venv, so a new release,
+    # switched while serving
+    f"uv | uv's requirements {uv_home()}.requirements.txt",
+    "uv | Folder /var/cache/flask-deploy/uv (root only)",
+    f"uv | uv in {uv_home()}",
+    "Virtualenv | pip settings /etc/myproject/uv.toml",
     "Virtualenv | Requirements /srv/myproject/venvs/<id>.requirements.txt",
-    "Virtualenv | Build virtualenv /srv/myproject/venvs/<id>",
+    "Virtualenv | Build virtualenv /srv/myproject/venvs/<id> (uv)",
     "App release | Unpack app into /srv/myproject/releases/<id>/app",
     "App release | /srv/myproject/releases/<id>/venv links its virtualenv",
     "App release | /srv/myproject/releases/<id>/requirements.resolved.txt: its packages",

@@ -14,6 +14,7 @@ GATE_PACKAGE = "/usr/local/lib/flask-deploy/hostside"
 RELEASE_LAUNCHER = "/usr/local/lib/flask-deploy/run-in-release"
 NGINX_UNIT = "nginx.service"
 BACKUPS = "/var/backups/flask-deploy"  # root 0700: every app's backups
+UV_CACHE = "/var/cache/flask-deploy/uv"  # root's: the wheels uv fetched, for the next venvs
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,13 @@ class Layout:
 
     @property
     def pip_netrc(self) -> str:
-        """Private index credentials for pip: root only."""
+        """Private index credentials for pip and uv: root only."""
         return f"{self.etc}/pip.netrc"
+
+    @property
+    def uv_toml(self) -> str:
+        """uv's settings for the venv builds (the index URLs, no credentials): root only."""
+        return f"{self.etc}/uv.toml"
 
     @property
     def unit_name(self) -> str:

@@ -21,8 +21,10 @@ from packaging.utils import canonicalize_name
 
 UV_LOCK = "uv.lock"
 MACHINES = {"x86_64": "x86_64-unknown-linux-gnu", "aarch64": "aarch64-unknown-linux-gnu"}
-# uv never fetches a Python of its own, nor reads a uv.toml of the operator's
+# uv never fetches a Python of its own, nor reads a uv.toml of the operator's; it trusts the
+# system's certificate authorities, as pip does (a TLS-intercepting proxy's among them)
 UV_ENV = {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1", "NO_COLOR": "1"}
+UV_ENV |= {"UV_SYSTEM_CERTS": "1"}
 
 
 def uv_binary() -> str:

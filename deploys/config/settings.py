@@ -158,6 +158,7 @@ class Settings(BaseModel):
     client_max_body_size: str = Field("10m", pattern=r"^\d+[kmg]?$")
     requirements: str | None = None  # None: requirements.txt, else pyproject.toml's
     dependencies_lock: bool = False  # true: an app without a lock is refused
+    installer: Literal["uv", "pip"] = "uv"  # what installs the venv's packages on the host
     exclude: list[str] = []
     shared_paths: list[str] = []
     static: dict[str, str] = {}

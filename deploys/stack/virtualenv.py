@@ -4,6 +4,7 @@ unchanged requirements cost nothing."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import replace
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -11,10 +12,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pyinfra import host, state
 from pyinfra.api import operation
 from pyinfra.facts.files import File, FileContents
+from pyinfra.operations import files
 
 from deploys.config.dependencies import python_problem
 from deploys.config.fingerprint import venv_id, venv_packages
-from deploys.config.layout import Layout
+from deploys.config.layout import UV_CACHE, Layout
 from deploys.config.lock import pinned_versions, resolved
 from deploys.config.plan import HostPlan
 from deploys.config.settings import Settings
@@ -57,6 +59,17 @@ def pip_config(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def uv_config(settings: Settings) -> str:
+    """uv's settings for private indexes, as a uv.toml named by UV_CONFIG_FILE: the index
+    URLs without their credentials (those are in pip_netrc, which uv reads through NETRC)."""
+    urls = [(option, without_credentials(url)) for option, url in index_urls(settings)]
+    main = [url for option, url in urls if option == "index-url"]
+    extra = [url for option, url in urls if option == "extra-index-url"]
+    lines = [f"index-url = {json.dumps(main[0])}"] if main else []
+    lines += [f"extra-index-url = {json.dumps(extra)}"] if extra else []
+    return "".join(f"{line}\n" for line in lines)
+
+
 def pip_netrc(settings: Settings) -> str:
     """A netrc with the index credentials (root only; named by NETRC, which pip honours and
     passes on to the pip it starts for builds through the environment, not the command line)."""
@@ -70,7 +83,9 @@ def pip_netrc(settings: Settings) -> str:
 
 
 @operation()
-def built_venv(path: str, requirements: str, packages: list[str], exact: bool = False):
+def built_venv(
+    path: str, requirements: str, packages: list[str], exact: bool = False, uv: str = ""
+):
     """
     Build a virtualenv at ``path`` unless a complete one is there; a half-built one (an
     interrupted run) is removed and built again.
@@ -80,17 +95,24 @@ def built_venv(path: str, requirements: str, packages: list[str], exact: bool = 
     + packages: further pip requirements
     + exact: the file is a resolved set: exactly its packages (no dependency pip would add),
       each checked against its hashes when it has them
+    + uv: the uv that installs them (its bytecode compiled, as pip does); "": pip
     """
     # pip's environment is not the fact's: without it the read joins the run's other facts
     if host.get_fact(File, path=f"{path}/{COMPLETE_MARKER}", _env={}):
         host.noop(f"virtualenv {path} is complete")
         return
     venv = shlex.quote(path)
-    yield f"rm -rf {venv} && python3 -m venv {venv}"
-    yield (
-        f"{venv}/bin/pip install --quiet {'--no-deps ' if exact else ''}"
-        f"-r {shlex.quote(requirements)} " + " ".join(shlex.quote(p) for p in packages)
+    wanted = f"{'--no-deps ' if exact else ''}-r {shlex.quote(requirements)} " + " ".join(
+        shlex.quote(p) for p in packages
     )
+    yield f"rm -rf {venv} && python3 -m venv {venv}"
+    if uv:
+        yield (
+            f"{shlex.quote(uv)} pip install --quiet --python {venv}/bin/python"
+            f" --compile-bytecode {'--require-hashes ' if exact else ''}{wanted}"
+        )
+    else:
+        yield f"{venv}/bin/pip install --quiet {wanted}"
     yield f"touch {venv}/{COMPLETE_MARKER}"
 
 
@@ -199,6 +221,7 @@ def build_virtualenv(settings: Settings):
     for pip_file, content in (
         (layout.pip_conf, pip_config(settings)),
         (layout.pip_netrc, pip_netrc(settings)),
+        (layout.uv_toml, uv_config(settings)),
     ):
         secret_file(
             name=f"pip settings {pip_file}",
@@ -213,12 +236,48 @@ def build_virtualenv(settings: Settings):
         settings.resolved or settings.requirements_text,
         requirements,
     )
+    uv = settings.installer == "uv" and bool(settings.resolved)
+    env = {"PIP_CONFIG_FILE": layout.pip_conf, "NETRC": layout.pip_netrc}
+    if uv:
+        env |= {"UV_CONFIG_FILE": layout.uv_toml, "UV_CACHE_DIR": UV_CACHE}
+        env |= {"UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1"}  # as pip: the host's CAs
+        env |= {"SSL_CERT_FILE": settings.pip_cert} if settings.pip_cert else {}
     build = built_venv(
-        name=f"Build virtualenv {path}",
+        name=f"Build virtualenv {path}" + (" (uv)" if uv else ""),
         path=path,
         requirements=requirements,
         packages=[] if settings.resolved else venv_packages(settings),
         exact=bool(settings.resolved),
-        _env={"PIP_CONFIG_FILE": layout.pip_conf, "NETRC": layout.pip_netrc},
+        uv=f"{uv_home()}/bin/uv" if uv else "",
+        _env=env,
     )
     return build
+
+
+def uv_home() -> str:
+    """Where the hosts' uv lives: the controller's version (requirements.txt pins it)."""
+    from importlib.metadata import version
+
+    return f"/usr/local/lib/flask-deploy/uv-{version('uv')}"
+
+
+@deploy("uv")
+def install_uv(plan: HostPlan) -> None:
+    """uv, the controller's version, in a virtualenv of its own under
+    /usr/local/lib/flask-deploy (once per host; its wheel checked against its hashes), for
+    the apps whose ``installer`` is uv."""
+    if not any(app.installer == "uv" for app in plan.apps):
+        return
+    home = uv_home()
+    python, machine = python_of(host.name)
+    pins = resolved(f"uv=={home.rsplit('-', 1)[1]}\n", (), python, machine)
+    put_text(f"uv's requirements {home}.requirements.txt", pins, f"{home}.requirements.txt")
+    files.directory(name=f"Folder {UV_CACHE} (root only)", path=UV_CACHE, user="root", mode="700")
+    built_venv(
+        name=f"uv in {home}",
+        path=home,
+        requirements=f"{home}.requirements.txt",
+        packages=[],
+        exact=True,
+        _env={},
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploys.config.lock import lock_mismatch, pinned_versions, resolved
+from deploys.config.lock import lock_mismatch, locked_requirements, pinned_versions, resolved
 from deploys.config.settings import SettingsError, load_settings
 from deploys.stack.virtualenv import package_changes
 
@@ -93,3 +93,24 @@ def test_dependencies_lock_refuses_an_app_without_one(tmp_path):
         resolved("flask==3.1.3\n", (), (3, 11), "x86_64")  # pinned and hashed: a lock
     )
     assert load_settings({"app_src": str(tmp_path), "dependencies_lock": True}).dependencies_lock
+
+
+def test_a_locks_hashes_are_the_ones_the_hosts_check(tmp_path):
+    """A uv.lock's export stays as it is (a hash changed in the lock is the one checked:
+    a host then refuses the file); uWSGI and python_packages resolved beside it, within its
+    pins; one that clashes with the lock is refused."""
+    app = locked_copy(tmp_path)
+    lock = app / "uv.lock"
+    real = re.search(
+        r'name = "flask"\nversion = "3.0.3"\n.*?hash = "sha256:([0-9a-f]{64})"',
+        lock.read_text(),
+        re.S,
+    )[1]
+    lock.write_text(lock.read_text().replace(real, "0" * 64))
+    text = resolved(locked_requirements(app), ("pyuwsgi==2.0.30.post1",), (3, 11), "x86_64")
+    assert "(the lock's hashes)" in text.splitlines()[0]
+    assert f"--hash=sha256:{'0' * 64}" in text and real not in text
+    assert pinned_versions(text)["pyuwsgi"] == "2.0.30.post1"
+    assert "--hash=sha256:" in text.split("pyuwsgi==")[1]
+    with pytest.raises(ValueError, match="uv pip"):
+        resolved(locked_requirements(app), ("flask==3.1.3",), (3, 11), "x86_64")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -146,31 +147,68 @@ def resolved(
     index_env: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """``requirements`` and ``extras`` (uWSGI, python_packages) resolved by uv for Python
-    ``python`` on ``machine``: every package pinned, with the hashes of its files; the
-    hashes left out when a requirement has none (a VCS or URL one: pins without hashes
-    then, said in the header). ``index_env``: UV_INDEX_URL and UV_EXTRA_INDEX_URL, their
-    credentials in uv's environment, never on its command line. Once per run for the same
-    inputs. ValueError with uv's reason when they cannot be resolved."""
+    ``python`` on ``machine``: every package pinned, with the hashes of its files. A lock
+    (every requirement pinned with its hashes: a uv.lock's export, a hashed requirements
+    file) stays as it is, its hashes the ones the hosts check, and only ``extras`` are
+    resolved beside it, within its pins. The hashes are left out when a requirement has none
+    (a VCS or URL one: pins without hashes then, said in the header). ``index_env``:
+    UV_INDEX_URL and UV_EXTRA_INDEX_URL, their credentials in uv's environment, never on its
+    command line. Once per run for the same inputs. ValueError with uv's reason when they
+    cannot be resolved."""
     version = f"{python[0]}.{python[1]}"
-    platform = MACHINES.get(machine, f"{machine}-unknown-linux-gnu")
+    header = f"# resolved by uv for Python {version} on {machine}: every host installs this set"
+    target = (version, MACHINES.get(machine, f"{machine}-unknown-linux-gnu"), index_env)
+    if hash_pinned(requirements):
+        locked = pinned_versions(requirements)
+        wanted = "".join(f"{extra}\n" for extra in extras)
+        added = _compiled(wanted, *target, constraints=locked) if extras else ""
+        beside = [b for b in _blocks(added) if next(iter(pinned_versions(b)), "") not in locked]
+        text = requirements.rstrip("\n") + "\n" + "".join(beside)
+        return f"{header}, hash-checked (the lock's hashes)\n{text}"
+    text = _compiled(requirements + "".join(f"\n{extra}" for extra in extras) + "\n", *target)
+    if hash_pinned(text):
+        return f"{header}, hash-checked\n{text}"
+    bare = "\n".join(block.split(" \\")[0] for block in _blocks(text))
+    return f"{header} (some have no hashes: a VCS or URL requirement)\n{bare}\n"
+
+
+def _compiled(
+    wanted: str,
+    version: str,
+    platform: str,
+    index_env: tuple[tuple[str, str], ...],
+    constraints: dict[str, str] | None = None,
+) -> str:
+    """uv pip compile of ``wanted`` (within ``constraints``' pins), every file's hash
+    generated; from uv's cache without asking the index when every package is pinned
+    already."""
     args = ["pip", "compile", "-", "--python-version", version, "--python-platform", platform]
     args += ["--generate-hashes", "--no-header", "--no-annotate", "--quiet"]
-    wanted = requirements + "".join(f"\n{extra}" for extra in extras) + "\n"
-    text = ""
-    if fully_pinned(wanted):  # every package pinned already: from uv's cache, no index asked
-        try:
-            text = run_uv([*args, "--offline"], stdin=wanted, env=dict(index_env))
-        except ValueError:
-            text = ""  # not all in the cache yet
-        if pinned_versions(text) != pinned_versions(wanted):
-            text = ""  # it added a package the requirements leave open: ask the index
-    text = text or run_uv(args, stdin=wanted, env=dict(index_env))
-    header = f"# resolved by uv for Python {version} on {machine}: every host installs this set"
-    pins = [line for line in text.splitlines() if re.match(r"^[A-Za-z0-9]", line)]
-    if all("--hash=" in line for line in _requirements_of(text)):
-        return f"{header}, hash-checked\n{text}"
-    bare = "\n".join(line.split(" \\")[0] for line in pins)
-    return f"{header} (some have no hashes: a VCS or URL requirement)\n{bare}\n"
+    with tempfile.TemporaryDirectory() as folder:
+        if constraints:
+            pins = Path(folder) / "constraints.txt"
+            pins.write_text("".join(f"{name}=={v}\n" for name, v in constraints.items()))
+            args += ["-c", str(pins)]
+        if fully_pinned(wanted):  # every package pinned already: no index asked
+            try:
+                text = run_uv([*args, "--offline"], stdin=wanted, env=dict(index_env))
+            except ValueError:
+                text = ""  # not all in the cache yet
+            if text and pinned_versions(text) == pinned_versions(wanted):
+                return text  # (else it added a package left open: ask the index)
+        return run_uv(args, stdin=wanted, env=dict(index_env))
+
+
+def _blocks(text: str) -> list[str]:
+    """pip's requirements text as one block per requirement (its continuation lines with
+    it), comments left out."""
+    blocks: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if re.match(r"^[A-Za-z0-9]", line):
+            blocks.append(line)
+        elif blocks and line.startswith((" ", "\t")) and not line.strip().startswith("#"):
+            blocks[-1] += line
+    return blocks
 
 
 def hash_pinned(text: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from deploys.config.lock import UV_LOCK, locked_requirements
+from deploys.config.lock import UV_LOCK, locked_requirements, logical_lines
 
 DEFAULT_REQUIREMENTS = "requirements.txt"
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -49,25 +49,11 @@ def _requirements_file(app: Path, name: str) -> str:
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
     text = path.read_text()
-    for number, line in _logical_lines(text):
+    for number, line in logical_lines(text):
         problem = _requirement_problem(line)
         if problem:
             raise ValueError(f"{path} line {number} is not a pip requirement: {problem}")
     return text
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """The requirements file's lines as pip reads them, each with the number of its first
-    physical line: a line ending in a backslash goes on with the next."""
-    lines: list[tuple[int, str]] = []
-    pending: tuple[int, str] | None = None
-    for number, line in enumerate(text.splitlines(), 1):
-        start, joined = pending or (number, "")
-        joined += " " + line.rstrip().removesuffix("\\").strip()
-        pending = (start, joined) if line.rstrip().endswith("\\") else None
-        if pending is None:
-            lines.append((start, joined.strip()))
-    return lines + ([(pending[0], pending[1].strip())] if pending else [])
 
 
 def _requirement_problem(line: str) -> str | None:

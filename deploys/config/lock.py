@@ -223,10 +223,23 @@ def fully_pinned(text: str) -> bool:
     return bool(found) and all(re.match(exact, line) for line in found)
 
 
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """pip's requirements text as pip reads it, each line with the number of its first
+    physical line: a line ending in a backslash goes on with the next."""
+    lines: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        start, joined = pending or (number, "")
+        joined += " " + line.rstrip().removesuffix("\\").strip()
+        pending = (start, joined) if line.rstrip().endswith("\\") else None
+        if pending is None:
+            lines.append((start, joined.strip()))
+    return lines + ([(pending[0], pending[1].strip())] if pending else [])
+
+
 def _requirements_of(text: str) -> list[str]:
     """Each requirement of pip's requirements text, its continuation lines joined."""
-    joined = re.sub(r"\\\n\s*", " ", text)
-    return [line for line in joined.splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+    return [line for _, line in logical_lines(text) if re.match(r"^[A-Za-z0-9]", line)]
 
 
 def pinned_versions(text: str) -> dict[str, str]:

@@ -44,15 +44,22 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def indexes_by_option(settings: Settings, credentials: bool = False) -> dict[str, list[str]]:
+    """The index URLs under their pip option (``index-url``, ``extra-index-url``), in the
+    settings' order; their credentials only with ``credentials``."""
+    options: dict[str, list[str]] = {}
+    for option, url in index_urls(settings):
+        options.setdefault(option, []).append(url if credentials else without_credentials(url))
+    return options
+
+
 def pip_config(settings: Settings) -> str:
     """pip's settings for private indexes and TLS-intercepting proxies, as a pip.conf named by
     PIP_CONFIG_FILE. Index URLs go in without their credentials: pip copies index URLs onto
     the command line of the pip it starts to build a source package, where every user can
     read them (/proc); credentials go to pip_netrc instead."""
     lines = ["[global]", "disable-pip-version-check = true", "no-cache-dir = true"]
-    options: dict[str, list[str]] = {}
-    for option, url in index_urls(settings):
-        options.setdefault(option, []).append(without_credentials(url))
+    options = indexes_by_option(settings)
     lines += [f"{option} = {' '.join(urls)}" for option, urls in options.items()]
     if settings.pip_cert:
         lines.append(f"cert = {settings.pip_cert}")
@@ -62,9 +69,8 @@ def pip_config(settings: Settings) -> str:
 def uv_config(settings: Settings) -> str:
     """uv's settings for private indexes, as a uv.toml named by UV_CONFIG_FILE: the index
     URLs without their credentials (those are in pip_netrc, which uv reads through NETRC)."""
-    urls = [(option, without_credentials(url)) for option, url in index_urls(settings)]
-    main = [url for option, url in urls if option == "index-url"]
-    extra = [url for option, url in urls if option == "extra-index-url"]
+    options = indexes_by_option(settings)
+    main, extra = options.get("index-url", []), options.get("extra-index-url", [])
     lines = [f"index-url = {json.dumps(main[0])}"] if main else []
     lines += [f"extra-index-url = {json.dumps(extra)}"] if extra else []
     return "".join(f"{line}\n" for line in lines)
@@ -169,12 +175,9 @@ def with_resolved(plan: HostPlan, fleet: Fleet) -> HostPlan:
 def resolved_for(settings: Settings, python: tuple[int, int], machine: str) -> str:
     """The app's resolved set (lock.resolved) for ``python`` on ``machine``; SettingsRefused
     with uv's reason when its requirements cannot be resolved."""
-    index = [
-        ("UV_INDEX_URL" if option == "index-url" else "UV_EXTRA_INDEX_URL", url)
-        for option, url in index_urls(settings)
-    ]
-    extra = " ".join(url for name, url in index if name == "UV_EXTRA_INDEX_URL")
-    env = tuple({**dict(index), **({"UV_EXTRA_INDEX_URL": extra} if extra else {})}.items())
+    names = {"index-url": "UV_INDEX_URL", "extra-index-url": "UV_EXTRA_INDEX_URL"}
+    options = indexes_by_option(settings, credentials=True)
+    env = tuple((names[option], " ".join(urls)) for option, urls in options.items())
     try:
         return resolved(
             settings.requirements_text, tuple(venv_packages(settings)), python, machine, env
